@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): installs what is missing, starts the local stack, runs
+# fmt, clippy and every test, and stops what it started — also when a step fails.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cd "$repo"
+export TIDEMARK_STACK_DIR=${TIDEMARK_STACK_DIR:-$repo/.stack}
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "install what is missing"
+"$here/install.sh"
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "start the local stack"
+trap '"$here/stack.sh" stop' EXIT
+"$here/stack.sh" start --fresh
+# shellcheck disable=SC1091
+source "$TIDEMARK_STACK_DIR/env"
+
+step "cfn-lint template.yaml"
+TOOLS_DIR=${TIDEMARK_TOOLS_DIR:-$HOME/.cache/tidemark-tools}
+"$TOOLS_DIR/deploy/bin/cfn-lint" template.yaml
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --workspace --locked
