@@ -1,0 +1,279 @@
+//! Connecting to an endpoint within a bounded time, and telling the user exactly what went wrong.
+//!
+//! mysql_async has no connect timeout of its own, and a server that accepts the TCP connection but
+//! never greets would hang it forever, so every connect runs under one deadline. When the deadline
+//! passes, a short TCP probe tells "no TCP answer" (a firewall, a wrong host) from "TCP answered but
+//! no MySQL greeting" (a wrong port, a stuck proxy); both fit inside the same deadline.
+
+use std::io;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder, SslOpts};
+use secrecy::{ExposeSecret, SecretString};
+use tidemark_core::{EndpointSpec, TlsMode, TlsSpec};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout, timeout_at};
+
+use crate::error::ConnectError;
+
+/// The connect timeout when the task spec does not set one (DTS's "Test Connectivity" waits about
+/// as long).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// MySQL's "Access denied for user" error code.
+const ER_ACCESS_DENIED_ERROR: u16 = 1045;
+
+/// How to reach one server. The password is a [`SecretString`]: it is never printed by `Debug`, and
+/// leaves this struct only when the driver options are built.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    password: SecretString,
+    pub tls: TlsSpec,
+    pub connect_timeout: Duration,
+    /// Statements run on every new session (and after every pool reset), e.g. `SET time_zone`.
+    pub setup: Vec<String>,
+}
+
+impl ConnectOptions {
+    pub fn new(
+        host: impl Into<String>,
+        port: u16,
+        user: impl Into<String>,
+        password: SecretString,
+    ) -> Self {
+        ConnectOptions {
+            host: host.into(),
+            port,
+            user: user.into(),
+            password,
+            tls: TlsSpec::default(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            setup: Vec::new(),
+        }
+    }
+
+    /// The options for an endpoint of a task spec, with its password already looked up (the
+    /// password may live in an environment variable or a secret store, which the caller resolves).
+    pub fn from_endpoint(endpoint: &EndpointSpec, password: SecretString) -> Self {
+        ConnectOptions {
+            tls: endpoint.tls.clone(),
+            connect_timeout: Duration::from_secs(u64::from(endpoint.connect_timeout_seconds)),
+            ..ConnectOptions::new(
+                endpoint.host.clone(),
+                endpoint.port,
+                endpoint.user.clone(),
+                password,
+            )
+        }
+    }
+
+    /// `host:port` as users write it (`[::1]:3306` for IPv6), for messages.
+    pub fn endpoint(&self) -> String {
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        if host.contains(':') {
+            format!("[{host}]:{}", self.port)
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+
+    fn bare_host(&self) -> &str {
+        self.host.trim_start_matches('[').trim_end_matches(']')
+    }
+
+    /// The driver's options. `prefer_socket(false)`: mysql_async otherwise moves a connection to
+    /// 127.0.0.1 onto the unix socket it finds in `@@socket`, which is another server's socket as
+    /// often as not on a machine with several servers.
+    pub fn to_mysql_opts(&self) -> Opts {
+        let builder = OptsBuilder::default()
+            .ip_or_hostname(self.bare_host())
+            .tcp_port(self.port)
+            .user(Some(self.user.clone()))
+            .pass(Some(self.password.expose_secret().to_owned()))
+            .prefer_socket(false)
+            .tcp_nodelay(true)
+            .stmt_cache_size(0)
+            .setup(self.setup.clone())
+            .ssl_opts(ssl_opts(&self.tls));
+        Opts::from(builder)
+    }
+}
+
+fn ssl_opts(tls: &TlsSpec) -> Option<SslOpts> {
+    // With a CA given, trust that CA alone: a certificate from any public root must not pass.
+    let verified = || match &tls.ca_pem {
+        Some(pem) => SslOpts::default()
+            .with_root_certs(vec![pem.as_bytes().to_vec().into()])
+            .with_disable_built_in_roots(true),
+        None => SslOpts::default(),
+    };
+    match tls.mode {
+        TlsMode::Disabled => None,
+        // Encrypted, but neither the chain nor the name is checked (MySQL's --ssl-mode=REQUIRED).
+        TlsMode::Required => Some(
+            SslOpts::default()
+                .with_danger_accept_invalid_certs(true)
+                .with_danger_skip_domain_validation(true),
+        ),
+        TlsMode::VerifyCa => Some(verified().with_danger_skip_domain_validation(true)),
+        TlsMode::VerifyIdentity => Some(verified()),
+    }
+}
+
+/// Which server family answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    MariaDb,
+    MySql,
+}
+
+impl std::fmt::Display for Flavor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Flavor::MariaDb => "MariaDB",
+            Flavor::MySql => "MySQL",
+        })
+    }
+}
+
+/// What a connection learned about the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    pub flavor: Flavor,
+    /// `major.minor.patch`, e.g. `10.11.19`.
+    pub version: String,
+    /// `@@version` as the server reports it, e.g. `10.11.19-MariaDB-0+deb12u1`.
+    pub version_string: String,
+    /// `@@version_comment`, e.g. `Debian 12`.
+    pub version_comment: String,
+}
+
+impl ServerInfo {
+    /// Reads the server's facts over an open connection.
+    pub async fn read(conn: &mut Conn) -> Result<ServerInfo, mysql_async::Error> {
+        let (major, minor, patch) = conn.server_version();
+        let row: Option<(String, String)> = conn
+            .query_first("SELECT @@version, @@version_comment")
+            .await?;
+        let (version_string, version_comment) = row.unwrap_or_default();
+        let flavor = if version_string.to_ascii_lowercase().contains("mariadb")
+            || version_comment.to_ascii_lowercase().contains("mariadb")
+        {
+            Flavor::MariaDb
+        } else {
+            Flavor::MySql
+        };
+        Ok(ServerInfo {
+            flavor,
+            version: format!("{major}.{minor}.{patch}"),
+            version_string,
+            version_comment,
+        })
+    }
+}
+
+/// Opens one session within `opts.connect_timeout`, or says precisely why it could not.
+pub async fn connect(opts: &ConnectOptions) -> Result<Conn, ConnectError> {
+    let endpoint = opts.endpoint();
+    let total = opts.connect_timeout;
+    let started = Instant::now();
+    // Keep a slice of the budget to classify a timeout, so that the whole call stays within it.
+    let classify_budget = (total / 5).min(Duration::from_secs(1));
+    let attempt = timeout(total - classify_budget, Conn::new(opts.to_mysql_opts())).await;
+    match attempt {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(err)) => Err(classify(err, opts, &endpoint)),
+        Err(_elapsed) => {
+            let deadline = started + total;
+            let tcp = timeout_at(deadline, TcpStream::connect((opts.bare_host(), opts.port))).await;
+            Err(match tcp {
+                Ok(Ok(_stream)) => ConnectError::NoGreeting {
+                    endpoint,
+                    timeout: total,
+                },
+                Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    ConnectError::Refused { endpoint }
+                }
+                _ => ConnectError::Unreachable {
+                    endpoint,
+                    timeout: total,
+                },
+            })
+        }
+    }
+}
+
+/// Connects, reads the server's facts and disconnects: "Test Connectivity".
+pub async fn probe(opts: &ConnectOptions) -> Result<ServerInfo, ConnectError> {
+    let mut conn = connect(opts).await?;
+    let endpoint = opts.endpoint();
+    let info = ServerInfo::read(&mut conn)
+        .await
+        .map_err(|e| classify(e, opts, &endpoint))?;
+    // A failed goodbye changes nothing for the caller: the facts were read.
+    let _ = conn.disconnect().await;
+    Ok(info)
+}
+
+fn classify(err: mysql_async::Error, opts: &ConnectOptions, endpoint: &str) -> ConnectError {
+    use mysql_async::{DriverError, Error, IoError};
+    let endpoint = endpoint.to_owned();
+    match err {
+        Error::Io(IoError::Io(e)) => match e.kind() {
+            io::ErrorKind::ConnectionRefused => ConnectError::Refused { endpoint },
+            io::ErrorKind::TimedOut => ConnectError::Unreachable {
+                endpoint,
+                timeout: opts.connect_timeout,
+            },
+            _ if e.to_string().contains("lookup") => ConnectError::Resolve {
+                host: opts.host.clone(),
+                detail: e.to_string(),
+            },
+            _ => ConnectError::Other {
+                endpoint,
+                detail: e.to_string(),
+            },
+        },
+        Error::Io(IoError::Tls(e)) => ConnectError::Tls {
+            endpoint,
+            detail: tls_detail(&e.to_string(), opts),
+        },
+        Error::Driver(DriverError::NoClientSslFlagFromServer) => ConnectError::Tls {
+            endpoint,
+            detail: "the server does not offer TLS; enable TLS on the server or set tls.mode to \"disabled\"".into(),
+        },
+        Error::Server(e) if e.code == ER_ACCESS_DENIED_ERROR => ConnectError::AccessDenied {
+            endpoint,
+            user: opts.user.clone(),
+        },
+        Error::Server(e) => ConnectError::Server {
+            endpoint,
+            detail: format!("ERROR {} ({}): {}", e.code, e.state, e.message),
+        },
+        other => ConnectError::Other {
+            endpoint,
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// Adds the likely fix to rustls's terse certificate errors.
+fn tls_detail(raw: &str, opts: &ConnectOptions) -> String {
+    let lower = raw.to_ascii_lowercase();
+    if lower.contains("notvalidforname") || lower.contains("not valid for name") {
+        format!(
+            "{raw}: the server's certificate is not issued for host `{}`; connect with the name the certificate carries, or use tls.mode \"verify_ca\"",
+            opts.bare_host()
+        )
+    } else if lower.contains("unknownissuer") || lower.contains("unknown issuer") {
+        format!(
+            "{raw}: the server's certificate is not signed by the given CA; set tls.ca_pem to the CA that issued it"
+        )
+    } else {
+        raw.to_owned()
+    }
+}

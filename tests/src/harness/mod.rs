@@ -1,0 +1,13 @@
+//! The test harness. See the crate docs for the tour.
+
+pub mod aws;
+pub mod names;
+pub mod net;
+pub mod private;
+pub mod server;
+pub mod stack;
+
+pub use names::unique_name;
+pub use private::PrivateServer;
+pub use server::Server;
+pub use stack::{destination, source};

@@ -1,0 +1,16 @@
+//! # tidemark-tests
+//!
+//! The end-to-end tests (in `tests/it/`) and the harness that every crate's integration tests use.
+//!
+//! ## Layout
+//! - [`harness::stack`]: the two shared servers (source, destination) and the AWS emulator started
+//!   by `infra/local/stack.sh`, found through the environment it writes (`.stack/env`).
+//! - [`harness::private`]: a MariaDB server of a test's own, for tests that change server-wide
+//!   settings (`local_infile`, TLS, time zone); stopped when dropped, and by `stack.sh stop` at the
+//!   end of the run whatever happened.
+//! - [`harness::net`]: a closed port and a silent listener on loopback (a host that does not answer).
+//! - [`harness::names`]: database and resource names unique to one test.
+//!
+//! Nothing here connects anywhere but loopback.
+
+pub mod harness;
