@@ -4,6 +4,7 @@ pub mod aws;
 pub mod names;
 pub mod net;
 pub mod private;
+pub mod schema_diff;
 pub mod server;
 pub mod stack;
 
