@@ -5,6 +5,8 @@
 //! - [`spec`]: the task spec types ([`TaskSpec`] and its parts) and [`parse_task_spec`];
 //!   `spec/parse.rs` reads JSON with error paths, `spec/validate.rs` checks endpoints, policy,
 //!   schedule and channel, `spec/objects.rs` checks the object selection and name mapping.
+//! - [`schedule`]: when cycles fire (Day/Week at HH:MM in a zone, inside the effective window,
+//!   DST as EventBridge Scheduler does it) and the EventBridge cron expression.
 //! - [`ident`]: MySQL identifier rules (length, forbidden characters, case-insensitive names).
 //! - [`error`]: [`FieldError`] (a path and a message that says how to fix it) and
 //!   [`SpecErrors`] (all of them).
@@ -18,6 +20,7 @@
 
 pub mod error;
 pub mod ident;
+pub mod schedule;
 pub mod spec;
 
 pub use error::{FieldError, SpecErrors};
