@@ -11,6 +11,9 @@
 //! - [`harness::net`]: a closed port and a silent listener on loopback (a host that does not answer).
 //! - [`harness::names`]: database and resource names unique to one test.
 //!
+//! - [`contract`]: suites every adapter of a port must pass (the state store's first).
+//!
 //! Nothing here connects anywhere but loopback.
 
+pub mod contract;
 pub mod harness;

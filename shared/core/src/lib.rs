@@ -7,6 +7,8 @@
 //!   schedule and channel, `spec/objects.rs` checks the object selection and name mapping.
 //! - [`schedule`]: when cycles fire (Day/Week at HH:MM in a zone, inside the effective window,
 //!   DST as EventBridge Scheduler does it) and the EventBridge cron expression.
+//! - [`state`]: the records kept per task (task, precheck, run, step, progress, watermark).
+//! - [`ports`]: the traits the use cases need ([`ports::StateStore`], [`ports::Clock`]).
 //! - [`ident`]: MySQL identifier rules (length, forbidden characters, case-insensitive names).
 //! - [`error`]: [`FieldError`] (a path and a message that says how to fix it) and
 //!   [`SpecErrors`] (all of them).
@@ -20,8 +22,10 @@
 
 pub mod error;
 pub mod ident;
+pub mod ports;
 pub mod schedule;
 pub mod spec;
+pub mod state;
 
 pub use error::{FieldError, SpecErrors};
 pub use spec::{

@@ -5,3 +5,4 @@ mod connect;
 mod docs;
 mod schema_diff;
 mod stack;
+mod store_sqlite;

@@ -1,0 +1,229 @@
+//! The records Tidemark keeps: tasks, precheck reports, runs, steps, per-table progress and
+//! incremental watermarks. Both state stores (SQLite locally, DynamoDB on AWS) hold exactly these.
+//!
+//! Every record that several workers may touch carries a `version`; a store writes it only when
+//! the stored version is the one the writer read, so a lost race is an ordinary outcome
+//! ([`crate::ports::StoreError::Conflict`]), never a silent overwrite.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::spec::TaskSpec;
+
+/// A task's lifecycle status (DESIGN: task statuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Created,
+    Prechecking,
+    Prechecked,
+    PrecheckFailed,
+    Scheduled,
+    Running,
+    Completed,
+    Stopped,
+    Failed,
+}
+
+/// A stored task. Its spec never holds an inline password: those are moved to the secret store
+/// at creation and replaced by a reference (`password_secret`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub id: String,
+    pub spec: TaskSpec,
+    pub status: TaskStatus,
+    /// Why the task is in its status, when that needs saying ("stopped: run 2026-12-01T02:30:00Z
+    /// failed under the stop policy", "completed: the end date has passed").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    pub version: u64,
+    pub created_at: Timestamp,
+    /// The last change of the spec; a precheck older than this no longer counts.
+    pub changed_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precheck: Option<PrecheckSummary>,
+    /// Secrets this task created (deleted with it); references only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owned_secrets: Vec<String>,
+}
+
+/// The latest precheck's outcome, kept on the task so `start` can decide without a query.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrecheckSummary {
+    pub at: Timestamp,
+    /// `running` while it runs, then `passed` or `failed`.
+    pub state: PrecheckState,
+    /// Ids of the failed checks.
+    #[serde(default)]
+    pub failed: Vec<String>,
+    /// Ids of the checks that warned.
+    #[serde(default)]
+    pub warned: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrecheckState {
+    Running,
+    Passed,
+    Failed,
+}
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunTrigger {
+    Schedule,
+    Manual,
+}
+
+/// A run's status (DESIGN: run statuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+    Missed,
+    Cancelled,
+}
+
+impl RunStatus {
+    /// Whether the run can change no more.
+    pub fn is_final(self) -> bool {
+        !matches!(self, RunStatus::Pending | RunStatus::Running)
+    }
+}
+
+/// Where a running run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunPhase {
+    Schema,
+    Copying,
+    Finalizing,
+}
+
+/// A run is keyed by its task and its scheduled time (one run per scheduled time, whatever
+/// number of times the trigger is delivered).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RunKey {
+    pub task_id: String,
+    pub scheduled_time: Timestamp,
+}
+
+impl RunKey {
+    /// The scheduled time as a fixed-width UTC string (`2026-12-01T02:30:00Z`), which sorts in
+    /// time order: the sort key of runs in both stores.
+    pub fn time_key(&self) -> String {
+        time_key(self.scheduled_time)
+    }
+}
+
+/// A fixed-width, sortable UTC rendering of an instant, to the second.
+pub fn time_key(at: Timestamp) -> String {
+    at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub key: RunKey,
+    pub trigger: RunTrigger,
+    pub status: RunStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<RunPhase>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub created_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    /// Refreshed by every step that makes progress; a run whose heartbeat is older than its
+    /// lease is failed by the reaper.
+    pub heartbeat: Timestamp,
+    /// The chunk steps planned and the ones committed (the latter counted atomically, so the
+    /// worker that commits the last chunk knows it is the last).
+    pub chunks_total: u32,
+    pub chunks_done: u32,
+    /// The policy's plan for this run (replica names, the incremental window, ...), as the
+    /// Schema step wrote it.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub plan: serde_json::Value,
+    pub version: u64,
+}
+
+/// What a step does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    Schema,
+    Chunk,
+    Finalize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    Leased,
+    Done,
+    Failed,
+}
+
+/// One unit of work of a run, idempotent on retry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub run: RunKey,
+    pub n: u32,
+    pub kind: StepKind,
+    pub status: StepStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until: Option<Timestamp>,
+    pub attempts: u32,
+    pub rows: u64,
+    pub bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The step's input (a chunk's table and key range), as the planner wrote it.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub payload: serde_json::Value,
+    pub version: u64,
+}
+
+/// Per-table counters of a run, added to atomically by each chunk.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableProgress {
+    /// `db.table` in source names.
+    pub table: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub chunks_done: u32,
+    pub elapsed_ms: u64,
+    /// Chunks whose verification passed, and failed.
+    pub verified: u32,
+    pub mismatched: u32,
+}
+
+/// An incremental task's watermark for one table: the highest timestamp-column value copied, in
+/// the column's full precision, as text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watermark {
+    pub task_id: String,
+    /// `db.table` in source names.
+    pub table: String,
+    pub value: String,
+    pub updated_at: Timestamp,
+    pub version: u64,
+}
+
+/// One page of a listing, and the cursor of the next, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}

@@ -1,0 +1,3 @@
+//! Contract suites: behaviour every adapter of a port must show, run against each adapter.
+
+pub mod state_store;
