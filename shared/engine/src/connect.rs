@@ -23,6 +23,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// MySQL's "Access denied for user" error code.
 const ER_ACCESS_DENIED_ERROR: u16 = 1045;
+/// "Connections using insecure transport are prohibited while --require_secure_transport=ON."
+const ER_SECURE_TRANSPORT_REQUIRED: u16 = 3159;
 
 /// How to reach one server. The password is a [`SecretString`]: it is never printed by `Debug`, and
 /// leaves this struct only when the driver options are built.
@@ -89,6 +91,16 @@ impl ConnectOptions {
     /// 127.0.0.1 onto the unix socket it finds in `@@socket`, which is another server's socket as
     /// often as not on a machine with several servers.
     pub fn to_mysql_opts(&self) -> Opts {
+        self.mysql_opts_with(None)
+    }
+
+    /// The driver's options, with the name the TLS layer checks the certificate against
+    /// replaced (see [`verify_ca_name`]).
+    fn mysql_opts_with(&self, tls_name: Option<String>) -> Opts {
+        let ssl = ssl_opts(&self.tls).map(|ssl| match tls_name {
+            Some(name) => ssl.with_danger_tls_hostname_override(Some(name)),
+            None => ssl,
+        });
         let builder = OptsBuilder::default()
             .ip_or_hostname(self.bare_host())
             .tcp_port(self.port)
@@ -98,12 +110,46 @@ impl ConnectOptions {
             .tcp_nodelay(true)
             .stmt_cache_size(0)
             .setup(self.setup.clone())
-            .ssl_opts(ssl_opts(&self.tls));
+            .ssl_opts(ssl);
         Opts::from(builder)
     }
 }
 
+/// `verify_ca` checks the certificate's chain and not its name. mysql_async 0.37.1 skips the name
+/// check only when rustls's error text says `NotValidForName`, which current rustls words as
+/// "certificate not valid for name ...; certificate is only valid for DnsName(\"x\")", so the
+/// skip never happens. When that is the only failure, the connection is retried once with the TLS
+/// name set to one the certificate carries: the chain is verified again, the name then matches.
+fn verify_ca_name(error: &ConnectError, tls: &TlsSpec) -> Option<String> {
+    let ConnectError::Tls { detail, .. } = error else {
+        return None;
+    };
+    if tls.mode != TlsMode::VerifyCa {
+        return None;
+    }
+    let valid_for = detail.split("certificate is only valid for").nth(1)?;
+    let first = valid_for
+        .split([',', ']', ':'])
+        .next()?
+        .trim()
+        .trim_start_matches('[');
+    let name = first
+        .strip_prefix("DnsName(")
+        .or_else(|| first.strip_prefix("IpAddress("))?
+        .trim_end_matches(')')
+        .trim_matches('"');
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+fn ensure_tls_provider() {
+    // An error means a provider is installed already, which is all that is needed.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 fn ssl_opts(tls: &TlsSpec) -> Option<SslOpts> {
+    if tls.mode != TlsMode::Disabled {
+        ensure_tls_provider();
+    }
     // With a CA given, trust that CA alone: a certificate from any public root must not pass.
     let verified = || match &tls.ca_pem {
         Some(pem) => SslOpts::default()
@@ -186,7 +232,27 @@ pub async fn connect(opts: &ConnectOptions) -> Result<Conn, ConnectError> {
     let attempt = timeout(total - classify_budget, Conn::new(opts.to_mysql_opts())).await;
     match attempt {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(err)) => Err(classify(err, opts, &endpoint)),
+        Ok(Err(err)) => {
+            let error = classify(err, opts, &endpoint);
+            if matches!(error, ConnectError::AccessDenied { .. })
+                && opts.tls.mode == TlsMode::Disabled
+            {
+                return Err(explain_denial(error, opts, started + total - classify_budget).await);
+            }
+            let Some(name) = verify_ca_name(&error, &opts.tls) else {
+                return Err(error);
+            };
+            let retry = timeout_at(
+                started + total - classify_budget,
+                Conn::new(opts.mysql_opts_with(Some(name))),
+            )
+            .await;
+            match retry {
+                Ok(Ok(conn)) => Ok(conn),
+                Ok(Err(err)) => Err(classify(err, opts, &endpoint)),
+                Err(_elapsed) => Err(error),
+            }
+        }
         Err(_elapsed) => {
             let deadline = started + total;
             let tcp = timeout_at(deadline, TcpStream::connect((opts.bare_host(), opts.port))).await;
@@ -204,6 +270,31 @@ pub async fn connect(opts: &ConnectOptions) -> Result<Conn, ConnectError> {
                 },
             })
         }
+    }
+}
+
+/// MariaDB answers a plain connection that only TLS may make (`require_secure_transport`, or an
+/// account that `REQUIRE`s SSL) with the same "access denied" as a wrong password. One attempt
+/// over TLS tells the two apart: if it gets in, the fix is TLS, not the password.
+async fn explain_denial(
+    denied: ConnectError,
+    opts: &ConnectOptions,
+    deadline: Instant,
+) -> ConnectError {
+    let mut over_tls = opts.clone();
+    over_tls.tls = TlsSpec {
+        mode: TlsMode::Required,
+        ca_pem: None,
+    };
+    match timeout_at(deadline, Conn::new(over_tls.to_mysql_opts())).await {
+        Ok(Ok(conn)) => {
+            let _ = conn.disconnect().await;
+            ConnectError::Tls {
+                endpoint: opts.endpoint(),
+                detail: "the server requires TLS for this user (require_secure_transport or REQUIRE SSL): set tls.mode to \"required\", \"verify_ca\" or \"verify_identity\"".into(),
+            }
+        }
+        _ => denied,
     }
 }
 
@@ -229,6 +320,11 @@ fn classify(err: mysql_async::Error, opts: &ConnectOptions, endpoint: &str) -> C
                 endpoint,
                 timeout: opts.connect_timeout,
             },
+            // rustls reports certificate failures as I/O errors of the TLS stream.
+            _ if is_tls_failure(&e) => ConnectError::Tls {
+                endpoint,
+                detail: tls_detail(&e.to_string(), opts),
+            },
             _ if e.to_string().contains("lookup") => ConnectError::Resolve {
                 host: opts.host.clone(),
                 detail: e.to_string(),
@@ -246,6 +342,10 @@ fn classify(err: mysql_async::Error, opts: &ConnectOptions, endpoint: &str) -> C
             endpoint,
             detail: "the server does not offer TLS; enable TLS on the server or set tls.mode to \"disabled\"".into(),
         },
+        Error::Server(e) if e.code == ER_SECURE_TRANSPORT_REQUIRED => ConnectError::Tls {
+            endpoint,
+            detail: "the server requires TLS (require_secure_transport): set tls.mode to \"required\", \"verify_ca\" or \"verify_identity\"".into(),
+        },
         Error::Server(e) if e.code == ER_ACCESS_DENIED_ERROR => ConnectError::AccessDenied {
             endpoint,
             user: opts.user.clone(),
@@ -259,6 +359,12 @@ fn classify(err: mysql_async::Error, opts: &ConnectOptions, endpoint: &str) -> C
             detail: other.to_string(),
         },
     }
+}
+
+fn is_tls_failure(e: &io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+        || e.to_string().contains("peer certificate")
 }
 
 /// Adds the likely fix to rustls's terse certificate errors.
@@ -275,5 +381,52 @@ fn tls_detail(raw: &str, opts: &ConnectOptions) -> String {
         )
     } else {
         raw.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tls_error(detail: &str) -> ConnectError {
+        ConnectError::Tls {
+            endpoint: "h:1".into(),
+            detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn verify_ca_takes_a_name_the_certificate_carries() {
+        let verify_ca = TlsSpec {
+            mode: TlsMode::VerifyCa,
+            ca_pem: None,
+        };
+        let ip = tls_error(
+            "invalid peer certificate: certificate not valid for name \"localhost\"; certificate is only valid for IpAddress(127.0.0.1)",
+        );
+        assert_eq!(
+            verify_ca_name(&ip, &verify_ca).as_deref(),
+            Some("127.0.0.1")
+        );
+        let dns = tls_error(
+            "invalid peer certificate: certificate not valid for name \"10.0.0.9\"; certificate is only valid for [DnsName(\"db.internal\"), DnsName(\"db\")]",
+        );
+        assert_eq!(
+            verify_ca_name(&dns, &verify_ca).as_deref(),
+            Some("db.internal")
+        );
+        // Other failures, and other modes, are not retried.
+        assert_eq!(
+            verify_ca_name(
+                &tls_error("invalid peer certificate: UnknownIssuer"),
+                &verify_ca
+            ),
+            None
+        );
+        let identity = TlsSpec {
+            mode: TlsMode::VerifyIdentity,
+            ca_pem: None,
+        };
+        assert_eq!(verify_ca_name(&ip, &identity), None);
     }
 }

@@ -7,6 +7,7 @@ pub mod private;
 pub mod schema_diff;
 pub mod server;
 pub mod stack;
+pub mod tls;
 
 pub use names::unique_name;
 pub use private::PrivateServer;

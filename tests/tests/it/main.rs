@@ -6,3 +6,4 @@ mod docs;
 mod schema_diff;
 mod stack;
 mod store_sqlite;
+mod tls;
