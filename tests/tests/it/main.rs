@@ -3,4 +3,5 @@
 mod aws_emulator;
 mod connect;
 mod docs;
+mod schema;
 mod stack;
