@@ -31,7 +31,11 @@ pub enum ObjectKind {
     Table,
     Column,
     Index,
+    /// All the secondary (non-FULLTEXT) indexes of one table, added in one ALTER.
+    Indexes,
     ForeignKey,
+    /// All the foreign keys of one table, added in one ALTER.
+    ForeignKeys,
     Check,
     Partitioning,
     View,
@@ -48,7 +52,9 @@ impl ObjectKind {
             ObjectKind::Table => "table",
             ObjectKind::Column => "column",
             ObjectKind::Index => "index",
+            ObjectKind::Indexes => "secondary indexes",
             ObjectKind::ForeignKey => "foreign key",
+            ObjectKind::ForeignKeys => "foreign keys",
             ObjectKind::Check => "check constraint",
             ObjectKind::Partitioning => "partitioning of table",
             ObjectKind::View => "view",
@@ -95,6 +101,11 @@ impl fmt::Display for ObjectRef {
         let kind = self.kind.as_str();
         match (self.kind, &self.part) {
             (ObjectKind::Database, _) => write!(f, "{kind} {}", quote_ident(&self.database)),
+            (ObjectKind::Indexes | ObjectKind::ForeignKeys, _) => write!(
+                f,
+                "{kind} of table {}",
+                quote_qualified(&self.database, &self.name)
+            ),
             (_, Some(part)) => write!(
                 f,
                 "{kind} {} of table {}",

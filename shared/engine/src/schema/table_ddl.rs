@@ -127,17 +127,12 @@ pub fn table_ddl(
             }
             ElementKind::Key(kind) => {
                 if let Some(missing) = missing_of(element) {
-                    let what = if *kind == KeyKind::Primary {
-                        "the primary key"
-                    } else {
-                        "the index"
-                    };
                     warn(
                         &mut out,
                         ObjectKind::Index,
                         &part,
                         format!(
-                            "{what} needs column {}, which is not selected; it is left out",
+                            "it needs column {}, which is not selected; it is left out",
                             quote_ident(&missing)
                         ),
                     );
@@ -254,7 +249,7 @@ pub fn table_ddl(
     if !secondary.is_empty() {
         out.indexes.push(DdlStatement {
             phase: Phase::PostData,
-            object: table_part(ObjectKind::Index, db, rel, "secondary indexes"),
+            object: ObjectRef::new(ObjectKind::Indexes, &db.target, &rel.target),
             sql: format!("ALTER TABLE {target_table}\n  {}", secondary.join(",\n  ")),
             session: None,
         });
@@ -281,7 +276,7 @@ pub fn table_ddl(
     if !foreign_keys.is_empty() {
         out.foreign_keys.push(DdlStatement {
             phase: Phase::PostData,
-            object: table_part(ObjectKind::ForeignKey, db, rel, "foreign keys"),
+            object: ObjectRef::new(ObjectKind::ForeignKeys, &db.target, &rel.target),
             sql: format!(
                 "ALTER TABLE {target_table}\n  {}",
                 foreign_keys
