@@ -4,4 +4,5 @@ mod aws_emulator;
 mod connect;
 mod docs;
 mod schema;
+mod schema_mapping;
 mod stack;

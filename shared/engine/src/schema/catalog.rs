@@ -93,8 +93,8 @@ fn read_err(object: impl Into<String>) -> impl FnOnce(mysql_async::Error) -> Sch
 }
 
 /// Reads the objects `selection` selects. A database without `tables` brings all its tables,
-/// views, triggers, procedures and functions; a table list brings those tables or views and the
-/// triggers of those tables.
+/// views, triggers, procedures and functions; a table list brings those tables or views, the
+/// triggers of those tables, and the database's procedures and functions.
 #[tracing::instrument(skip_all, fields(databases = selection.len()))]
 pub async fn read_source_schema(
     conn: &mut Conn,
@@ -238,9 +238,9 @@ async fn read_database(
     }
     db.views = read_views(conn, &names).await?;
     db.triggers = read_triggers(conn, &names).await?;
-    if sel.tables.is_none() {
-        db.routines = read_routines(conn, name).await?;
-    }
+    // Routines belong to the database, not to a table: they come with any selection of it, and
+    // the plan warns about those that use tables left out.
+    db.routines = read_routines(conn, name).await?;
     Ok((db, names))
 }
 

@@ -62,6 +62,24 @@ fn session_for(
     }
 }
 
+/// Warns about tables a trigger or routine body uses that are not selected: it is created (the
+/// server resolves those names only when it runs) but fails unless they exist on the destination.
+fn report_unselected(
+    ddl: &mut ObjectDdl,
+    object: &ObjectRef,
+    unselected: &[(String, String, bool)],
+) {
+    for (d, t, _) in unselected {
+        ddl.warn(
+            object,
+            format!(
+                "it uses table {}, which is not selected; it fails when it runs unless that table exists on the destination",
+                quote_qualified(d, t)
+            ),
+        );
+    }
+}
+
 fn report(
     ddl: &mut ObjectDdl,
     object: &ObjectRef,
@@ -98,6 +116,18 @@ pub fn view_ddl(names: &NameMap, db: &DatabaseNames, view: &SourceView) -> Objec
     };
     let rewritten = rewrite_references(&tokens, scope);
     ddl.relations = rewritten.relations.clone();
+    // MariaDB qualifies every table in a stored view definition; an unqualified name in table
+    // position is a CTE. A view on a table that is not selected cannot be created.
+    if let Some((d, t, _)) = rewritten.unselected_relations.iter().find(|(_, _, q)| *q) {
+        ddl.warn(
+            &source,
+            format!(
+                "it reads {}, which is not selected; it is left out (select that table too to keep it)",
+                quote_qualified(d, t)
+            ),
+        );
+        return ddl;
+    }
     // CREATE VIEW checks every column it names: a view on an unselected column cannot be made.
     if report(
         &mut ddl,
@@ -168,6 +198,7 @@ pub fn trigger_ddl(names: &NameMap, db: &DatabaseNames, trigger: &SourceTrigger)
     };
     let rewritten = rewrite_references(&tokens, scope);
     ddl.relations = rewritten.relations.clone();
+    report_unselected(&mut ddl, &source, &rewritten.unselected_relations);
     // CREATE TRIGGER checks NEW.col and OLD.col against its table; other names are only resolved
     // when it fires. Either way a trigger that names a column left out cannot work.
     if report(
@@ -230,6 +261,7 @@ pub fn routine_ddl(
         trigger_table: None,
     };
     let rewritten = rewrite_references(&tokens[header.body_start..], scope);
+    report_unselected(&mut ddl, &source, &rewritten.unselected_relations);
     report(
         &mut ddl,
         &source,

@@ -35,6 +35,9 @@ pub struct Rewritten {
     pub unsafe_references: Vec<String>,
     /// References to columns that are not selected (the object cannot work on the destination).
     pub missing_columns: Vec<String>,
+    /// Tables in a selected database that the body names in table position but that are not
+    /// selected, as (database, table, written qualified).
+    pub unselected_relations: Vec<(String, String, bool)>,
 }
 
 /// Words that start a clause naming tables.
