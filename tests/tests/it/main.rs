@@ -4,5 +4,6 @@ mod aws_emulator;
 mod connect;
 mod docs;
 mod schema;
+mod schema_hostile;
 mod schema_mapping;
 mod stack;
