@@ -180,6 +180,7 @@ async fn column_selection_leaves_out_what_needs_an_unselected_column_with_a_warn
                  CONSTRAINT fk_b FOREIGN KEY (b) REFERENCES {d}.parent (id))"
             ),
             format!("CREATE VIEW {d}.v_b AS SELECT id, b FROM {d}.t"),
+            format!("CREATE VIEW {d}.v_on_b AS SELECT id FROM {d}.v_b"),
         ],
     )
     .await;
@@ -187,7 +188,8 @@ async fn column_selection_leaves_out_what_needs_an_unselected_column_with_a_warn
         { "name": "parent" },
         // `c` is selected, but it is generated from `b`, which is not.
         { "name": "t", "columns": [ { "name": "id" }, { "name": "a" }, { "name": "c" } ] },
-        { "name": "v_b" }
+        { "name": "v_b" },
+        { "name": "v_on_b" }
     ] }]))
     .await;
     let w = &plan.warnings;
@@ -197,7 +199,11 @@ async fn column_selection_leaves_out_what_needs_an_unselected_column_with_a_warn
     assert!(warned(w, ObjectKind::Check, "chk_b", "`b`"), "{w:?}");
     assert!(warned(w, ObjectKind::ForeignKey, "fk_b", "`b`"), "{w:?}");
     assert!(warned(w, ObjectKind::View, "v_b", "`b`"), "{w:?}");
-    assert_eq!(w.len(), 6, "{w:?}");
+    assert!(
+        warned(w, ObjectKind::View, "v_on_b", "left out too"),
+        "{w:?}"
+    );
+    assert_eq!(w.len(), 7, "{w:?}");
 
     let dst = destination();
     let columns = rows(

@@ -92,11 +92,11 @@ async fn run_one(
             ) =>
         {
             SchemaError::AlreadyExists {
-                object: statement.object.clone(),
+                object: Box::new(statement.object.clone()),
             }
         }
         _ => SchemaError::Apply {
-            object: statement.object.clone(),
+            object: Box::new(statement.object.clone()),
             detail: e.to_string(),
             sql: statement.sql.clone(),
         },

@@ -37,11 +37,11 @@ pub enum SchemaError {
     #[error(
         "{object} already exists on the destination: drop it there, or map the database to another name with `rename`"
     )]
-    AlreadyExists { object: ObjectRef },
+    AlreadyExists { object: Box<ObjectRef> },
 
     #[error("creating {object} on the destination failed: {detail}; the statement was:\n{sql}")]
     Apply {
-        object: ObjectRef,
+        object: Box<ObjectRef>,
         detail: String,
         sql: String,
     },

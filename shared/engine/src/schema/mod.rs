@@ -20,7 +20,7 @@
 //!   stored session settings.
 //! - [`planner`]: the order of everything; [`plan`]: the plan's types and its script form.
 //! - [`apply`]: running one phase on a destination session.
-//! - [`error`]: [`SchemaError`].
+//! - [`error`]: the errors, [`SchemaError`].
 
 pub mod apply;
 pub mod catalog;

@@ -382,8 +382,7 @@ fn parse_routine_header(tokens: &[Token], kind: RoutineKind) -> Result<RoutineHe
         if at(k).is_some_and(|t| t.is_punct('(')) {
             k = skip_group(tokens, &sig, k);
         }
-        loop {
-            let Some(t) = at(k) else { break };
+        while let Some(t) = at(k) {
             if [
                 "UNSIGNED", "SIGNED", "ZEROFILL", "BINARY", "ASCII", "UNICODE", "BYTE",
             ]
@@ -401,12 +400,12 @@ fn parse_routine_header(tokens: &[Token], kind: RoutineKind) -> Result<RoutineHe
         }
     }
     let mut security = Vec::new();
-    loop {
-        let Some(t) = at(k) else { break };
+    while let Some(t) = at(k) {
         let next = |n: usize, w: &str| at(k + n).is_some_and(|t| t.is_word(w));
-        if t.is_word("COMMENT") {
-            k += 2;
-        } else if t.is_word("LANGUAGE") || (t.is_word("NOT") && next(1, "DETERMINISTIC")) {
+        if t.is_word("COMMENT")
+            || t.is_word("LANGUAGE")
+            || (t.is_word("NOT") && next(1, "DETERMINISTIC"))
+        {
             k += 2;
         } else if t.is_word("DETERMINISTIC") {
             k += 1;

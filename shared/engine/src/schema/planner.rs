@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use super::catalog::SourceSchema;
 use super::error::SchemaError;
-use super::objects::{routine_ddl, trigger_ddl, view_ddl};
+use super::objects::{ObjectDdl, routine_ddl, trigger_ddl, view_ddl};
 use super::plan::{DdlStatement, MappingWarning, ObjectKind, ObjectRef, Phase, SchemaPlan};
 use super::quote::{quote_ident, quote_qualified};
 use super::table::parse_create_table;
@@ -104,7 +104,7 @@ pub fn plan_schema(source: &SourceSchema) -> Result<SchemaPlan, SchemaError> {
 
 /// Views in dependency order; a view left out takes the views that read it along, with a
 /// warning each.
-fn plan_views(plan: &mut SchemaPlan, mut views: Vec<(String, String, super::objects::ObjectDdl)>) {
+fn plan_views(plan: &mut SchemaPlan, mut views: Vec<(String, String, ObjectDdl)>) {
     let deps: Vec<Vec<usize>> = views
         .iter()
         .map(|(_, _, ddl)| {
@@ -117,25 +117,23 @@ fn plan_views(plan: &mut SchemaPlan, mut views: Vec<(String, String, super::obje
     let order = dependency_order(&deps);
     let mut left_out: HashSet<usize> = HashSet::new();
     for &i in &order {
-        let (db, name, ddl) = &mut views[i];
-        plan.warnings.append(&mut ddl.warnings);
+        plan.warnings.append(&mut views[i].2.warnings);
         let missing = deps[i].iter().find(|d| left_out.contains(d)).copied();
-        if ddl.statement.is_none() {
-            left_out.insert(i);
-        } else if let Some(d) = missing {
-            left_out.insert(i);
-            let dependency = quote_qualified(&views[d].0, &views[d].1);
-            let (db, name, ddl) = &mut views[i];
-            ddl.statement = None;
-            plan.warnings.push(MappingWarning {
-                object: ObjectRef::new(ObjectKind::View, db, name),
-                message: format!(
-                    "it reads view {dependency}, which is left out; it is left out too"
-                ),
-            });
-        } else if let Some(statement) = ddl.statement.take() {
-            let _ = (db, name);
-            plan.statements.push(statement);
+        match (views[i].2.statement.take(), missing) {
+            (None, _) => {
+                left_out.insert(i);
+            }
+            (Some(_), Some(d)) => {
+                left_out.insert(i);
+                plan.warnings.push(MappingWarning {
+                    object: ObjectRef::new(ObjectKind::View, &views[i].0, &views[i].1),
+                    message: format!(
+                        "it reads view {}, which is left out; it is left out too",
+                        quote_qualified(&views[d].0, &views[d].1)
+                    ),
+                });
+            }
+            (Some(statement), None) => plan.statements.push(statement),
         }
     }
 }
