@@ -7,9 +7,14 @@
 //!   that tells a closed port, a host that never answers, a silent listener and a wrong password
 //!   apart, and the server's flavour and version.
 //! - [`error`]: the engine's errors; every message names the endpoint and the fix, never a secret.
+//! - [`schema`]: schema migration: read the selected objects from the source, plan the DDL in
+//!   two phases (pre-data: databases and tables; post-data: indexes, foreign keys, routines,
+//!   views, triggers) with column selection and renames, and apply a phase on the destination.
 
 pub mod connect;
 pub mod error;
+pub mod schema;
 
 pub use connect::{ConnectOptions, DEFAULT_CONNECT_TIMEOUT, Flavor, ServerInfo, connect, probe};
 pub use error::ConnectError;
+pub use schema::{Phase, SchemaError, SchemaPlan, apply, plan_from_source, plan_schema};

@@ -3,6 +3,9 @@
 mod aws_emulator;
 mod connect;
 mod docs;
+mod schema;
+mod schema_hostile;
+mod schema_mapping;
 mod schema_diff;
 mod stack;
 mod store_sqlite;

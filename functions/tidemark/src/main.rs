@@ -1,0 +1,62 @@
+//! `tidemark`: the local host and CLI. This file wires; each command lives in its own module.
+
+mod plan;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Scheduled MySQL-to-MySQL data integration.
+///
+/// Every command takes the task spec (the same JSON as `POST /tasks`). Exit codes: 0 done,
+/// 1 the work failed, 2 the spec or the command line is wrong.
+#[derive(Debug, Parser)]
+#[command(name = "tidemark", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the DDL a run would execute, in order, without changing anything.
+    ///
+    /// Connects to the source only, reads the selected objects and prints the schema migration
+    /// as a script a `mariadb`/`mysql` client could run: a `-- phase:` header before the
+    /// pre-data statements (databases, tables with their primary key) and the post-data ones
+    /// (secondary indexes, foreign keys, routines, views, triggers). Warnings about objects left
+    /// out or references that could not be rewritten go to stderr.
+    ///
+    /// Exit: 0 printed; 1 the source could not be read; 2 a bad spec (or a password that is not
+    /// available locally).
+    Plan {
+        /// The task spec (JSON).
+        #[arg(value_name = "TASK.json")]
+        task: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TIDEMARK_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match cli.command {
+        Command::Plan { task } => runtime.block_on(plan::run(&task)),
+    }
+}
