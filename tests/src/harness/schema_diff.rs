@@ -322,7 +322,14 @@ pub async fn snapshot(
     let sql = "SELECT TABLE_NAME, CONSTRAINT_NAME, LEVEL, CHECK_CLAUSE \
                FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = ?";
     for row in rows(&mut conn, sql, db).await {
-        let obj = format!("{new_db}.{}.{}", m.table(db, &text(&row, 0)), text(&row, 1));
+        let (table, name) = (text(&row, 0), text(&row, 1));
+        // A column-level check is named after its column, so it follows the column's rename.
+        let name = if text(&row, 2) == "Column" {
+            m.column(db, &table, &name)
+        } else {
+            name
+        };
+        let obj = format!("{new_db}.{}.{name}", m.table(db, &table));
         // LEVEL (column or table) is not compared: both forms constrain the same rows.
         put("check", obj, "CHECK_CLAUSE", m.sql(db, &text(&row, 3)));
     }
