@@ -2,5 +2,7 @@
 
 mod aws_emulator;
 mod connect;
+mod copy_exact;
+mod copy_support;
 mod docs;
 mod stack;

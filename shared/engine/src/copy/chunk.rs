@@ -49,8 +49,11 @@ pub enum WriteMethod {
 pub struct ChunkOptions {
     /// Compare row counts and checksums before committing (on by default).
     pub verify: bool,
-    /// The destination table was empty before this run: `unique_checks` may be off.
-    pub dest_was_empty: bool,
+    /// Load with `unique_checks = 0` (MariaDB's bulk path for an empty InnoDB table). Only for a
+    /// table that was empty and is copied as ONE chunk: the bulk path takes a table lock, and two
+    /// chunks of one table that each cleared their range first (holding an intention lock)
+    /// deadlock on it.
+    pub unique_checks_off: bool,
     /// `None`: LOAD DATA when the destination allows it, else INSERTs.
     pub method: Option<WriteMethod>,
 }
@@ -59,7 +62,7 @@ impl Default for ChunkOptions {
     fn default() -> Self {
         ChunkOptions {
             verify: true,
-            dest_was_empty: false,
+            unique_checks_off: false,
             method: None,
         }
     }
@@ -172,7 +175,7 @@ async fn run(
     src.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         .await
         .map_err(|e| CopyError::source_sql(what, "starting a consistent snapshot", e))?;
-    let unique_checks = if options.dest_was_empty { 0 } else { 1 };
+    let unique_checks = if options.unique_checks_off { 0 } else { 1 };
     dst.query_drop(format!("SET SESSION unique_checks = {unique_checks}"))
         .await
         .map_err(|e| CopyError::dest_sql(what, "setting unique_checks", e))?;

@@ -9,31 +9,20 @@ use super::shape::{ColumnKind, TableShape};
 use super::sql::{SqlBuf, qualified, quote_ident};
 
 /// The `LOAD DATA` statement for a table: binary character set (bytes stored as sent), explicit
-/// field/line terminators and escape, BIT columns through a user variable.
+/// field/line terminators and escape, every column by name (invisible ones too). No user
+/// variables and no SET clause: every kind loads directly (see `ColumnKind::Bit`).
 pub fn load_data_sql(shape: &TableShape) -> String {
-    let mut targets = Vec::with_capacity(shape.columns.len());
-    let mut sets = Vec::new();
-    for (i, column) in shape.columns.iter().enumerate() {
-        let name = quote_ident(&column.dest_name);
-        match column.kind {
-            ColumnKind::Bit => {
-                targets.push(format!("@v{i}"));
-                sets.push(format!("{name} = CAST(@v{i} AS UNSIGNED)"));
-            }
-            _ => targets.push(name),
-        }
-    }
-    let mut sql = format!(
+    let targets: Vec<String> = shape
+        .columns
+        .iter()
+        .map(|c| quote_ident(&c.dest_name))
+        .collect();
+    format!(
         "LOAD DATA LOCAL INFILE 'tidemark-chunk' INTO TABLE {} CHARACTER SET binary \
          FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({})",
         qualified(&shape.spec.dest_db, &shape.spec.dest_table),
         targets.join(", ")
-    );
-    if !sets.is_empty() {
-        sql.push_str(" SET ");
-        sql.push_str(&sets.join(", "));
-    }
-    sql
+    )
 }
 
 /// Encodes rows as LOAD DATA lines into buffers of about `flush_at` bytes.
@@ -155,19 +144,13 @@ impl<'a> InsertEncoder<'a> {
             };
             // Every value goes through the one escaping function, in the column's own character
             // set (or binary), so no conversion happens on the way in.
-            match &column.kind {
-                ColumnKind::Bit => {
-                    self.sql.push("CAST(");
-                    self.sql.literal(Some("binary"), &bytes);
-                    self.sql.push(" AS UNSIGNED)");
-                }
-                ColumnKind::Text { charset } => {
-                    self.sql.literal(Some(charset), &bytes);
-                }
-                _ => {
-                    self.sql.literal(Some("binary"), &bytes);
-                }
-            }
+            // Dates and times are text the server parses, in the connection's character set.
+            let charset = match &column.kind {
+                ColumnKind::Text { charset } => Some(charset.as_str()),
+                ColumnKind::Temporal => None,
+                _ => Some("binary"),
+            };
+            self.sql.literal(charset, &bytes);
         }
         self.sql.push(")");
         self.rows += 1;
@@ -227,12 +210,12 @@ mod tests {
     }
 
     #[test]
-    fn load_data_names_every_column_and_routes_bit_through_a_variable() {
+    fn load_data_names_every_column_and_uses_no_set_clause() {
         assert_eq!(
             load_data_sql(&shape()),
             "LOAD DATA LOCAL INFILE 'tidemark-chunk' INTO TABLE `d`.`t``2` CHARACTER SET binary \
              FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' \
-             (`a_d`, @v1, `c_d`) SET `b_d` = CAST(@v1 AS UNSIGNED)"
+             (`a_d`, `b_d`, `c_d`)"
         );
     }
 
@@ -260,7 +243,7 @@ mod tests {
         assert_eq!(
             String::from_utf8(sql).unwrap(),
             "INSERT INTO `d`.`t``2` (`a_d`, `b_d`, `c_d`) VALUES \
-             (_binary'1', CAST(_binary'5' AS UNSIGNED), _utf8mb4'it\\'s')"
+             (_binary'1', _binary'5', _utf8mb4'it\\'s')"
         );
         enc.push_row(&[None, None, None]);
         let (sql, rows) = enc.take_rest().unwrap();

@@ -165,7 +165,7 @@ pub fn push_key_literal(sql: &mut SqlBuf, column: &Column, value: &KeyValue) {
     }
     let charset = match &column.kind {
         ColumnKind::Text { charset } => Some(charset.as_str()),
-        ColumnKind::Temporal | ColumnKind::Other => None,
+        ColumnKind::Temporal => None,
         _ => Some("binary"),
     };
     sql.literal(charset, &value.0);

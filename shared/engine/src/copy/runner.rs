@@ -28,7 +28,7 @@ use crate::error::CopyError;
 pub struct TablePlan {
     pub shape: TableShape,
     pub chunks: Vec<Chunk>,
-    /// Empty destination tables are loaded with `unique_checks = 0`.
+    /// An empty destination table copied as one chunk is loaded with `unique_checks = 0`.
     pub dest_was_empty: bool,
 }
 
@@ -164,7 +164,7 @@ pub async fn copy_tables(
             let table = plan.shape.spec.display();
             let chunk_options = ChunkOptions {
                 verify: options.verify,
-                dest_was_empty: plan.dest_was_empty,
+                unique_checks_off: plan.dest_was_empty && plan.chunks.len() == 1,
                 method: options.method,
             };
             let started = Instant::now();

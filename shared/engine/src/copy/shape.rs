@@ -57,7 +57,9 @@ pub enum ColumnKind {
     Float,
     /// DOUBLE: MariaDB prints the shortest text that round-trips.
     Double,
-    /// BIT(n): read as `c + 0` (an unsigned number), written through `CAST(@v AS UNSIGNED)`.
+    /// BIT(n): its bytes (big-endian), which LOAD DATA and INSERT store back as bits. Not through
+    /// a user variable and `SET`: MariaDB 10.11's LOAD DATA with a SET clause ignores
+    /// NO_AUTO_VALUE_ON_ZERO and turns an AUTO_INCREMENT id 0 into the next id.
     Bit,
     /// CHAR, VARCHAR, TEXT, ENUM, SET, JSON: the column's bytes in its own character set.
     Text { charset: String },
@@ -67,7 +69,9 @@ pub enum ColumnKind {
     Temporal,
     /// GEOMETRY and its subtypes: the server's internal bytes (SRID + WKB), stored back as is.
     Geometry,
-    /// Anything else (INET6, UUID, ...): the server's text form, which it parses back.
+    /// Anything else (UUID, INET6, ...): read as `CAST(c AS BINARY)`, the type's binary form,
+    /// which these types take back from a binary string (their text form, under LOAD DATA's
+    /// `CHARACTER SET binary`, would be taken as binary and rejected).
     Other,
 }
 
@@ -88,7 +92,7 @@ impl Column {
         let c = quote_ident(&self.source_name);
         match self.kind {
             ColumnKind::Float => format!("CAST({c} AS DOUBLE)"),
-            ColumnKind::Bit => format!("{c} + 0"),
+            ColumnKind::Other => format!("CAST({c} AS BINARY)"),
             _ => c,
         }
     }
@@ -362,7 +366,7 @@ mod tests {
             f.digest_expr("g"),
             "COALESCE(CRC32(CAST(`g` AS DOUBLE)), 'N')"
         );
-        assert_eq!(col("b", "bit", true).read_expr(), "`b` + 0");
+        assert_eq!(col("b", "bit", true).read_expr(), "`b`");
         assert_eq!(
             kind_of("varchar", Some("binary".into())),
             ColumnKind::Binary
