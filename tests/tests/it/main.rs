@@ -3,6 +3,8 @@
 mod aws_emulator;
 mod connect;
 mod copy_exact;
+mod copy_keys;
 mod copy_support;
+mod copy_verify;
 mod docs;
 mod stack;

@@ -349,7 +349,7 @@ async fn stream_rows(
             rows += 1;
             bytes += encoder.push_row(&row.unwrap_raw()) as u64;
             if let Some(buffer) = encoder.take_full() {
-                tx.send(Ok(buffer))
+                send_pieces(&tx, buffer)
                     .await
                     .map_err(|_| fail("the destination stopped reading".into()))?;
                 progress(ChunkProgress {
@@ -368,7 +368,7 @@ async fn stream_rows(
         return Err(e);
     }
     if let Some(buffer) = encoder.take_rest() {
-        tx.send(Ok(buffer))
+        send_pieces(&tx, buffer)
             .await
             .map_err(|_| fail("the destination stopped reading".into()))?;
     }
@@ -377,6 +377,18 @@ async fn stream_rows(
         bytes: bytes - reported.bytes,
     });
     Ok((rows, bytes))
+}
+
+/// Sends a buffer in pieces of at most [`LOAD_BUFFER_BYTES`]: the driver writes each piece as
+/// one packet, and a packet over `max_allowed_packet` (a row of 60 MB, escaped) is refused.
+async fn send_pieces(
+    tx: &mpsc::Sender<io::Result<Bytes>>,
+    mut buffer: Bytes,
+) -> Result<(), mpsc::error::SendError<io::Result<Bytes>>> {
+    while buffer.len() > LOAD_BUFFER_BYTES {
+        tx.send(Ok(buffer.split_to(LOAD_BUFFER_BYTES))).await?;
+    }
+    tx.send(Ok(buffer)).await
 }
 
 /// The fallback writer: multi-row INSERTs of about 2 MB while the rows stream in.
