@@ -69,3 +69,142 @@ impl ConnectError {
         )
     }
 }
+
+/// Which server a copy error happened on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Source,
+    Destination,
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Side::Source => "source",
+            Side::Destination => "destination",
+        })
+    }
+}
+
+/// Why copying a table or a chunk failed. Messages name the table and the key range, say what
+/// was being done, and what to do about it. A chunk that failed left nothing on the destination
+/// (its transaction was rolled back), so every case can be retried safely; [`is_retryable`] says
+/// whether retrying *unchanged* can be expected to help.
+///
+/// [`is_retryable`]: CopyError::is_retryable
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error("{0}")]
+    Connect(#[from] ConnectError),
+
+    #[error("on the {side} server, {doing} for {what} failed: {source}")]
+    Sql {
+        side: Side,
+        /// The table, or the chunk with its key range.
+        what: String,
+        doing: String,
+        #[source]
+        source: mysql_async::Error,
+    },
+
+    #[error("table {table} does not exist on the source; check the task's object selection")]
+    TableNotFound { table: String },
+
+    #[error(
+        "column `{column}` of table {table} does not exist on the source (or is a generated column, \
+         which is computed and never copied); fix the task's column selection"
+    )]
+    ColumnNotFound { table: String, column: String },
+
+    #[error(
+        "{chunk}: {sent} rows were sent but the destination stored {stored}; rows were rejected \
+         or merged (a duplicate key on the destination?); the chunk was rolled back"
+    )]
+    RowCountMismatch {
+        chunk: String,
+        sent: u64,
+        stored: u64,
+    },
+
+    #[error(
+        "{chunk}: the destination raised warnings while loading, so values would not arrive \
+         exactly; the chunk was rolled back: {warnings}; make the destination table's definition \
+         match the source's"
+    )]
+    Warnings { chunk: String, warnings: String },
+
+    #[error(
+        "{chunk}: verification failed: the source has {source_rows} rows (checksum \
+         {source_checksum}) and the destination {dest_rows} (checksum {dest_checksum}); something \
+         else writes to the destination table, or its definition differs from the source's"
+    )]
+    VerifyMismatch {
+        chunk: String,
+        source_rows: u64,
+        dest_rows: u64,
+        source_checksum: String,
+        dest_checksum: String,
+    },
+
+    #[error("{chunk}: reading the rows on the source stopped: {detail}; the chunk was rolled back")]
+    Stream { chunk: String, detail: String },
+
+    #[error("internal error copying {table}: {detail}; please report it")]
+    Invariant { table: String, detail: String },
+}
+
+/// Server error codes that say "try again": lock wait timeout, deadlock, the connection was
+/// killed or the query interrupted, the server is shutting down or went away.
+const RETRYABLE_SERVER_CODES: &[u16] = &[
+    1205, 1213, 1053, 1317, 1927, 2006, 2013, 1040, 1158, 1159, 1160, 1161,
+];
+
+impl CopyError {
+    pub(crate) fn sql(side: Side, what: &str, doing: &str, source: mysql_async::Error) -> Self {
+        CopyError::Sql {
+            side,
+            what: what.to_owned(),
+            doing: doing.to_owned(),
+            source,
+        }
+    }
+
+    pub(crate) fn source_sql(what: &str, doing: &str, source: mysql_async::Error) -> Self {
+        CopyError::sql(Side::Source, what, doing, source)
+    }
+
+    pub(crate) fn dest_sql(what: &str, doing: &str, source: mysql_async::Error) -> Self {
+        CopyError::sql(Side::Destination, what, doing, source)
+    }
+
+    /// A short stable code for reports and state records.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CopyError::Connect(e) => e.code(),
+            CopyError::Sql { .. } => "sql",
+            CopyError::TableNotFound { .. } => "table_not_found",
+            CopyError::ColumnNotFound { .. } => "column_not_found",
+            CopyError::RowCountMismatch { .. } => "row_count_mismatch",
+            CopyError::Warnings { .. } => "warnings",
+            CopyError::VerifyMismatch { .. } => "verify_mismatch",
+            CopyError::Stream { .. } => "stream",
+            CopyError::Invariant { .. } => "internal",
+        }
+    }
+
+    /// Whether running the same chunk again, unchanged, may succeed: lost connections, lock
+    /// timeouts, deadlocks, killed queries. Data problems (warnings, mismatches) are not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            CopyError::Connect(e) => e.is_retryable(),
+            CopyError::Sql { source, .. } => match source {
+                mysql_async::Error::Io(_) => true,
+                mysql_async::Error::Server(e) => RETRYABLE_SERVER_CODES.contains(&e.code),
+                mysql_async::Error::Driver(_) => true,
+                _ => false,
+            },
+            CopyError::Stream { .. } => true,
+            _ => false,
+        }
+    }
+}

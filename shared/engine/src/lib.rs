@@ -6,15 +6,19 @@
 //! - [`connect`]: endpoint options (TLS, timeouts, no unix-socket detour), a bounded-time connect
 //!   that tells a closed port, a host that never answers, a silent listener and a wrong password
 //!   apart, and the server's flavour and version.
-//! - [`error`]: the engine's errors; every message names the endpoint and the fix, never a secret.
 //! - [`schema`]: schema migration: read the selected objects from the source, plan the DDL in
 //!   two phases (pre-data: databases and tables; post-data: indexes, foreign keys, routines,
 //!   views, triggers) with column selection and renames, and apply a phase on the destination.
+//! - [`copy`]: the data copy — table shapes, the chunk planner, the chunk copier (LOAD DATA LOCAL
+//!   or INSERTs, idempotent, verified), and the parallel table copier with progress.
+//! - [`error`]: the engine's errors ([`ConnectError`], and [`CopyError`] which wraps it); every
+//!   message names the endpoint or the table and the fix, never a secret.
 
 pub mod connect;
+pub mod copy;
 pub mod error;
 pub mod schema;
 
 pub use connect::{ConnectOptions, DEFAULT_CONNECT_TIMEOUT, Flavor, ServerInfo, connect, probe};
-pub use error::ConnectError;
+pub use error::{ConnectError, CopyError, Side};
 pub use schema::{Phase, SchemaError, SchemaPlan, apply, plan_from_source, plan_schema};

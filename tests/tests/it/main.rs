@@ -2,6 +2,10 @@
 
 mod aws_emulator;
 mod connect;
+mod copy_exact;
+mod copy_keys;
+mod copy_support;
+mod copy_verify;
 mod docs;
 mod schema;
 mod schema_diff;

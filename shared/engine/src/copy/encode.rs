@@ -1,0 +1,253 @@
+//! How rows are written: the `LOAD DATA` statement and its byte stream, or, when the destination
+//! refuses `LOCAL INFILE`, multi-row INSERTs. Both write every column from the same values the
+//! source read (see `ColumnKind`), so both arrive byte for byte.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use mysql_async::Value;
+
+use super::shape::{ColumnKind, TableShape};
+use super::sql::{SqlBuf, qualified, quote_ident};
+
+/// The `LOAD DATA` statement for a table: binary character set (bytes stored as sent), explicit
+/// field/line terminators and escape, every column by name (invisible ones too). No user
+/// variables and no SET clause: every kind loads directly (see `ColumnKind::Bit`).
+pub fn load_data_sql(shape: &TableShape) -> String {
+    let targets: Vec<String> = shape
+        .columns
+        .iter()
+        .map(|c| quote_ident(&c.dest_name))
+        .collect();
+    format!(
+        "LOAD DATA LOCAL INFILE 'tidemark-chunk' INTO TABLE {} CHARACTER SET binary \
+         FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({})",
+        qualified(&shape.spec.dest_db, &shape.spec.dest_table),
+        targets.join(", ")
+    )
+}
+
+/// Encodes rows as LOAD DATA lines into buffers of about `flush_at` bytes.
+pub struct LoadEncoder {
+    buf: BytesMut,
+    flush_at: usize,
+}
+
+impl LoadEncoder {
+    pub fn new(flush_at: usize) -> LoadEncoder {
+        LoadEncoder {
+            buf: BytesMut::with_capacity(flush_at + flush_at / 4),
+            flush_at,
+        }
+    }
+
+    /// Appends one row; returns the bytes it took.
+    pub fn push_row(&mut self, values: &[Option<Value>]) -> usize {
+        let before = self.buf.len();
+        for (i, value) in values.iter().enumerate() {
+            if i > 0 {
+                self.buf.put_u8(b'\t');
+            }
+            match value {
+                None | Some(Value::NULL) => self.buf.put_slice(b"\\N"),
+                Some(Value::Bytes(bytes)) => escape_field(&mut self.buf, bytes),
+                // The text protocol only sends bytes or NULL; anything else is rendered the way
+                // the server would print it.
+                Some(other) => escape_field(&mut self.buf, other.as_sql(true).as_bytes()),
+            }
+        }
+        self.buf.put_u8(b'\n');
+        self.buf.len() - before
+    }
+
+    /// A full buffer, if there is one.
+    pub fn take_full(&mut self) -> Option<Bytes> {
+        (self.buf.len() >= self.flush_at).then(|| self.buf.split().freeze())
+    }
+
+    /// Whatever is left.
+    pub fn take_rest(&mut self) -> Option<Bytes> {
+        (!self.buf.is_empty()).then(|| self.buf.split().freeze())
+    }
+}
+
+/// LOAD DATA's escaping (ESCAPED BY '\\'): the escape, the terminators and NUL are escaped; a
+/// field that is exactly `\N` is NULL, so a real backslash is always doubled and a value can never
+/// be mistaken for NULL.
+fn escape_field(out: &mut BytesMut, bytes: &[u8]) {
+    out.reserve(bytes.len() + 8);
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            0 => b"\\0",
+            _ => continue,
+        };
+        out.put_slice(&bytes[start..i]);
+        out.put_slice(escaped);
+        start = i + 1;
+    }
+    out.put_slice(&bytes[start..]);
+}
+
+/// Builds `INSERT INTO t (..) VALUES (..), (..)` statements of about `max_bytes`.
+pub struct InsertEncoder<'a> {
+    shape: &'a TableShape,
+    head: String,
+    sql: SqlBuf,
+    rows: u64,
+    max_bytes: usize,
+}
+
+impl<'a> InsertEncoder<'a> {
+    pub fn new(shape: &'a TableShape, max_bytes: usize) -> InsertEncoder<'a> {
+        let columns: Vec<String> = shape
+            .columns
+            .iter()
+            .map(|c| quote_ident(&c.dest_name))
+            .collect();
+        let head = format!(
+            "INSERT INTO {} ({}) VALUES ",
+            qualified(&shape.spec.dest_db, &shape.spec.dest_table),
+            columns.join(", ")
+        );
+        InsertEncoder {
+            shape,
+            head,
+            sql: SqlBuf::new(),
+            rows: 0,
+            max_bytes,
+        }
+    }
+
+    /// Appends one row; returns the bytes it took.
+    pub fn push_row(&mut self, values: &[Option<Value>]) -> usize {
+        let before = self.sql.len();
+        if self.rows == 0 {
+            self.sql.push(&self.head);
+        } else {
+            self.sql.push(", ");
+        }
+        self.sql.push("(");
+        for (i, (value, column)) in values.iter().zip(&self.shape.columns).enumerate() {
+            if i > 0 {
+                self.sql.push(", ");
+            }
+            let bytes = match value {
+                None | Some(Value::NULL) => {
+                    self.sql.push("NULL");
+                    continue;
+                }
+                Some(Value::Bytes(bytes)) => std::borrow::Cow::Borrowed(bytes.as_slice()),
+                Some(other) => std::borrow::Cow::Owned(other.as_sql(true).into_bytes()),
+            };
+            // Every value goes through the one escaping function, in the column's own character
+            // set (or binary), so no conversion happens on the way in.
+            // Dates and times are text the server parses, in the connection's character set.
+            let charset = match &column.kind {
+                ColumnKind::Text { charset } => Some(charset.as_str()),
+                ColumnKind::Temporal => None,
+                _ => Some("binary"),
+            };
+            self.sql.literal(charset, &bytes);
+        }
+        self.sql.push(")");
+        self.rows += 1;
+        self.sql.len() - before
+    }
+
+    /// The statement and its row count, once it is big enough.
+    pub fn take_full(&mut self) -> Option<(Vec<u8>, u64)> {
+        (self.sql.len() >= self.max_bytes).then(|| self.take())
+    }
+
+    /// Whatever is left.
+    pub fn take_rest(&mut self) -> Option<(Vec<u8>, u64)> {
+        (self.rows > 0).then(|| self.take())
+    }
+
+    fn take(&mut self) -> (Vec<u8>, u64) {
+        let rows = std::mem::take(&mut self.rows);
+        (std::mem::take(&mut self.sql).into_bytes(), rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::copy::shape::{Column, TableCopySpec};
+
+    fn shape() -> TableShape {
+        let col = |name: &str, kind| Column {
+            source_name: name.into(),
+            dest_name: format!("{name}_d"),
+            data_type: "x".into(),
+            kind,
+            nullable: true,
+        };
+        TableShape {
+            spec: TableCopySpec {
+                source_db: "s".into(),
+                source_table: "t".into(),
+                dest_db: "d".into(),
+                dest_table: "t`2".into(),
+                columns: None,
+            },
+            columns: vec![
+                col("a", ColumnKind::Integer),
+                col("b", ColumnKind::Bit),
+                col(
+                    "c",
+                    ColumnKind::Text {
+                        charset: "utf8mb4".into(),
+                    },
+                ),
+            ],
+            key: None,
+            key_warning: None,
+        }
+    }
+
+    #[test]
+    fn load_data_names_every_column_and_uses_no_set_clause() {
+        assert_eq!(
+            load_data_sql(&shape()),
+            "LOAD DATA LOCAL INFILE 'tidemark-chunk' INTO TABLE `d`.`t``2` CHARACTER SET binary \
+             FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' \
+             (`a_d`, `b_d`, `c_d`)"
+        );
+    }
+
+    #[test]
+    fn load_fields_tell_null_from_every_lookalike() {
+        let mut enc = LoadEncoder::new(1 << 20);
+        let b = |s: &[u8]| Some(Value::Bytes(s.to_vec()));
+        enc.push_row(&[None, b(b""), b(b"NULL")]);
+        enc.push_row(&[b(b"\\N"), b(b"a\tb\nc\\d\0e\rf"), b(b"\xff")]);
+        assert_eq!(
+            enc.take_rest().unwrap().as_ref(),
+            b"\\N\t\tNULL\n\\\\N\ta\\tb\\nc\\\\d\\0e\\rf\t\xff\n"
+        );
+        assert!(enc.take_rest().is_none());
+    }
+
+    #[test]
+    fn inserts_escape_through_the_one_function_and_split_by_size() {
+        let shape = shape();
+        let mut enc = InsertEncoder::new(&shape, 10);
+        let b = |s: &[u8]| Some(Value::Bytes(s.to_vec()));
+        enc.push_row(&[b(b"1"), b(b"5"), b(b"it's")]);
+        let (sql, rows) = enc.take_full().unwrap();
+        assert_eq!(rows, 1);
+        assert_eq!(
+            String::from_utf8(sql).unwrap(),
+            "INSERT INTO `d`.`t``2` (`a_d`, `b_d`, `c_d`) VALUES \
+             (_binary'1', _binary'5', _utf8mb4'it\\'s')"
+        );
+        enc.push_row(&[None, None, None]);
+        let (sql, rows) = enc.take_rest().unwrap();
+        assert_eq!(rows, 1);
+        assert!(sql.ends_with(b"VALUES (NULL, NULL, NULL)"));
+    }
+}

@@ -1,0 +1,38 @@
+//! The data copy: chunked, streaming, exact, idempotent, verified.
+//!
+//! ## Layout
+//! - [`shape`]: a table as the copier sees it — written columns (no generated ones, invisible
+//!   ones included), how each is read and written exactly, and the key ([`TableCopySpec`] in,
+//!   [`TableShape`] out).
+//! - [`range`]: exact, serializable key values and `(lower, upper]` key ranges as SQL.
+//! - [`plan`]: the chunk planner, walking the key on the source ([`Chunk`]).
+//! - [`session`]: both sides' pools and session settings ([`CopyEndpoints`]).
+//! - [`encode`]: the LOAD DATA statement and its byte stream; the INSERT fallback.
+//! - [`chunk`]: copying one chunk: snapshot read, clear the range, load, check, verify, commit.
+//! - [`verify`]: the NULL-safe, float-exact row count and checksum of a range.
+//! - [`runner`]: planning tables and copying their chunks `workers` at a time, with progress.
+//! - [`sql`]: the one identifier quoting and the one value escaping function.
+//!
+//! The run orchestrator: `CopyEndpoints::open` once, `plan_table` per table after the schema's
+//! pre-data phase, then `copy_tables` (locally) or `copy_chunk` per queued chunk (on Lambda),
+//! then the schema's post-data phase.
+
+pub mod chunk;
+pub mod encode;
+pub mod plan;
+pub mod range;
+pub mod runner;
+pub mod session;
+pub mod shape;
+pub mod sql;
+pub mod verify;
+
+pub use chunk::{ChunkOptions, ChunkProgress, ChunkReport, WriteMethod, copy_chunk};
+pub use plan::{Chunk, chunk_bytes, plan_chunks};
+pub use range::{KeyBound, KeyRange, KeyValue};
+pub use runner::{
+    CopyEvent, CopyOptions, TablePlan, TableReport, Verification, copy_tables, plan_table,
+};
+pub use session::CopyEndpoints;
+pub use shape::{Column, ColumnKind, TableCopySpec, TableShape, read_shape};
+pub use verify::{Checksum, verify_chunk};

@@ -1,0 +1,231 @@
+//! The two sides' sessions, configured once in each pool's setup (a pool resets a connection
+//! when it is returned, which erases plain `SET`s; the setup runs again after every reset).
+//!
+//! mysql_async runs the setup statements in *reverse* order, so each side's settings are one
+//! `SET` statement plus order-independent ones.
+
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts};
+
+use super::sql::push_string_literal;
+use crate::connect::{ConnectOptions, connect};
+use crate::error::{CopyError, Side};
+
+/// How long one side may wait for the other (a slow destination stalls the source's stream,
+/// and a slow source stalls the destination's LOAD).
+const NET_TIMEOUT_SECONDS: u32 = 600;
+
+/// sql_mode flags the destination session drops: values the source holds must load as they are.
+const DROPPED_MODES: &[&str] = &[
+    "STRICT_TRANS_TABLES",
+    "STRICT_ALL_TABLES",
+    "NO_ZERO_DATE",
+    "NO_ZERO_IN_DATE",
+    "TRADITIONAL",
+    // Values and key bounds are escaped with backslashes (see sql.rs).
+    "NO_BACKSLASH_ESCAPES",
+];
+
+/// The destination session's `sql_mode`: the source's minus STRICT_* and NO_ZERO_* (the source
+/// may hold zero dates and values a strict mode rejects), plus NO_AUTO_VALUE_ON_ZERO (an
+/// AUTO_INCREMENT key of 0 stays 0).
+pub fn destination_sql_mode(source_sql_mode: &str) -> String {
+    let mut modes: Vec<&str> = source_sql_mode
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty() && !DROPPED_MODES.iter().any(|d| d.eq_ignore_ascii_case(m)))
+        .collect();
+    if !modes
+        .iter()
+        .any(|m| m.eq_ignore_ascii_case("NO_AUTO_VALUE_ON_ZERO"))
+    {
+        modes.push("NO_AUTO_VALUE_ON_ZERO");
+    }
+    modes.join(",")
+}
+
+/// The source session's `sql_mode`: its own, without NO_BACKSLASH_ESCAPES (key bounds are
+/// escaped with backslashes).
+pub fn source_sql_mode(source_sql_mode: &str) -> String {
+    source_sql_mode
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty() && !m.eq_ignore_ascii_case("NO_BACKSLASH_ESCAPES"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn sql_mode_literal(mode: &str) -> String {
+    let mut out = Vec::new();
+    push_string_literal(&mut out, None, mode.as_bytes());
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Session setup for reading the source: UTC, the column's own bytes (no conversion to the
+/// connection's character set), repeatable-read snapshots.
+pub fn source_setup(source_sql_mode_value: &str) -> Vec<String> {
+    vec![
+        format!(
+            "SET SESSION time_zone = '+00:00', character_set_results = NULL, sql_mode = {}, \
+             net_write_timeout = {NET_TIMEOUT_SECONDS}, net_read_timeout = {NET_TIMEOUT_SECONDS}",
+            sql_mode_literal(&source_sql_mode(source_sql_mode_value))
+        ),
+        "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ".to_owned(),
+    ]
+}
+
+/// Session setup for writing the destination: no foreign-key checks, UTC, the permissive
+/// `sql_mode`, read-committed (no gap locks between parallel chunks' ranges).
+pub fn destination_setup(source_sql_mode_value: &str) -> Vec<String> {
+    vec![
+        format!(
+            "SET SESSION foreign_key_checks = 0, time_zone = '+00:00', character_set_results = NULL, \
+             sql_mode = {}, net_write_timeout = {NET_TIMEOUT_SECONDS}, \
+             net_read_timeout = {NET_TIMEOUT_SECONDS}",
+            sql_mode_literal(&destination_sql_mode(source_sql_mode_value))
+        ),
+        "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED".to_owned(),
+    ]
+}
+
+/// The two servers a copy runs between: a pool each, configured for copying.
+pub struct CopyEndpoints {
+    source: Pool,
+    destination: Pool,
+    source_endpoint: String,
+    destination_endpoint: String,
+    connect_timeout: Duration,
+    /// Whether the destination accepts `LOAD DATA LOCAL INFILE`; when it does not, chunks are
+    /// written with multi-row INSERTs.
+    pub local_infile: bool,
+    /// The source's global `sql_mode`, from which both sessions' modes are derived.
+    pub source_sql_mode: String,
+}
+
+impl CopyEndpoints {
+    /// Connects to both sides once (bounded in time, with precise errors), reads the source's
+    /// `sql_mode` and whether the destination allows LOAD DATA LOCAL, and builds the pools.
+    /// `workers` is how many chunks will run at once.
+    pub async fn open(
+        source: &ConnectOptions,
+        destination: &ConnectOptions,
+        workers: u32,
+    ) -> Result<CopyEndpoints, CopyError> {
+        let source_endpoint = source.endpoint();
+        let destination_endpoint = destination.endpoint();
+        let mut probe = connect(source).await?;
+        let mode: Option<String> = probe
+            .query_first("SELECT @@GLOBAL.sql_mode")
+            .await
+            .map_err(|e| CopyError::source_sql(&source_endpoint, "reading sql_mode", e))?;
+        let _ = probe.disconnect().await;
+        let source_sql_mode = mode.unwrap_or_default();
+
+        let mut probe = connect(destination).await?;
+        let local: Option<String> = probe
+            .query_first("SELECT @@GLOBAL.local_infile")
+            .await
+            .map_err(|e| CopyError::dest_sql(&destination_endpoint, "reading local_infile", e))?;
+        let _ = probe.disconnect().await;
+        let local_infile = matches!(local.as_deref(), Some("1") | Some("ON"));
+
+        let max = usize::try_from(workers.max(1)).unwrap_or(1) + 1;
+        let pool = |opts: &ConnectOptions, setup: Vec<String>| {
+            let mut opts = opts.clone();
+            opts.setup.extend(setup);
+            let constraints = PoolConstraints::new(0, max).unwrap_or_default();
+            Pool::new(
+                OptsBuilder::from_opts(opts.to_mysql_opts())
+                    .pool_opts(PoolOpts::default().with_constraints(constraints)),
+            )
+        };
+        Ok(CopyEndpoints {
+            source: pool(source, source_setup(&source_sql_mode)),
+            destination: pool(destination, destination_setup(&source_sql_mode)),
+            source_endpoint,
+            destination_endpoint,
+            connect_timeout: source.connect_timeout.max(destination.connect_timeout),
+            local_infile,
+            source_sql_mode,
+        })
+    }
+
+    /// A configured source session.
+    pub async fn source_conn(&self) -> Result<Conn, CopyError> {
+        self.get(Side::Source).await
+    }
+
+    /// A configured destination session.
+    pub async fn destination_conn(&self) -> Result<Conn, CopyError> {
+        self.get(Side::Destination).await
+    }
+
+    async fn get(&self, side: Side) -> Result<Conn, CopyError> {
+        let (pool, endpoint) = match side {
+            Side::Source => (&self.source, &self.source_endpoint),
+            Side::Destination => (&self.destination, &self.destination_endpoint),
+        };
+        match tokio::time::timeout(self.connect_timeout, pool.get_conn()).await {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(CopyError::sql(side, endpoint, "opening a session", e)),
+            Err(_) => Err(CopyError::sql(
+                side,
+                endpoint,
+                "opening a session",
+                mysql_async::Error::Other(
+                    format!(
+                        "no session within {} s (connections exhausted, or the server stopped answering)",
+                        self.connect_timeout.as_secs()
+                    )
+                    .into(),
+                ),
+            )),
+        }
+    }
+
+    /// Closes both pools.
+    pub async fn disconnect(self) {
+        let _ = self.source.disconnect().await;
+        let _ = self.destination.disconnect().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_destination_mode_is_permissive_and_keeps_zero_ids() {
+        assert_eq!(
+            destination_sql_mode(
+                "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ZERO_DATE,NO_ZERO_IN_DATE,NO_ENGINE_SUBSTITUTION"
+            ),
+            "ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO"
+        );
+        assert_eq!(destination_sql_mode(""), "NO_AUTO_VALUE_ON_ZERO");
+        assert_eq!(
+            destination_sql_mode("NO_AUTO_VALUE_ON_ZERO,NO_BACKSLASH_ESCAPES,ANSI_QUOTES"),
+            "NO_AUTO_VALUE_ON_ZERO,ANSI_QUOTES"
+        );
+        assert_eq!(
+            source_sql_mode("NO_BACKSLASH_ESCAPES,STRICT_ALL_TABLES"),
+            "STRICT_ALL_TABLES"
+        );
+    }
+
+    #[test]
+    fn each_side_is_one_set_statement_plus_the_isolation_level() {
+        let setup = destination_setup("STRICT_ALL_TABLES");
+        assert_eq!(setup.len(), 2);
+        assert!(setup[0].contains("foreign_key_checks = 0"), "{}", setup[0]);
+        assert!(setup[0].contains("time_zone = '+00:00'"), "{}", setup[0]);
+        assert!(
+            setup[0].contains("sql_mode = 'NO_AUTO_VALUE_ON_ZERO'"),
+            "{}",
+            setup[0]
+        );
+        assert!(source_setup("")[0].contains("character_set_results = NULL"));
+    }
+}

@@ -1,0 +1,214 @@
+//! Keys and the planner: composite, sparse, UUID, collated, absent; an empty table; a row near
+//! max_allowed_packet; chunk boundaries that cover every row once at about the target size.
+
+use mysql_async::prelude::Queryable;
+use tidemark_engine::Side;
+use tidemark_engine::copy::verify::checksum;
+use tidemark_engine::copy::{TableCopySpec, plan_chunks, read_shape};
+use tidemark_tests::harness::{destination, source, unique_name};
+
+use crate::copy_support::{assert_same, copy, create_both, endpoints, fill_source, options};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn composite_sparse_uuid_collated_keyless_and_empty_tables_copy_exactly_in_small_chunks() {
+    let (source, dest) = (source(), destination());
+    let db = unique_name("copy_keys");
+    create_both(
+        &source,
+        &dest,
+        &db,
+        &[
+            "CREATE TABLE composite (a INT NOT NULL, b VARCHAR(20) CHARACTER SET latin1 \
+             COLLATE latin1_swedish_ci NOT NULL, v VARCHAR(50), PRIMARY KEY (a, b))",
+            "CREATE TABLE sparse (id BIGINT NOT NULL PRIMARY KEY, v VARCHAR(50))",
+            "CREATE TABLE uuids (id CHAR(36) NOT NULL PRIMARY KEY, v INT)",
+            "CREATE TABLE unique_only (u VARCHAR(10) NOT NULL, n INT NULL, v TEXT, UNIQUE KEY (n), \
+             UNIQUE KEY uu (u))",
+            "CREATE TABLE keyless (v VARCHAR(10), n INT)",
+            "CREATE TABLE empty (id INT PRIMARY KEY, v TEXT)",
+        ],
+    )
+    .await;
+    fill_source(
+        &source,
+        &db,
+        &[
+            // Case and accents in a case-insensitive latin1 key: the ranges must follow the
+            // collation's order, not the bytes'.
+            "INSERT INTO composite SELECT seq % 7, CONCAT(ELT(1 + seq % 4, 'a', 'B', 'ä', 'Z'), seq), \
+             REPEAT('x', seq % 40) FROM seq_1_to_3000",
+            "INSERT INTO sparse VALUES (-9223372036854775808, 'min'), (-1, 'neg'), (0, 'zero'), \
+             (1, 'one'), (1000000, 'm'), (1000000000000, 't'), (9223372036854775806, 'max-1'), \
+             (9223372036854775807, 'max')",
+            "INSERT INTO sparse SELECT seq * 1000003, 'filler' FROM seq_1_to_2000",
+            "INSERT INTO uuids SELECT UUID(), seq FROM seq_1_to_2000",
+            "INSERT INTO unique_only SELECT CONCAT('k', seq), IF(seq % 2, NULL, seq), \
+             REPEAT('y', seq % 30) FROM seq_1_to_1500",
+            "INSERT INTO keyless SELECT 'dup', 1 FROM seq_1_to_300",
+            "INSERT INTO keyless VALUES (NULL, NULL), (NULL, NULL), ('', 0)",
+        ],
+    )
+    .await;
+    let engine = endpoints(&source, &dest, 3).await;
+    let tables = [
+        "composite",
+        "sparse",
+        "uuids",
+        "unique_only",
+        "keyless",
+        "empty",
+    ];
+    let (reports, _) = copy(&engine, &db, &tables, 8 * 1024, options(3, true)).await;
+    let by_name = |n: &str| {
+        reports
+            .iter()
+            .find(|r| r.table.ends_with(&format!("`{n}`")))
+            .unwrap_or_else(|| panic!("no report for {n}"))
+            .clone()
+    };
+    assert_eq!(by_name("composite").rows, 3000);
+    assert!(
+        by_name("composite").chunks > 3,
+        "{:?}",
+        by_name("composite")
+    );
+    assert_eq!(by_name("sparse").rows, 2008);
+    assert!(by_name("sparse").chunks > 3);
+    assert_eq!(by_name("uuids").rows, 2000);
+    assert!(
+        by_name("unique_only").chunks > 1,
+        "the unique NOT NULL key is walked"
+    );
+    let keyless = by_name("keyless");
+    assert_eq!((keyless.rows, keyless.chunks), (303, 1));
+    assert!(keyless.warning.unwrap().contains("one stream"));
+    assert_eq!(by_name("empty").rows, 0);
+
+    assert_same(&source, &dest, &db, "composite", "a, b").await;
+    assert_same(&source, &dest, &db, "sparse", "id").await;
+    assert_same(&source, &dest, &db, "uuids", "id").await;
+    assert_same(&source, &dest, &db, "unique_only", "u").await;
+    assert_same(&source, &dest, &db, "keyless", "v, n").await;
+    assert_same(&source, &dest, &db, "empty", "id").await;
+
+    // Copying again changes nothing: every chunk clears its range first.
+    let (again, _) = copy(&engine, &db, &tables, 8 * 1024, options(3, true)).await;
+    assert_eq!(
+        again.iter().map(|r| r.rows).sum::<u64>(),
+        3000 + 2008 + 2000 + 1500 + 303
+    );
+    assert_same(&source, &dest, &db, "keyless", "v, n").await;
+    assert_same(&source, &dest, &db, "sparse", "id").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planned_chunks_cover_every_row_once_at_about_the_target_size() {
+    let (source, dest) = (source(), destination());
+    let db = unique_name("copy_plan");
+    create_both(
+        &source,
+        &dest,
+        &db,
+        &["CREATE TABLE t (id BIGINT NOT NULL PRIMARY KEY, pad VARCHAR(200))"],
+    )
+    .await;
+    // 50k rows of ~100 bytes, on a sparse key with holes.
+    fill_source(
+        &source,
+        &db,
+        &["INSERT INTO t SELECT seq * seq, REPEAT('p', 80 + seq % 40) FROM seq_1_to_50000"],
+    )
+    .await;
+    let engine = endpoints(&source, &dest, 1).await;
+    let mut src = engine.source_conn().await.expect("source session");
+    let shape = read_shape(&mut src, &TableCopySpec::same_names(&db, "t"))
+        .await
+        .expect("shape");
+    let target = 512 * 1024;
+    let chunks = plan_chunks(&mut src, &shape, target).await.expect("plan");
+    assert!(
+        chunks.len() >= 8 && chunks.len() <= 14,
+        "{} chunks",
+        chunks.len()
+    );
+    assert!(chunks[0].range.lower.is_none());
+    assert!(chunks.last().and_then(|c| c.range.upper.as_ref()).is_none());
+    let mut total = 0;
+    for (i, chunk) in chunks.iter().enumerate() {
+        // Contiguous: each chunk starts where the previous one ended.
+        if i > 0 {
+            assert_eq!(chunk.range.lower, chunks[i - 1].range.upper, "chunk {i}");
+        }
+        let rows = checksum(&mut src, &shape, chunk, Side::Source)
+            .await
+            .expect("count")
+            .rows;
+        let bytes: Option<String> = src
+            .query_first(format!(
+                "SELECT SUM(LENGTH(pad) + LENGTH(id) + 2) FROM \
+                 (SELECT id, pad FROM `{db}`.t ORDER BY id LIMIT {rows} OFFSET {total}) s"
+            ))
+            .await
+            .expect("bytes");
+        let bytes: f64 = bytes.and_then(|b| b.parse().ok()).unwrap_or(0.0);
+        if i + 1 < chunks.len() {
+            let ratio = bytes / target as f64;
+            assert!(
+                (0.7..1.3).contains(&ratio),
+                "chunk {i}: {rows} rows, {bytes} bytes, {ratio:.2} of the target"
+            );
+        }
+        total += rows;
+    }
+    assert_eq!(
+        total, 50_000,
+        "the chunks do not cover the table exactly once"
+    );
+    // Chunks travel in queue messages: JSON and back, unchanged.
+    let json = serde_json::to_string(&chunks).expect("serialize");
+    let back: Vec<tidemark_engine::copy::Chunk> = serde_json::from_str(&json).expect("parse");
+    assert_eq!(back, chunks);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sixty_megabyte_row_streams_through() {
+    let (source, dest) = (source(), destination());
+    let db = unique_name("copy_big_row");
+    create_both(
+        &source,
+        &dest,
+        &db,
+        &["CREATE TABLE big (id INT PRIMARY KEY, b LONGBLOB, t LONGTEXT)"],
+    )
+    .await;
+    fill_source(
+        &source,
+        &db,
+        &[
+            "INSERT INTO big VALUES (1, CONCAT(REPEAT(UNHEX('00095C0A41'), 12 * 1024 * 1024), 'end'), 'x')",
+            "INSERT INTO big VALUES (2, 'small', REPEAT('é', 1000))",
+        ],
+    )
+    .await;
+    let engine = endpoints(&source, &dest, 1).await;
+    let (reports, _) = copy(&engine, &db, &["big"], 1024 * 1024, options(1, true)).await;
+    assert_eq!(reports[0].rows, 2);
+    let digest =
+        format!("SELECT GROUP_CONCAT(LENGTH(b), MD5(b), MD5(t) ORDER BY id) FROM `{db}`.big");
+    let want = source.query_one(&digest).await;
+    assert!(
+        want.as_deref().unwrap_or("").starts_with("62914563"),
+        "{want:?}"
+    );
+    assert_eq!(dest.query_one(&digest).await, want);
+    let _ = dest
+        .conn()
+        .await
+        .query_drop(format!("DROP DATABASE `{db}`"))
+        .await;
+    let _ = source
+        .conn()
+        .await
+        .query_drop(format!("DROP DATABASE `{db}`"))
+        .await;
+}

@@ -1,0 +1,265 @@
+//! Verification catches what it claims to, and nothing else; a chunk killed mid-load and retried
+//! leaves no duplicate and no hole.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use mysql_async::Value;
+use mysql_async::prelude::Queryable;
+use tidemark_engine::CopyError;
+use tidemark_engine::copy::{
+    ChunkOptions, TableCopySpec, TablePlan, copy_chunk, plan_table, verify_chunk,
+};
+use tidemark_tests::harness::{destination, source, unique_name};
+
+use crate::copy_support::{assert_same, copy, create_both, endpoints, fill_source, options};
+
+/// The plan's chunk that holds `id`.
+fn chunk_of(plan: &TablePlan, id: i64) -> &tidemark_engine::copy::Chunk {
+    plan.chunks
+        .iter()
+        .find(|c| {
+            let above =
+                c.range.lower.as_ref().is_none_or(|l| {
+                    String::from_utf8_lossy(&l.0[0].0).parse::<i64>().unwrap() < id
+                });
+            let below =
+                c.range.upper.as_ref().is_none_or(|u| {
+                    String::from_utf8_lossy(&u.0[0].0).parse::<i64>().unwrap() >= id
+                });
+            above && below
+        })
+        .expect("a chunk holds the id")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_catches_a_null_turned_empty_a_float_bit_and_a_missing_row() {
+    let (source, dest) = (source(), destination());
+    let db = unique_name("copy_verify");
+    create_both(
+        &source,
+        &dest,
+        &db,
+        &["CREATE TABLE t (id INT PRIMARY KEY, s VARCHAR(20), f FLOAT, d DOUBLE)"],
+    )
+    .await;
+    fill_source(
+        &source,
+        &db,
+        &[
+            "INSERT INTO t SELECT seq, IF(seq % 3 = 0, NULL, CONCAT('s', seq)), seq / 7, seq / 13 \
+           FROM seq_1_to_3000",
+        ],
+    )
+    .await;
+    let engine = endpoints(&source, &dest, 2).await;
+    let plan = plan_table(&engine, &TableCopySpec::same_names(&db, "t"), 16 * 1024)
+        .await
+        .expect("plan");
+    assert!(plan.chunks.len() > 3);
+    copy(&engine, &db, &["t"], 16 * 1024, options(2, true)).await;
+    for chunk in &plan.chunks {
+        verify_chunk(&engine, &plan.shape, chunk)
+            .await
+            .expect("a faithful copy verifies");
+    }
+
+    let mut dst = dest.conn().await;
+    let f_bits: Option<f32> = dst
+        .exec_first(format!("SELECT f FROM `{db}`.t WHERE id = 1500"), ())
+        .await
+        .expect("read f");
+    let next_float = f32::from_bits(f_bits.expect("f").to_bits() + 1);
+    let injections: [(&str, i64, String, Vec<Value>); 3] = [
+        (
+            "a NULL turned into ''",
+            300,
+            format!("UPDATE `{db}`.t SET s = '' WHERE id = 300"),
+            vec![],
+        ),
+        (
+            "a FLOAT's last bit",
+            1500,
+            format!("UPDATE `{db}`.t SET f = ? WHERE id = 1500"),
+            vec![Value::Float(next_float)],
+        ),
+        (
+            "a removed row",
+            2999,
+            format!("DELETE FROM `{db}`.t WHERE id = 2999"),
+            vec![],
+        ),
+    ];
+    for (what, id, sql, params) in injections {
+        let chunk = chunk_of(&plan, id);
+        dst.exec_drop(sql, params).await.expect("inject");
+        assert_eq!(
+            dst.affected_rows(),
+            1,
+            "{what}: the injection changed nothing"
+        );
+        let err = verify_chunk(&engine, &plan.shape, chunk)
+            .await
+            .expect_err(&format!("{what} was not caught"));
+        assert!(
+            matches!(err, CopyError::VerifyMismatch { .. }),
+            "{what}: {err}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("`{db}`.`t` chunk {}", chunk.index)),
+            "{message}"
+        );
+        assert!(message.contains("key"), "{message}");
+        // Copying the chunk again repairs it: it clears its range and reloads it.
+        copy_chunk(
+            &engine,
+            &plan.shape,
+            chunk,
+            &ChunkOptions::default(),
+            &|_| {},
+        )
+        .await
+        .expect("recopy");
+        verify_chunk(&engine, &plan.shape, chunk)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: after the recopy: {e}"));
+    }
+    assert_same(&source, &dest, &db, "t", "id").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_on_the_source_during_the_copy_cause_no_false_mismatch() {
+    let (source, dest) = (source(), destination());
+    let db = unique_name("copy_busy");
+    create_both(
+        &source,
+        &dest,
+        &db,
+        &["CREATE TABLE t (id INT PRIMARY KEY, v INT, f FLOAT, s VARCHAR(100))"],
+    )
+    .await;
+    fill_source(
+        &source,
+        &db,
+        &["INSERT INTO t SELECT seq, seq, seq / 3, REPEAT('w', seq % 90) FROM seq_1_to_60000"],
+    )
+    .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (stop, writes, source, db) = (
+            Arc::clone(&stop),
+            Arc::clone(&writes),
+            source.clone(),
+            db.clone(),
+        );
+        tokio::spawn(async move {
+            let mut conn = source.conn().await;
+            let mut n: u64 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let id = 1 + (n * 7919) % 60000;
+                let sql = format!(
+                    "UPDATE `{db}`.t SET v = v + 1, f = f * 1.5, s = NULL WHERE id = {id}; \
+                     DELETE FROM `{db}`.t WHERE id = {}; \
+                     INSERT INTO `{db}`.t VALUES ({}, 1, 0.1, 'new')",
+                    id + 1,
+                    100_000 + n
+                );
+                conn.query_drop(sql).await.expect("concurrent write");
+                writes.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let engine = endpoints(&source, &dest, 2).await;
+    let (reports, _) = copy(&engine, &db, &["t"], 64 * 1024, options(2, true)).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.expect("writer");
+    assert!(reports[0].chunks > 10, "{:?}", reports[0]);
+    assert!(
+        writes.load(Ordering::Relaxed) > 5,
+        "the writer barely ran ({} writes): the test proves nothing",
+        writes.load(Ordering::Relaxed)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_killed_mid_load_then_retried_leaves_no_duplicate_and_no_hole() {
+    let (source, dest) = (source(), destination());
+    let db = unique_name("copy_kill");
+    create_both(
+        &source,
+        &dest,
+        &db,
+        &["CREATE TABLE t (id INT PRIMARY KEY, pad VARCHAR(250))"],
+    )
+    .await;
+    fill_source(
+        &source,
+        &db,
+        &["INSERT INTO t SELECT seq, REPEAT(CHAR(65 + seq % 26), 200) FROM seq_1_to_300000"],
+    )
+    .await;
+    // A stale row inside the range, as a crashed earlier attempt might have left.
+    dest.exec(&[&format!("INSERT INTO `{db}`.t VALUES (5, 'stale')")])
+        .await;
+    let engine = endpoints(&source, &dest, 1).await;
+    let plan = plan_table(&engine, &TableCopySpec::same_names(&db, "t"), 1 << 30)
+        .await
+        .expect("plan");
+    assert_eq!(plan.chunks.len(), 1);
+    let chunk = plan.chunks[0].clone();
+
+    // Kill the destination session as soon as its LOAD is running.
+    let killer = {
+        let (dest, db) = (dest.clone(), db.clone());
+        tokio::spawn(async move {
+            let mut admin = dest.conn().await;
+            for _ in 0..2000 {
+                let id: Option<u64> = admin
+                    .exec_first(
+                        "SELECT ID FROM information_schema.PROCESSLIST \
+                         WHERE INFO LIKE 'LOAD DATA%' AND INFO LIKE CONCAT('%', ?, '%')",
+                        (db.as_str(),),
+                    )
+                    .await
+                    .expect("processlist");
+                if let Some(id) = id {
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    admin.query_drop(format!("KILL {id}")).await.expect("kill");
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            false
+        })
+    };
+    let options = ChunkOptions::default();
+    let first = copy_chunk(&engine, &plan.shape, &chunk, &options, &|_| {}).await;
+    assert!(
+        killer.await.expect("killer"),
+        "the LOAD was never seen running"
+    );
+    let err = first.expect_err("a killed load succeeded");
+    assert!(
+        err.is_retryable(),
+        "a killed session should be retryable: {err}"
+    );
+    // Nothing of the killed attempt is visible; the stale row is still there.
+    let count = format!("SELECT COUNT(*) FROM `{db}`.t");
+    assert_eq!(dest.query_one(&count).await.as_deref(), Some("1"));
+
+    let report = copy_chunk(&engine, &plan.shape, &chunk, &options, &|_| {})
+        .await
+        .expect("the retry");
+    assert_eq!(report.rows, 300_000);
+    // And once more, as a duplicate delivery would.
+    copy_chunk(&engine, &plan.shape, &chunk, &options, &|_| {})
+        .await
+        .expect("the duplicate");
+    assert_eq!(dest.query_one(&count).await.as_deref(), Some("300000"));
+    assert_same(&source, &dest, &db, "t", "id").await;
+}
