@@ -1,0 +1,307 @@
+//! `tidemark run TASK.json`: one cycle now, as if scheduled at `--scheduled-time`; progress on
+//! stderr (a bar per table on a terminal, plain lines otherwise), the summary on stdout.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use jiff::Timestamp;
+use tidemark_core::ports::SystemClock;
+use tidemark_core::state::{RunPhase, RunTrigger, time_key};
+use tidemark_local::SqliteStore;
+use tidemark_service::cycle::{CycleInput, manual_scheduled_time};
+use tidemark_service::passwords::local_password;
+use tidemark_service::{CycleEvent, CycleReport, ServiceError, run_cycle};
+
+use crate::spec_file::{BAD_SPEC, FAILED, read_spec};
+
+pub struct RunArgs {
+    pub task: PathBuf,
+    pub scheduled_time: Option<Timestamp>,
+    pub data_dir: PathBuf,
+    pub json: bool,
+}
+
+pub async fn run(args: RunArgs) -> ExitCode {
+    let spec = match read_spec(&args.task) {
+        Ok(spec) => spec,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(BAD_SPEC);
+        }
+    };
+    let passwords = local_password(&spec.source, "source")
+        .and_then(|s| local_password(&spec.destination, "destination").map(|d| (s, d)));
+    let (source_password, destination_password) = match passwords {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(BAD_SPEC);
+        }
+    };
+    let store = match open_store(&args.data_dir) {
+        Ok(store) => store,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(FAILED);
+        }
+    };
+    let task_id = local_task_id(&spec.name);
+    let scheduled_time = args
+        .scheduled_time
+        .unwrap_or_else(|| manual_scheduled_time(Timestamp::now()));
+    let progress = Progress::new();
+    let input = CycleInput {
+        task_id: &task_id,
+        spec: &spec,
+        scheduled_time,
+        trigger: RunTrigger::Manual,
+        source_password,
+        destination_password,
+    };
+    let events = Arc::clone(&progress);
+    let result = run_cycle(
+        &store,
+        &SystemClock,
+        input,
+        Arc::new(move |e| events.on_event(e)),
+    )
+    .await;
+    progress.finish();
+    match result {
+        Ok(report) => {
+            print_report(&report, args.json);
+            ExitCode::SUCCESS
+        }
+        Err(ServiceError::AlreadyRan {
+            scheduled_time,
+            status,
+        }) => {
+            eprintln!(
+                "the run of `{}` scheduled at {scheduled_time} already {status}; nothing was done (pass another --scheduled-time to run again)",
+                spec.name
+            );
+            if status == "succeeded" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(FAILED)
+            }
+        }
+        Err(e) if e.is_invalid_input() => {
+            eprintln!("error: {e}");
+            ExitCode::from(BAD_SPEC)
+        }
+        Err(e) => {
+            if args.json {
+                let failed = serde_json::json!({
+                    "task_id": task_id,
+                    "scheduled_time": time_key(scheduled_time),
+                    "status": "failed",
+                    "error": e.to_string(),
+                });
+                println!("{failed}");
+            }
+            eprintln!("error: the run failed: {e}");
+            ExitCode::from(FAILED)
+        }
+    }
+}
+
+fn open_store(data_dir: &Path) -> Result<SqliteStore, String> {
+    std::fs::create_dir_all(data_dir).map_err(|e| {
+        format!(
+            "cannot create the data directory {}: {e}",
+            data_dir.display()
+        )
+    })?;
+    SqliteStore::open(&data_dir.join("state.sqlite")).map_err(|e| e.to_string())
+}
+
+/// The id a task run from a file has in the local state: its name, made safe for keys.
+pub fn local_task_id(name: &str) -> String {
+    let id: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("local-{id}")
+}
+
+/// Progress on stderr: a bar per table (rows, MB/s, ETA) on a terminal, plain lines elsewhere.
+struct Progress {
+    bars: Option<MultiProgress>,
+    tables: Mutex<HashMap<String, TableBar>>,
+}
+
+struct TableBar {
+    bar: ProgressBar,
+    bytes: u64,
+    started: Instant,
+}
+
+impl Progress {
+    fn new() -> Arc<Progress> {
+        let bars = std::io::stderr()
+            .is_terminal()
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        Arc::new(Progress {
+            bars,
+            tables: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn line(&self, text: String) {
+        match &self.bars {
+            Some(bars) => {
+                let _ = bars.println(text);
+            }
+            None => eprintln!("{text}"),
+        }
+    }
+
+    fn on_event(&self, event: CycleEvent) {
+        match event {
+            CycleEvent::Phase(phase) => self.line(match phase {
+                RunPhase::Schema => "schema: reading the source and creating tables".into(),
+                RunPhase::Copying => "copying: planning chunks and loading rows".into(),
+                RunPhase::Finalizing => {
+                    "finalizing: indexes, foreign keys, routines, views, triggers".into()
+                }
+            }),
+            CycleEvent::Warning(w) => self.line(format!("warning: {w}")),
+            CycleEvent::TablePlanned {
+                table,
+                dest_table,
+                chunks,
+                estimated_rows,
+            } => {
+                let bar = match &self.bars {
+                    Some(bars) => {
+                        let bar = bars.add(ProgressBar::new(estimated_rows.max(1)));
+                        bar.set_style(bar_style());
+                        bar.set_prefix(table.clone());
+                        bar
+                    }
+                    None => {
+                        eprintln!(
+                            "{table} -> {dest_table}: {chunks} chunk(s), about {estimated_rows} rows"
+                        );
+                        ProgressBar::hidden()
+                    }
+                };
+                if let Ok(mut tables) = self.tables.lock() {
+                    tables.insert(
+                        table,
+                        TableBar {
+                            bar,
+                            bytes: 0,
+                            started: Instant::now(),
+                        },
+                    );
+                }
+            }
+            CycleEvent::Progress { table, rows, bytes } => {
+                if let Ok(mut tables) = self.tables.lock()
+                    && let Some(t) = tables.get_mut(&table)
+                {
+                    t.bytes += bytes;
+                    t.bar.inc(rows);
+                    if t.bar.position() > t.bar.length().unwrap_or(0) {
+                        t.bar.set_length(t.bar.position());
+                    }
+                    let seconds = t.started.elapsed().as_secs_f64().max(0.001);
+                    t.bar
+                        .set_message(format!("{:.1} MB/s", t.bytes as f64 / 1e6 / seconds));
+                }
+            }
+            CycleEvent::ChunkDone { .. } => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Ok(tables) = self.tables.lock() {
+            for t in tables.values() {
+                t.bar.finish();
+            }
+        }
+    }
+}
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{prefix:<28!} [{bar:28}] {pos:>10}/{len:<10} rows  {msg:>11}  ETA {eta:>4}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ")
+}
+
+fn print_report(report: &CycleReport, json: bool) {
+    let run = &report.run;
+    if json {
+        let tables: Vec<serde_json::Value> = report
+            .tables
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "table": t.table,
+                    "dest_table": t.dest_table,
+                    "rows": t.rows,
+                    "bytes": t.bytes,
+                    "chunks": t.chunks,
+                    "seconds": t.elapsed.as_secs_f64(),
+                    "verification": t.verification,
+                    "warning": t.warning,
+                })
+            })
+            .collect();
+        let out = serde_json::json!({
+            "task_id": run.key.task_id,
+            "scheduled_time": time_key(run.key.scheduled_time),
+            "status": "succeeded",
+            "seconds": report.elapsed.as_secs_f64(),
+            "tables": tables,
+            "warnings": report.warnings,
+        });
+        println!("{out}");
+        return;
+    }
+    println!(
+        "run {} scheduled at {}: succeeded in {:.1} s",
+        run.key.task_id,
+        time_key(run.key.scheduled_time),
+        report.elapsed.as_secs_f64()
+    );
+    println!(
+        "{:<32} {:<32} {:>12} {:>10} {:>8} {:>8}  verified",
+        "table", "destination", "rows", "MB", "seconds", "MB/s"
+    );
+    for t in &report.tables {
+        let seconds = t.elapsed.as_secs_f64();
+        let mb = t.bytes as f64 / 1e6;
+        println!(
+            "{:<32} {:<32} {:>12} {:>10.1} {:>8.1} {:>8.1}  {}",
+            t.table,
+            t.dest_table,
+            t.rows,
+            mb,
+            seconds,
+            mb / seconds.max(0.001),
+            match t.verification {
+                tidemark_engine::copy::Verification::Verified => "yes",
+                tidemark_engine::copy::Verification::Off => "off",
+            }
+        );
+    }
+    for w in &report.warnings {
+        println!("warning: {w}");
+    }
+}
