@@ -5,5 +5,6 @@ mod connect;
 mod docs;
 mod schema_diff;
 mod stack;
+mod store_dynamodb;
 mod store_sqlite;
 mod tls;
