@@ -321,3 +321,147 @@ impl TaskScheduler for EventBridgeScheduler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tidemark_core::ScheduleSpec;
+    use tidemark_core::schedule::Schedule;
+
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().expect("a timestamp")
+    }
+
+    fn config() -> SchedulerConfig {
+        SchedulerConfig::new(
+            "tidemark-prod",
+            "arn:aws:lambda:eu-west-1:123456789012:function:tidemark-run-cycle",
+            "arn:aws:iam::123456789012:role/tidemark-scheduler",
+            "arn:aws:sqs:eu-west-1:123456789012:tidemark-cycle-dlq",
+        )
+    }
+
+    fn task_schedule(task_id: &str, json: &str) -> TaskSchedule {
+        let spec: ScheduleSpec = serde_json::from_str(json).expect("schedule json");
+        TaskSchedule::new(
+            task_id,
+            &Schedule::from_spec(&spec).expect("valid schedule"),
+        )
+    }
+
+    #[test]
+    fn a_day_cycle_fires_every_day_at_its_local_time_inside_the_window() {
+        let s = task_schedule(
+            "task-1",
+            r#"{"cycle":"day","at":"02:30","time_zone":"Asia/Shanghai","start":"2026-12-01","end":"2027-06-30"}"#,
+        );
+        let r = schedule_request(&config(), &s, ts("2026-11-20T00:00:00Z")).expect("request");
+        assert_eq!(r.name, "task-1");
+        assert_eq!(r.group_name, "tidemark-prod");
+        assert_eq!(r.schedule_expression, "cron(30 2 * * ? *)");
+        assert_eq!(r.schedule_expression_timezone, "Asia/Shanghai");
+        // 2026-12-01 00:00 in Shanghai (UTC+8), and the last second of 2027-06-30 there.
+        assert_eq!(r.start_date, Some(ts("2026-11-30T16:00:00Z")));
+        assert_eq!(r.end_date, ts("2027-06-30T15:59:59Z"));
+        assert_eq!(r.target_arn, config().target_arn);
+        assert_eq!(r.role_arn, config().role_arn);
+        assert_eq!(r.dead_letter_arn, config().dead_letter_arn);
+        assert_eq!(
+            (r.maximum_retry_attempts, r.maximum_event_age_seconds),
+            (10, 3600)
+        );
+        let input: serde_json::Value = serde_json::from_str(&r.input).expect("JSON input");
+        assert_eq!(
+            input,
+            serde_json::json!({"task_id": "task-1", "scheduled_time": "<aws.scheduler.scheduled-time>"})
+        );
+    }
+
+    #[test]
+    fn a_week_cycle_names_its_days_and_keeps_its_zone_across_dst() {
+        let s = task_schedule(
+            "task-2",
+            r#"{"cycle":"week","days":["thu","mon","thu"],"at":"23:05","time_zone":"America/New_York","start":"2026-03-01","end":"2026-12-31"}"#,
+        );
+        let r = schedule_request(&config(), &s, ts("2026-02-01T00:00:00Z")).expect("request");
+        assert_eq!(r.schedule_expression, "cron(5 23 ? * MON,THU *)");
+        assert_eq!(r.schedule_expression_timezone, "America/New_York");
+        // The window opens on EST (UTC-5) and closes on EST again, with EDT between: the zone,
+        // not a fixed offset, carries the local time through both changes.
+        assert_eq!(r.start_date, Some(ts("2026-03-01T05:00:00Z")));
+        assert_eq!(r.end_date, ts("2027-01-01T04:59:59Z"));
+        let input: SchedulerInput = serde_json::from_str(&r.input).expect("input");
+        assert_eq!(input.task_id, "task-2");
+        assert_eq!(input.scheduled_time, SCHEDULED_TIME_PLACEHOLDER);
+    }
+
+    #[test]
+    fn a_window_that_already_began_is_sent_without_a_start_date() {
+        let s = task_schedule(
+            "task-3",
+            r#"{"cycle":"day","at":"00:00","time_zone":"UTC","start":"2026-12-01","end":"2026-12-31"}"#,
+        );
+        let at = |now| {
+            schedule_request(&config(), &s, ts(now))
+                .expect("request")
+                .start_date
+        };
+        assert_eq!(at("2026-12-01T00:03:00Z"), Some(ts("2026-12-01T00:00:00Z")));
+        assert_eq!(at("2026-12-01T00:04:00Z"), None);
+        assert_eq!(at("2026-12-15T00:00:00Z"), None);
+    }
+
+    #[test]
+    fn the_window_holds_exactly_its_cycles_however_its_edges_are_read() {
+        // A cycle at 00:00 sits on both edges: the first day's is in, the day after `end`'s out.
+        let spec: ScheduleSpec = serde_json::from_str(
+            r#"{"cycle":"day","at":"00:00","time_zone":"Europe/Berlin","start":"2026-12-01","end":"2026-12-03"}"#,
+        )
+        .expect("spec");
+        let schedule = Schedule::from_spec(&spec).expect("schedule");
+        let r = schedule_request(
+            &config(),
+            &TaskSchedule::new("t", &schedule),
+            ts("2026-11-01T00:00:00Z"),
+        )
+        .expect("request");
+        let start = r.start_date.expect("a future window has a start date");
+        let fired: Vec<Timestamp> = schedule
+            .between(start - SignedDuration::from_secs(1), r.end_date)
+            .iter()
+            .map(|z| z.timestamp())
+            .collect();
+        assert_eq!(
+            fired,
+            [
+                ts("2026-11-30T23:00:00Z"),
+                ts("2026-12-01T23:00:00Z"),
+                ts("2026-12-02T23:00:00Z")
+            ]
+        );
+        assert_eq!(
+            fired[0], start,
+            "the first cycle is at StartDate, which is inclusive"
+        );
+        assert!(r.end_date < schedule.window_end());
+    }
+
+    #[test]
+    fn task_ids_that_cannot_name_a_schedule_are_refused() {
+        let mut s = task_schedule(
+            "ok",
+            r#"{"cycle":"day","at":"02:30","time_zone":"UTC","start":"2026-12-01","end":"2026-12-31"}"#,
+        );
+        for bad in ["", "has space", "slash/y", &"x".repeat(65)] {
+            s.task_id = bad.to_owned();
+            let r = schedule_request(&config(), &s, ts("2026-11-01T00:00:00Z"));
+            assert!(
+                matches!(r, Err(SchedulerError::InvalidTaskId { .. })),
+                "{bad:?}: {r:?}"
+            );
+        }
+        s.task_id = "tsk_01HX-9.a".into();
+        assert!(schedule_request(&config(), &s, ts("2026-11-01T00:00:00Z")).is_ok());
+    }
+}
