@@ -289,7 +289,7 @@ async fn step_messages_arrive_as_sent_and_a_delay_holds_them_back() {
     };
 
     queue.send_step(&message, None).await.expect("send");
-    assert_eq!(receive(1).await, [message.clone()]);
+    assert_eq!(receive(1).await, std::slice::from_ref(&message));
 
     let later = StepMessage { step: 8, ..message };
     queue
