@@ -87,3 +87,64 @@ where
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_dynamodb::error::ErrorMetadata;
+    use aws_sdk_dynamodb::operation::put_item::PutItemError;
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    use aws_smithy_types::body::SdkBody;
+
+    use super::*;
+
+    fn service(code: &str, status: u16) -> SdkError<PutItemError, HttpResponse> {
+        let err = PutItemError::generic(
+            ErrorMetadata::builder()
+                .code(code)
+                .message("the service's words")
+                .build(),
+        );
+        let status = StatusCode::try_from(status).expect("a status");
+        SdkError::service_error(err, Response::new(status, SdkBody::empty()))
+    }
+
+    #[test]
+    fn throttling_and_server_errors_are_worth_retrying() {
+        for (code, status) in [
+            ("ProvisionedThroughputExceededException", 400),
+            ("ThrottlingException", 400),
+            ("RequestLimitExceeded", 400),
+            ("TransactionConflictException", 400),
+            ("SomethingNew", 500),
+            ("SomethingNew", 503),
+            ("SomethingNew", 429),
+        ] {
+            let f = failure("PutItem", &service(code, status));
+            assert!(f.retryable, "{code} {status}");
+            assert!(f.is(code));
+        }
+        let timeout: SdkError<PutItemError, HttpResponse> = SdkError::timeout_error("slow");
+        assert!(failure("PutItem", &timeout).retryable);
+    }
+
+    #[test]
+    fn refusals_are_final_and_say_what_failed() {
+        for code in [
+            "ConditionalCheckFailedException",
+            "ValidationException",
+            "AccessDeniedException",
+            "ResourceNotFoundException",
+        ] {
+            let f = failure("PutItem", &service(code, 400));
+            assert!(!f.retryable, "{code}");
+            assert_eq!(
+                f.detail,
+                format!("PutItem: {code}: the service's words"),
+                "{code}"
+            );
+        }
+        let construction: SdkError<PutItemError, HttpResponse> =
+            SdkError::construction_failure("a missing field");
+        assert!(!failure("PutItem", &construction).retryable);
+    }
+}

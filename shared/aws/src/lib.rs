@@ -4,8 +4,9 @@
 //! # Layout
 //!
 //! - [`dynamodb`]: [`DynamoDbStore`], the [`StateStore`](tidemark_core::ports::StateStore) on one
-//!   table (`dynamodb/items.rs`: keys, record encoding, page cursors; `dynamodb/table.rs`: the
-//!   table, paged Queries, batched deletes), and [`create_table`] for tests and local tooling.
+//!   table (`dynamodb/items.rs`: keys, record encoding, page cursors; `dynamodb/access.rs`:
+//!   conditional writes, pages, batched reads; `dynamodb/table.rs`: the table, paged Queries,
+//!   batched deletes), and [`create_table`] for tests and local tooling.
 //! - [`secrets`]: [`SecretsManagerStore`], inline passwords as secrets in RDS's JSON format.
 //! - [`scheduler`]: [`EventBridgeScheduler`], one schedule per task; [`schedule_request`] builds
 //!   every parameter as a pure function, so the cron, zone, window and input are unit-tested.
