@@ -8,7 +8,8 @@
 //! - [`schedule`]: when cycles fire (Day/Week at HH:MM in a zone, inside the effective window,
 //!   DST as EventBridge Scheduler does it) and the EventBridge cron expression.
 //! - [`state`]: the records kept per task (task, precheck, run, step, progress, watermark).
-//! - [`ports`]: the traits the use cases need ([`ports::StateStore`], [`ports::Clock`]).
+//! - [`ports`]: the traits the use cases need ([`ports::StateStore`], [`ports::SecretStore`],
+//!   [`ports::TaskScheduler`], [`ports::StepQueue`], [`ports::Clock`]).
 //! - [`ident`]: MySQL identifier rules (length, forbidden characters, case-insensitive names).
 //! - [`error`]: [`FieldError`] (a path and a message that says how to fix it) and
 //!   [`SpecErrors`] (all of them).

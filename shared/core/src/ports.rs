@@ -3,9 +3,14 @@
 //! EventBridge Scheduler, SQS); the store contract suite in `tidemark-tests` holds every
 //! state store to the same behaviour.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use jiff::Timestamp;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
 
+use crate::schedule::Schedule;
 use crate::state::{Page, RunKey, RunRecord, StepRecord, TableProgress, TaskRecord, Watermark};
 
 /// Why a store call failed.
@@ -125,6 +130,185 @@ pub trait StateStore: Send + Sync {
     async fn acquire_slot(&self, run: &RunKey, max: u32) -> Result<bool, StoreError>;
     /// Gives a slot back (never below zero).
     async fn release_slot(&self, run: &RunKey) -> Result<(), StoreError>;
+}
+
+/// Which endpoint of a task a secret belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointRole {
+    Source,
+    Destination,
+}
+
+impl EndpointRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointRole::Source => "source",
+            EndpointRole::Destination => "destination",
+        }
+    }
+}
+
+/// Why a secret-store call failed. No variant ever carries a password or a secret's content.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("secret {reference} does not exist; give the ARN of an existing secret")]
+    NotFound { reference: String },
+    #[error(
+        "secret {reference} does not hold RDS's JSON {{\"username\": ..., \"password\": ...}}; \
+         store the password under the key \"password\""
+    )]
+    Malformed { reference: String },
+    /// A secret this store did not create: Tidemark never deletes a user's own secret.
+    #[error("secret {reference} was not created by Tidemark, so Tidemark does not delete it")]
+    NotOwned { reference: String },
+    #[error("the secret store failed: {detail}")]
+    Backend { detail: String, retryable: bool },
+}
+
+impl SecretError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            SecretError::Backend {
+                retryable: true,
+                ..
+            }
+        )
+    }
+}
+
+/// Where endpoint passwords live (Secrets Manager on AWS, a 0600 file locally). Only references
+/// are stored with a task.
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// Stores an inline password given for a task's endpoint and returns the reference to keep
+    /// in its place (and to delete with the task). Storing again for the same task and endpoint
+    /// replaces the password and returns the same reference.
+    async fn create_secret(
+        &self,
+        task_id: &str,
+        role: EndpointRole,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<String, SecretError>;
+    /// The password behind a reference: one this store created, or an existing secret holding
+    /// RDS's `{"username","password"}` JSON.
+    async fn read_password(&self, reference: &str) -> Result<SecretString, SecretError>;
+    /// Deletes a secret this store created; deleting one that is gone is not an error.
+    async fn delete_secret(&self, reference: &str) -> Result<(), SecretError>;
+}
+
+/// The schedule of one task, as handed to a scheduler: fire `cron_expression` in `time_zone`,
+/// never before `window_start`, never at or after `window_end`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSchedule {
+    pub task_id: String,
+    pub cron_expression: String,
+    pub time_zone: String,
+    pub window_start: Timestamp,
+    pub window_end: Timestamp,
+}
+
+impl TaskSchedule {
+    pub fn new(task_id: &str, schedule: &Schedule) -> TaskSchedule {
+        TaskSchedule {
+            task_id: task_id.to_owned(),
+            cron_expression: schedule.cron_expression(),
+            time_zone: schedule.time_zone_name().to_owned(),
+            window_start: schedule.window_start(),
+            window_end: schedule.window_end(),
+        }
+    }
+}
+
+/// A task's schedule as the scheduler holds it (read back after `put_schedule`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstalledSchedule {
+    pub task_id: String,
+    pub cron_expression: String,
+    pub time_zone: String,
+    /// No cycle fires before this instant; `None` when the window had already begun when the
+    /// schedule was put (it fires from then on).
+    pub not_before: Option<Timestamp>,
+    /// No cycle fires after this instant (the last second of the window).
+    pub not_after: Option<Timestamp>,
+    pub enabled: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error(
+        "task id {task_id:?} cannot name a schedule: use 1-64 letters, digits, '-', '_' or '.'"
+    )]
+    InvalidTaskId { task_id: String },
+    #[error("the scheduler failed: {detail}")]
+    Backend { detail: String, retryable: bool },
+}
+
+impl SchedulerError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            SchedulerError::Backend {
+                retryable: true,
+                ..
+            }
+        )
+    }
+}
+
+/// Fires a task's cycles (EventBridge Scheduler on AWS, in-process locally). One schedule per
+/// task.
+#[async_trait]
+pub trait TaskScheduler: Send + Sync {
+    /// Creates the task's schedule, or replaces it.
+    async fn put_schedule(&self, schedule: &TaskSchedule) -> Result<(), SchedulerError>;
+    async fn get_schedule(
+        &self,
+        task_id: &str,
+    ) -> Result<Option<InstalledSchedule>, SchedulerError>;
+    /// Removes the task's schedule; removing one that is gone is not an error.
+    async fn remove_schedule(&self, task_id: &str) -> Result<(), SchedulerError>;
+}
+
+/// "Execute step `step` of run `run`": the body of a step-queue message. The step record holds
+/// the rest, so a message delivered twice does the work once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepMessage {
+    pub run: RunKey,
+    pub step: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("the step message does not encode: {detail}")]
+    Encode { detail: String },
+    #[error("the step queue failed: {detail}")]
+    Backend { detail: String, retryable: bool },
+}
+
+impl QueueError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            QueueError::Backend {
+                retryable: true,
+                ..
+            }
+        )
+    }
+}
+
+/// Carries run steps to the workers (SQS on AWS, in-process locally).
+#[async_trait]
+pub trait StepQueue: Send + Sync {
+    /// Sends a step, to be delivered after `delay` (queues cap the delay: SQS at 15 minutes).
+    async fn send_step(
+        &self,
+        message: &StepMessage,
+        delay: Option<Duration>,
+    ) -> Result<(), QueueError>;
 }
 
 /// The time, injectable so tests never sleep until a wall-clock time.

@@ -1,5 +1,6 @@
 //! One integration-test binary (one link, one harness): every end-to-end test is a module here.
 
+mod aws_adapters;
 mod aws_emulator;
 mod connect;
 mod copy_exact;
@@ -12,5 +13,6 @@ mod schema_diff;
 mod schema_hostile;
 mod schema_mapping;
 mod stack;
+mod store_dynamodb;
 mod store_sqlite;
 mod tls;

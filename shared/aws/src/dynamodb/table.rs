@@ -1,0 +1,179 @@
+//! Table-wide operations: creating the table (tests and local tooling; SAM creates it on AWS),
+//! paged Queries and batched deletes.
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, DeleteRequest, KeySchemaElement, KeyType,
+    ScalarAttributeType, TableStatus, WriteRequest,
+};
+use tidemark_core::ports::StoreError;
+
+use super::items::{Item, PK, SK, s};
+use super::store_error;
+
+/// Creates the state table (`pk`/`sk` strings, on demand), as template.yaml does, and waits
+/// until it is active. An existing table of that name is left as it is.
+pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError> {
+    let attribute = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+    };
+    let key = |n: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+    };
+    let built = (|| {
+        Ok::<_, aws_sdk_dynamodb::error::BuildError>(
+            client
+                .create_table()
+                .table_name(name)
+                .billing_mode(BillingMode::PayPerRequest)
+                .attribute_definitions(attribute(PK)?)
+                .attribute_definitions(attribute(SK)?)
+                .key_schema(key(PK, KeyType::Hash)?)
+                .key_schema(key(SK, KeyType::Range)?),
+        )
+    })()
+    .map_err(|e| StoreError::Backend {
+        detail: format!("CreateTable {name}: {e}"),
+        retryable: false,
+    })?;
+    if let Err(e) = built.send().await {
+        let f = crate::error::failure("CreateTable", &e);
+        if !f.is("ResourceInUseException") {
+            return Err(store_error(f));
+        }
+    }
+    for _ in 0..120 {
+        let described = client
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .map_err(|e| store_error(crate::error::failure("DescribeTable", &e)))?;
+        if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(StoreError::Backend {
+        detail: format!("table {name} did not become active within a minute"),
+        retryable: true,
+    })
+}
+
+/// One Query over a partition, optionally limited to a sort-key prefix.
+pub(crate) struct Query<'a> {
+    pub pk: &'a str,
+    pub prefix: Option<&'a str>,
+    pub descending: bool,
+    pub start: Option<Item>,
+    /// Stop after this many items (`None`: the whole partition range).
+    pub max_items: Option<usize>,
+    pub keys_only: bool,
+}
+
+/// Runs a Query to its end or to `max_items`, following DynamoDB's 1 MB pages. Strongly
+/// consistent: a listing right after a write sees it.
+pub(crate) async fn query(
+    client: &Client,
+    table: &str,
+    q: Query<'_>,
+) -> Result<Vec<Item>, StoreError> {
+    let mut items = Vec::new();
+    let mut start = q.start;
+    loop {
+        let mut request = client
+            .query()
+            .table_name(table)
+            .consistent_read(true)
+            .scan_index_forward(!q.descending)
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", s(q.pk))
+            .set_exclusive_start_key(start.take());
+        request = match q.prefix {
+            Some(prefix) => request
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":prefix", s(prefix)),
+            None => request.key_condition_expression("#pk = :pk"),
+        };
+        if q.keys_only {
+            request = request
+                .projection_expression("#pk, #k2")
+                .expression_attribute_names("#k2", SK);
+        }
+        if let Some(max) = q.max_items {
+            let remaining = max.saturating_sub(items.len()).max(1);
+            request = request.limit(i32::try_from(remaining).unwrap_or(i32::MAX));
+        }
+        let page = request
+            .send()
+            .await
+            .map_err(|e| store_error(crate::error::failure("Query", &e)))?;
+        items.extend(page.items.unwrap_or_default());
+        match page.last_evaluated_key {
+            Some(last) if q.max_items.is_none_or(|max| items.len() < max) => start = Some(last),
+            _ => return Ok(items),
+        }
+    }
+}
+
+/// Deletes items by key, 25 a request, retrying what DynamoDB leaves unprocessed.
+pub(crate) async fn delete_keys(
+    client: &Client,
+    table: &str,
+    keys: Vec<Item>,
+) -> Result<(), StoreError> {
+    let requests = keys
+        .into_iter()
+        .map(|key| {
+            DeleteRequest::builder()
+                .set_key(Some(key))
+                .build()
+                .map(|d| WriteRequest::builder().delete_request(d).build())
+                .map_err(|e| StoreError::Backend {
+                    detail: format!("BatchWriteItem: {e}"),
+                    retryable: false,
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for chunk in requests.chunks(25) {
+        let mut pending = chunk.to_vec();
+        let mut attempt = 0u32;
+        while !pending.is_empty() {
+            if attempt == 10 {
+                return Err(StoreError::Backend {
+                    detail: format!(
+                        "BatchWriteItem left {} deletes unprocessed after {attempt} attempts",
+                        pending.len()
+                    ),
+                    retryable: true,
+                });
+            }
+            if attempt > 0 {
+                // Unprocessed items mean the partition is throttled: back off before retrying.
+                let backoff = Duration::from_millis(50u64 << attempt.min(6));
+                tokio::time::sleep(backoff).await;
+            }
+            let out = client
+                .batch_write_item()
+                .request_items(table, std::mem::take(&mut pending))
+                .send()
+                .await
+                .map_err(|e| store_error(crate::error::failure("BatchWriteItem", &e)))?;
+            pending = out
+                .unprocessed_items
+                .and_then(|mut u| u.remove(table))
+                .unwrap_or_default();
+            attempt += 1;
+        }
+    }
+    Ok(())
+}
