@@ -9,6 +9,8 @@
 //!   DST as EventBridge Scheduler does it) and the EventBridge cron expression.
 //! - [`state`]: the records kept per task (task, precheck, run, step, progress, watermark).
 //! - [`ports`]: the traits the use cases need ([`ports::StateStore`], [`ports::Clock`]).
+//! - [`precheck`]: the precheck report ([`precheck::CheckResult`], [`precheck::PrecheckReport`])
+//!   and the stable check ids.
 //! - [`ident`]: MySQL identifier rules (length, forbidden characters, case-insensitive names).
 //! - [`error`]: [`FieldError`] (a path and a message that says how to fix it) and
 //!   [`SpecErrors`] (all of them).
@@ -23,6 +25,7 @@
 pub mod error;
 pub mod ident;
 pub mod ports;
+pub mod precheck;
 pub mod schedule;
 pub mod spec;
 pub mod state;
