@@ -247,7 +247,10 @@ mod tests {
                                "remedy": "add one", "objects": ["shop.orders"]})
         );
         let pass = serde_json::to_value(CheckResult::pass("x", "ok")).unwrap();
-        assert_eq!(pass, serde_json::json!({"id": "x", "status": "pass", "message": "ok"}));
+        assert_eq!(
+            pass,
+            serde_json::json!({"id": "x", "status": "pass", "message": "ok"})
+        );
     }
 
     #[test]
@@ -255,7 +258,10 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for id in ids::ALL {
             assert!(seen.insert(id), "{id} twice");
-            assert!(id.chars().all(|c| c.is_ascii_lowercase() || c == '_'), "{id}");
+            assert!(
+                id.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{id}"
+            );
         }
     }
 }

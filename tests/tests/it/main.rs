@@ -3,6 +3,8 @@
 mod aws_emulator;
 mod connect;
 mod docs;
+mod precheck;
+mod precheck_private;
 mod schema_diff;
 mod stack;
 mod store_sqlite;

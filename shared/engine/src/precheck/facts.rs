@@ -156,14 +156,15 @@ impl ServerFacts {
 
     /// A database by name, as the server would find it.
     pub fn schema(&self, name: &str) -> Option<&SchemaFacts> {
-        self.schemas
-            .iter()
-            .find(|s| s.name == name)
-            .or_else(|| {
-                self.folds_case()
-                    .then(|| self.schemas.iter().find(|s| s.name.eq_ignore_ascii_case(name)))
-                    .flatten()
-            })
+        self.schemas.iter().find(|s| s.name == name).or_else(|| {
+            self.folds_case()
+                .then(|| {
+                    self.schemas
+                        .iter()
+                        .find(|s| s.name.eq_ignore_ascii_case(name))
+                })
+                .flatten()
+        })
     }
 
     /// A table by name, as the server would find it.
@@ -171,7 +172,12 @@ impl ServerFacts {
         let schema = self.schema(db)?;
         schema.tables.iter().find(|t| t.name == table).or_else(|| {
             self.folds_case()
-                .then(|| schema.tables.iter().find(|t| t.name.eq_ignore_ascii_case(table)))
+                .then(|| {
+                    schema
+                        .tables
+                        .iter()
+                        .find(|t| t.name.eq_ignore_ascii_case(table))
+                })
                 .flatten()
         })
     }
@@ -186,7 +192,9 @@ impl ServerFacts {
 impl TableFacts {
     /// A column by name (column names are case-insensitive on every server).
     pub fn column(&self, name: &str) -> Option<&ColumnFacts> {
-        self.columns.iter().find(|c| c.name.eq_ignore_ascii_case(name))
+        self.columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
     }
 
     /// The primary key, or a unique key over NOT NULL columns (which identifies rows as well).

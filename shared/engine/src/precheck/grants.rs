@@ -214,8 +214,7 @@ fn tokenize(line: &str) -> Vec<Token> {
             _ => {
                 let mut word = String::from(c);
                 while let Some(&n) = chars.peek() {
-                    if n.is_whitespace() || matches!(n, ',' | '(' | ')' | '.' | '*' | '@' | '`')
-                    {
+                    if n.is_whitespace() || matches!(n, ',' | '(' | ')' | '.' | '*' | '@' | '`') {
                         break;
                     }
                     word.push(n);
@@ -367,9 +366,8 @@ mod tests {
 
     #[test]
     fn all_privileges_and_wildcard_databases() {
-        let g = grants(&[
-            "GRANT ALL PRIVILEGES ON *.* TO `tidemark`@`127.0.0.1` WITH GRANT OPTION",
-        ]);
+        let g =
+            grants(&["GRANT ALL PRIVILEGES ON *.* TO `tidemark`@`127.0.0.1` WITH GRANT OPTION"]);
         assert!(g.global("SUPER"));
         assert!(g.on_table("DROP", "any", "thing", false));
         let g = grants(&["GRANT CREATE, DROP ON `shop\\_%`.* TO 'u'@'%'"]);

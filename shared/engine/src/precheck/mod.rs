@@ -94,11 +94,13 @@ pub async fn run_precheck(
 pub async fn gather(opts: &ConnectOptions, side: Side<'_>) -> Result<ServerFacts, FactsError> {
     let mut conn = connect(opts).await?;
     let endpoint = opts.endpoint();
-    let info = ServerInfo::read(&mut conn).await.map_err(|e| FactsError::Query {
-        endpoint: endpoint.clone(),
-        what: "the server version",
-        detail: e.to_string(),
-    })?;
+    let info = ServerInfo::read(&mut conn)
+        .await
+        .map_err(|e| FactsError::Query {
+            endpoint: endpoint.clone(),
+            what: "the server version",
+            detail: e.to_string(),
+        })?;
     let facts = read_facts(&mut conn, &endpoint, info, side).await;
     // A failed goodbye changes nothing: the facts were read (or their error is returned).
     let _ = conn.disconnect().await;

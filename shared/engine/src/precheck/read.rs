@@ -89,10 +89,16 @@ pub async fn read_facts(
         .ok()
         .flatten();
     let charsets = r
-        .strings("SELECT LOWER(CHARACTER_SET_NAME) FROM information_schema.CHARACTER_SETS", "character sets")
+        .strings(
+            "SELECT LOWER(CHARACTER_SET_NAME) FROM information_schema.CHARACTER_SETS",
+            "character sets",
+        )
         .await?;
     let collations = r
-        .strings("SELECT LOWER(COLLATION_NAME) FROM information_schema.COLLATIONS", "collations")
+        .strings(
+            "SELECT LOWER(COLLATION_NAME) FROM information_schema.COLLATIONS",
+            "collations",
+        )
         .await?;
     let engines = r
         .strings(
@@ -100,7 +106,11 @@ pub async fn read_facts(
             "storage engines",
         )
         .await?;
-    let grant_lines: Vec<String> = r.conn.query("SHOW GRANTS").await.map_err(r.err("SHOW GRANTS"))?;
+    let grant_lines: Vec<String> = r
+        .conn
+        .query("SHOW GRANTS")
+        .await
+        .map_err(r.err("SHOW GRANTS"))?;
     let databases = r.strings("SHOW DATABASES", "databases").await?;
     let variables = ServerVariables {
         lower_case_table_names: u8::try_from(lctn).unwrap_or(u8::MAX),
@@ -153,7 +163,11 @@ fn is_lob(data_type: &str) -> bool {
 }
 
 impl Reader<'_> {
-    async fn strings(&mut self, sql: &str, what: &'static str) -> Result<BTreeSet<String>, FactsError> {
+    async fn strings(
+        &mut self,
+        sql: &str,
+        what: &'static str,
+    ) -> Result<BTreeSet<String>, FactsError> {
         let rows: Vec<String> = self.conn.query(sql).await.map_err(self.err(what))?;
         Ok(rows.into_iter().collect())
     }
@@ -183,14 +197,25 @@ impl Reader<'_> {
             .into_iter()
             .map(|(name, kind, engine, collation, rows)| TableFacts {
                 name,
-                kind: if kind == "VIEW" { TableKind::View } else { TableKind::Table },
+                kind: if kind == "VIEW" {
+                    TableKind::View
+                } else {
+                    TableKind::Table
+                },
                 engine: engine.map(|e| e.to_ascii_uppercase()),
                 collation: collation.map(|c| c.to_lowercase()),
                 rows_estimate: rows.unwrap_or(0),
                 ..TableFacts::default()
             })
             .collect();
-        type ColumnRow = (String, String, String, String, Option<String>, Option<String>);
+        type ColumnRow = (
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+        );
         let columns: Vec<ColumnRow> = self
             .conn
             .exec(
@@ -225,7 +250,9 @@ impl Reader<'_> {
             .await
             .map_err(self.err("indexes"))?;
         for (table, index, non_unique, column) in keys {
-            let Some(t) = tables.iter_mut().find(|t| t.name == table) else { continue };
+            let Some(t) = tables.iter_mut().find(|t| t.name == table) else {
+                continue;
+            };
             match t.keys.iter_mut().find(|k| k.name == index) {
                 Some(k) => k.columns.push(column),
                 None => t.keys.push(KeyFacts {
@@ -292,7 +319,11 @@ impl Reader<'_> {
     }
 
     /// The largest row of each selected table, and NULLs in incremental timestamp columns.
-    async fn source_scans(&mut self, spec: &TaskSpec, facts: &mut ServerFacts) -> Result<(), FactsError> {
+    async fn source_scans(
+        &mut self,
+        spec: &TaskSpec,
+        facts: &mut ServerFacts,
+    ) -> Result<(), FactsError> {
         struct Scan {
             db: String,
             table: String,
@@ -328,9 +359,13 @@ impl Reader<'_> {
                         .map(|c| format!("COALESCE(LENGTH({}), 0)", quote_ident(c)))
                         .collect::<Vec<_>>()
                         .join(" + ");
-                    let sql = format!("SELECT CAST(COALESCE(MAX({sum}), 0) AS UNSIGNED) FROM {from}");
-                    let bytes: Option<u64> =
-                        self.conn.query_first(sql).await.map_err(self.err("the largest row"))?;
+                    let sql =
+                        format!("SELECT CAST(COALESCE(MAX({sum}), 0) AS UNSIGNED) FROM {from}");
+                    let bytes: Option<u64> = self
+                        .conn
+                        .query_first(sql)
+                        .await
+                        .map_err(self.err("the largest row"))?;
                     bytes.unwrap_or(0)
                 }
             };
@@ -341,8 +376,11 @@ impl Reader<'_> {
                         "SELECT EXISTS (SELECT 1 FROM {from} WHERE {} IS NULL)",
                         quote_ident(column)
                     );
-                    let found: Option<i64> =
-                        self.conn.query_first(sql).await.map_err(self.err("timestamp NULLs"))?;
+                    let found: Option<i64> = self
+                        .conn
+                        .query_first(sql)
+                        .await
+                        .map_err(self.err("timestamp NULLs"))?;
                     Some(found.unwrap_or(0) != 0)
                 }
             };
@@ -367,7 +405,11 @@ impl Reader<'_> {
     /// Whether each base table in the target databases holds a row.
     async fn destination_rows(&mut self, facts: &mut ServerFacts) -> Result<(), FactsError> {
         for schema in &mut facts.schemas {
-            for t in schema.tables.iter_mut().filter(|t| t.kind == TableKind::Table) {
+            for t in schema
+                .tables
+                .iter_mut()
+                .filter(|t| t.kind == TableKind::Table)
+            {
                 let sql = format!(
                     "SELECT EXISTS (SELECT 1 FROM {})",
                     qualified(&schema.name, &t.name)

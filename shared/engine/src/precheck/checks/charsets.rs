@@ -54,11 +54,7 @@ fn usages(spec: &TaskSpec, src: &ServerFacts) -> Vec<Usage> {
 
 /// `utf8mb4_general_ci` -> `utf8mb4`; `binary` -> `binary`.
 fn charset_of(collation: &str) -> String {
-    collation
-        .split('_')
-        .next()
-        .unwrap_or(collation)
-        .to_owned()
+    collation.split('_').next().unwrap_or(collation).to_owned()
 }
 
 /// Objects using a MySQL-8-only (`_0900_`) collation the destination lacks: `(object, collation)`.
@@ -88,9 +84,15 @@ fn substitutes(missing: &str, dst: &ServerFacts) -> Vec<String> {
         .map(|s| format!("{charset}_{s}"))
         .collect()
     } else if missing.contains("_uca1400_") {
-        vec![format!("{charset}_0900_ai_ci"), format!("{charset}_unicode_520_ci")]
+        vec![
+            format!("{charset}_0900_ai_ci"),
+            format!("{charset}_unicode_520_ci"),
+        ]
     } else {
-        vec![format!("{charset}_general_ci"), "utf8mb4_general_ci".to_owned()]
+        vec![
+            format!("{charset}_general_ci"),
+            "utf8mb4_general_ci".to_owned(),
+        ]
     };
     candidates
         .into_iter()
@@ -105,7 +107,10 @@ pub fn charsets_collations(input: &CheckInput<'_>) -> Result<CheckResult, CheckR
     let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for u in &all {
         if !dst.collations.contains(&u.collation) || !dst.charsets.contains(&u.charset) {
-            missing.entry(u.collation.clone()).or_default().push(u.object.clone());
+            missing
+                .entry(u.collation.clone())
+                .or_default()
+                .push(u.object.clone());
         }
     }
     if missing.is_empty() {
@@ -114,7 +119,10 @@ pub fn charsets_collations(input: &CheckInput<'_>) -> Result<CheckResult, CheckR
         used.dedup();
         return Ok(CheckResult::pass(
             id,
-            format!("the destination has every collation used: {}", listing(&used)),
+            format!(
+                "the destination has every collation used: {}",
+                listing(&used)
+            ),
         ));
     }
     let mut problems = Vec::new();
@@ -130,7 +138,10 @@ pub fn charsets_collations(input: &CheckInput<'_>) -> Result<CheckResult, CheckR
             [] => format!("convert `{collation}` to a collation the destination has"),
             subs => format!(
                 "convert `{collation}` to {}",
-                subs.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(" or ")
+                subs.iter()
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
             ),
         });
         objects.extend(users.iter().cloned());
@@ -153,7 +164,9 @@ pub fn storage_engines(input: &CheckInput<'_>) -> Result<CheckResult, CheckResul
     let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut used: Vec<String> = Vec::new();
     for t in selected_tables(input.spec, src) {
-        let Some(engine) = &t.facts.engine else { continue };
+        let Some(engine) = &t.facts.engine else {
+            continue;
+        };
         used.push(engine.clone());
         if !dst.engines.contains(&engine.to_ascii_uppercase()) {
             missing.entry(engine.clone()).or_default().push(t.name());
@@ -164,13 +177,19 @@ pub fn storage_engines(input: &CheckInput<'_>) -> Result<CheckResult, CheckResul
     if missing.is_empty() {
         return Ok(CheckResult::pass(
             id,
-            format!("the destination supports every engine used: {}", listing(&used)),
+            format!(
+                "the destination supports every engine used: {}",
+                listing(&used)
+            ),
         ));
     }
     let problems: Vec<String> = missing
         .iter()
         .map(|(engine, tables)| {
-            format!("engine {engine} (used by {}) is not available on the destination", listing(tables))
+            format!(
+                "engine {engine} (used by {}) is not available on the destination",
+                listing(tables)
+            )
         })
         .collect();
     let engines: Vec<String> = missing.keys().cloned().collect();
@@ -233,7 +252,11 @@ mod tests {
         src.schemas.push(shop);
         let dst = fixtures::mysql8();
         let r = run(charsets_collations, &input(&spec, &src, &dst));
-        assert_status(&r, CheckStatus::Fail, &["`shop.orders`", "`utf8mb4_0900_ai_ci`"]);
+        assert_status(
+            &r,
+            CheckStatus::Fail,
+            &["`shop.orders`", "`utf8mb4_0900_ai_ci`"],
+        );
     }
 
     #[test]
@@ -245,6 +268,10 @@ mod tests {
         assert_status(&r, CheckStatus::Pass, &["INNODB"]);
         src.schemas[0].tables[0].engine = Some("ARCHIVE".into());
         let r = run(storage_engines, &input(&spec, &src, &dst));
-        assert_status(&r, CheckStatus::Fail, &["engine ARCHIVE (used by `shop.orders`)", "ENGINE=InnoDB"]);
+        assert_status(
+            &r,
+            CheckStatus::Fail,
+            &["engine ARCHIVE (used by `shop.orders`)", "ENGINE=InnoDB"],
+        );
     }
 }

@@ -27,12 +27,8 @@ pub fn connectivity(
                 facts.info.version_comment
             ),
         ),
-        Err(error) => CheckResult::fail(
-            id,
-            format!("the {role}: {error}"),
-            remedy(error, role),
-        )
-        .with_objects([role.to_owned()]),
+        Err(error) => CheckResult::fail(id, format!("the {role}: {error}"), remedy(error, role))
+            .with_objects([role.to_owned()]),
     }
 }
 
@@ -85,7 +81,13 @@ mod tests {
     #[test]
     fn a_reachable_server_passes_with_its_flavour_and_version() {
         let facts = fixtures::mariadb();
-        let r = connectivity("source_connectivity", "source", "h:1", TlsMode::Disabled, Ok(&facts));
+        let r = connectivity(
+            "source_connectivity",
+            "source",
+            "h:1",
+            TlsMode::Disabled,
+            Ok(&facts),
+        );
         fixtures::assert_status(&r, CheckStatus::Pass, &["MariaDB 10.11.19", "h:1"]);
     }
 
@@ -93,19 +95,30 @@ mod tests {
     fn each_failure_fails_with_its_own_fix() {
         let cases = [
             (
-                ConnectError::Refused { endpoint: "h:1".into() },
+                ConnectError::Refused {
+                    endpoint: "h:1".into(),
+                },
                 "start the server",
             ),
             (
-                ConnectError::NoGreeting { endpoint: "h:1".into(), timeout: Duration::from_secs(2) },
+                ConnectError::NoGreeting {
+                    endpoint: "h:1".into(),
+                    timeout: Duration::from_secs(2),
+                },
                 "MySQL/MariaDB port",
             ),
             (
-                ConnectError::AccessDenied { endpoint: "h:1".into(), user: "u".into() },
+                ConnectError::AccessDenied {
+                    endpoint: "h:1".into(),
+                    user: "u".into(),
+                },
                 "correct `destination.user`",
             ),
             (
-                ConnectError::Unreachable { endpoint: "h:1".into(), timeout: Duration::from_secs(2) },
+                ConnectError::Unreachable {
+                    endpoint: "h:1".into(),
+                    timeout: Duration::from_secs(2),
+                },
                 "firewall",
             ),
         ];

@@ -124,7 +124,10 @@ pub fn foreign_keys(input: &CheckInput<'_>) -> Result<CheckResult, CheckResult> 
         }
     }
     if with_fk.is_empty() {
-        return Ok(CheckResult::pass(id, "no incremental table has a foreign key"));
+        return Ok(CheckResult::pass(
+            id,
+            "no incremental table has a foreign key",
+        ));
     }
     Ok(CheckResult::warn(
         id,
@@ -162,13 +165,17 @@ pub fn destination_triggers(input: &CheckInput<'_>) -> Result<CheckResult, Check
                 .triggers
                 .iter()
                 .filter(|trg| {
-                    trg.table == target || (dst.folds_case() && trg.table.eq_ignore_ascii_case(target))
+                    trg.table == target
+                        || (dst.folds_case() && trg.table.eq_ignore_ascii_case(target))
                 })
                 .map(|trg| object(target_db, &trg.name)),
         );
     }
     if triggers.is_empty() {
-        return Ok(CheckResult::pass(id, "no trigger on the incremental target tables"));
+        return Ok(CheckResult::pass(
+            id,
+            "no trigger on the incremental target tables",
+        ));
     }
     Ok(CheckResult::warn(
         id,
@@ -206,10 +213,21 @@ mod tests {
         let spec = fixtures::resync_shop();
         let src = fixtures::source_with_shop();
         let empty = fixtures::mariadb();
-        assert_status(&run(destination_conflicts, &input(&spec, &src, &empty)), CheckStatus::Pass, &[]);
+        assert_status(
+            &run(destination_conflicts, &input(&spec, &src, &empty)),
+            CheckStatus::Pass,
+            &[],
+        );
         let dst = destination_with_shop(false);
         let r = run(destination_conflicts, &input(&spec, &src, &dst));
-        assert_status(&r, CheckStatus::Warn, &["`shop.orders`, `shop.customers` already exist", "replaces them"]);
+        assert_status(
+            &r,
+            CheckStatus::Warn,
+            &[
+                "`shop.orders`, `shop.customers` already exist",
+                "replaces them",
+            ],
+        );
     }
 
     #[test]
@@ -227,7 +245,11 @@ mod tests {
         let spec = fixtures::incremental_shop();
         let src = fixtures::source_with_shop();
         let dst = destination_with_shop(false);
-        assert_status(&run(destination_conflicts, &input(&spec, &src, &dst)), CheckStatus::Pass, &[]);
+        assert_status(
+            &run(destination_conflicts, &input(&spec, &src, &dst)),
+            CheckStatus::Pass,
+            &[],
+        );
         let dst = destination_with_shop(true);
         let r = run(destination_conflicts, &input(&spec, &src, &dst));
         assert_status(&r, CheckStatus::Warn, &["already hold rows", "upserts"]);
@@ -241,10 +263,18 @@ mod tests {
         );
         let src = fixtures::source_with_shop();
         let mut dst = destination_with_shop(true);
-        assert_status(&run(destination_conflicts, &input(&spec, &src, &dst)), CheckStatus::Pass, &[]);
+        assert_status(
+            &run(destination_conflicts, &input(&spec, &src, &dst)),
+            CheckStatus::Pass,
+            &[],
+        );
         dst.databases.insert("shop_20260601_02_30_00".into());
         let r = run(destination_conflicts, &input(&spec, &src, &dst));
-        assert_status(&r, CheckStatus::Fail, &["`shop_20260601_02_30_00` already exists"]);
+        assert_status(
+            &r,
+            CheckStatus::Fail,
+            &["`shop_20260601_02_30_00` already exists"],
+        );
     }
 
     #[test]
@@ -259,13 +289,28 @@ mod tests {
             name: "fk".into(),
             references: "shop.customers".into(),
         });
-        dst.schemas[0].triggers.push(TriggerFacts { name: "audit".into(), table: "orders".into() });
+        dst.schemas[0].triggers.push(TriggerFacts {
+            name: "audit".into(),
+            table: "orders".into(),
+        });
         let i = input(&spec, &src, &dst);
-        assert_status(&run(foreign_keys, &i), CheckStatus::Warn, &["`shop.orders` has foreign keys", "checks are off"]);
+        assert_status(
+            &run(foreign_keys, &i),
+            CheckStatus::Warn,
+            &["`shop.orders` has foreign keys", "checks are off"],
+        );
         let r = run(destination_triggers, &i);
-        assert_status(&r, CheckStatus::Warn, &["`shop.audit`", "fire again", DESTINATION_TRIGGER_HANDLING]);
+        assert_status(
+            &r,
+            CheckStatus::Warn,
+            &["`shop.audit`", "fire again", DESTINATION_TRIGGER_HANDLING],
+        );
         // Resync recreates the tables: no warning.
         let spec = fixtures::resync_shop();
-        assert_status(&run(destination_triggers, &input(&spec, &src, &dst)), CheckStatus::Pass, &[]);
+        assert_status(
+            &run(destination_triggers, &input(&spec, &src, &dst)),
+            CheckStatus::Pass,
+            &[],
+        );
     }
 }

@@ -137,7 +137,10 @@ pub fn shop() -> SchemaFacts {
             column("note", "varchar", true),
             column(ts, "datetime", false),
         ],
-        keys: vec![key("PRIMARY", true, &["id"]), key(&format!("ix_{ts}"), false, &[ts])],
+        keys: vec![
+            key("PRIMARY", true, &["id"]),
+            key(&format!("ix_{ts}"), false, &[ts]),
+        ],
         foreign_keys: Vec::new(),
         largest_row_bytes: Some(65_535),
         has_rows: None,
@@ -146,7 +149,10 @@ pub fn shop() -> SchemaFacts {
         name: "shop".into(),
         charset: "utf8mb4".into(),
         collation: "utf8mb4_general_ci".into(),
-        tables: vec![table("orders", "updated_at"), table("customers", "changed_at")],
+        tables: vec![
+            table("orders", "updated_at"),
+            table("customers", "changed_at"),
+        ],
         triggers: Vec::new(),
         routines: Vec::new(),
     }
@@ -225,7 +231,11 @@ pub fn run(
 #[track_caller]
 pub fn assert_status(result: &CheckResult, status: CheckStatus, needles: &[&str]) {
     assert_eq!(result.status, status, "{result:#?}");
-    let text = format!("{} {}", result.message, result.remedy.as_deref().unwrap_or(""));
+    let text = format!(
+        "{} {}",
+        result.message,
+        result.remedy.as_deref().unwrap_or("")
+    );
     for needle in needles {
         assert!(text.contains(needle), "{needle:?} not in {result:#?}");
     }

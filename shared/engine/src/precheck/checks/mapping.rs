@@ -17,7 +17,13 @@ pub fn name_mapping(input: &CheckInput<'_>) -> Result<CheckResult, CheckResult> 
     let spec = input.spec;
     // Without the destination's facts, compare the stricter way (case-insensitively).
     let fold = input.destination.map(|d| d.folds_case()).unwrap_or(true);
-    let key = |name: &str| if fold { name.to_lowercase() } else { name.to_owned() };
+    let key = |name: &str| {
+        if fold {
+            name.to_lowercase()
+        } else {
+            name.to_owned()
+        }
+    };
     let suffix = match spec.policy {
         Policy::MultiReplica(_) => replica_suffix(spec, input.now),
         _ => String::new(),
@@ -32,7 +38,10 @@ pub fn name_mapping(input: &CheckInput<'_>) -> Result<CheckResult, CheckResult> 
             problems.push(format!("`{}` -> `{target}`: {why}", db.database));
             objects.push(db.database.clone());
         }
-        databases.entry(key(db.target_name())).or_default().push(db.database.clone());
+        databases
+            .entry(key(db.target_name()))
+            .or_default()
+            .push(db.database.clone());
         for t in db.tables.iter().flatten() {
             let source = object(&db.database, &t.name);
             if let Err(why) = check_identifier(IdentKind::Table, t.target_name()) {
@@ -41,7 +50,11 @@ pub fn name_mapping(input: &CheckInput<'_>) -> Result<CheckResult, CheckResult> 
             }
             for c in t.columns.iter().flatten() {
                 if let Err(why) = check_identifier(IdentKind::Column, c.target_name()) {
-                    problems.push(format!("`{}` -> `{}`: {why}", object(&source, &c.name), c.target_name()));
+                    problems.push(format!(
+                        "`{}` -> `{}`: {why}",
+                        object(&source, &c.name),
+                        c.target_name()
+                    ));
                     objects.push(object(&source, &c.name));
                 }
             }
@@ -57,13 +70,20 @@ pub fn name_mapping(input: &CheckInput<'_>) -> Result<CheckResult, CheckResult> 
     }
     for (target, sources) in &databases {
         if sources.len() > 1 {
-            problems.push(format!("{} all map to the database `{target}`", listing(sources)));
+            problems.push(format!(
+                "{} all map to the database `{target}`",
+                listing(sources)
+            ));
             objects.extend(sources.iter().cloned());
         }
     }
     for ((db, table), sources) in &tables {
         if sources.len() > 1 {
-            problems.push(format!("{} all map to `{}`", listing(sources), object(db, table)));
+            problems.push(format!(
+                "{} all map to `{}`",
+                listing(sources),
+                object(db, table)
+            ));
             objects.extend(sources.iter().cloned());
         }
     }
@@ -72,7 +92,11 @@ pub fn name_mapping(input: &CheckInput<'_>) -> Result<CheckResult, CheckResult> 
             id,
             format!(
                 "every destination name is valid, at most {MAX_IDENTIFIER_CHARS} characters{}, and distinct",
-                if suffix.is_empty() { "" } else { " with the replica suffix" }
+                if suffix.is_empty() {
+                    ""
+                } else {
+                    " with the replica suffix"
+                }
             ),
         ));
     }
@@ -123,7 +147,10 @@ pub fn schedule_window(input: &CheckInput<'_>) -> Result<CheckResult, CheckResul
     match schedule.next_after(input.now) {
         Some(next) => Ok(CheckResult::pass(
             id,
-            format!("the next cycle runs at {}", next.strftime("%Y-%m-%dT%H:%M:%S%:z [%Q]")),
+            format!(
+                "the next cycle runs at {}",
+                next.strftime("%Y-%m-%dT%H:%M:%S%:z [%Q]")
+            ),
         )),
         None => Ok(CheckResult::fail(
             id,
@@ -139,16 +166,19 @@ pub fn schedule_window(input: &CheckInput<'_>) -> Result<CheckResult, CheckResul
 
 #[cfg(test)]
 mod tests {
-    use tidemark_core::precheck::{CheckStatus, MappingWarningInput};
     use tidemark_core::TaskSpec;
+    use tidemark_core::precheck::{CheckStatus, MappingWarningInput};
 
     use super::*;
     use crate::precheck::checks::fixtures::{self, assert_status, input, run};
 
     /// A spec that skipped validation, as one stored before a rule existed would.
     fn unvalidated(policy: serde_json::Value, objects: serde_json::Value) -> TaskSpec {
-        let mut json = serde_json::to_value(fixtures::spec(policy, serde_json::json!([{"database": "x"}])))
-            .unwrap();
+        let mut json = serde_json::to_value(fixtures::spec(
+            policy,
+            serde_json::json!([{"database": "x"}]),
+        ))
+        .unwrap();
         json["objects"] = objects;
         for side in ["source", "destination"] {
             json[side]["password_env"] = serde_json::json!("PW");
@@ -160,7 +190,11 @@ mod tests {
     fn valid_distinct_names_pass() {
         let spec = fixtures::resync_shop();
         let (src, dst) = (fixtures::source_with_shop(), fixtures::mariadb());
-        assert_status(&run(name_mapping, &input(&spec, &src, &dst)), CheckStatus::Pass, &["distinct"]);
+        assert_status(
+            &run(name_mapping, &input(&spec, &src, &dst)),
+            CheckStatus::Pass,
+            &["distinct"],
+        );
     }
 
     #[test]
@@ -172,13 +206,24 @@ mod tests {
         );
         let (src, dst) = (fixtures::source_with_shop(), fixtures::mariadb());
         let r = run(name_mapping, &input(&spec, &src, &dst));
-        assert_status(&r, CheckStatus::Fail, &["_20260601_02_30_00`: the database name is 68 characters", "`shop`, `other` all map to the database `shop`"]);
+        assert_status(
+            &r,
+            CheckStatus::Fail,
+            &[
+                "_20260601_02_30_00`: the database name is 68 characters",
+                "`shop`, `other` all map to the database `shop`",
+            ],
+        );
         let spec = unvalidated(
             serde_json::json!({"mode": "resync"}),
             serde_json::json!([{"database": "shop", "tables": [{"name": "orders", "rename": "t"}, {"name": "customers", "rename": "t"}]}]),
         );
         let r = run(name_mapping, &input(&spec, &src, &dst));
-        assert_status(&r, CheckStatus::Fail, &["`shop.orders`, `shop.customers` all map to `shop.t`"]);
+        assert_status(
+            &r,
+            CheckStatus::Fail,
+            &["`shop.orders`, `shop.customers` all map to `shop.t`"],
+        );
     }
 
     #[test]
@@ -193,7 +238,11 @@ mod tests {
         }];
         i.mapping_warnings = &warnings;
         let r = run(mapping_warnings, &i);
-        assert_status(&r, CheckStatus::Warn, &["`shop.v_orders`: builds a table name with dynamic SQL"]);
+        assert_status(
+            &r,
+            CheckStatus::Warn,
+            &["`shop.v_orders`: builds a table name with dynamic SQL"],
+        );
         assert_eq!(r.objects, ["shop.v_orders"]);
     }
 
@@ -202,8 +251,16 @@ mod tests {
         let spec = fixtures::resync_shop();
         let (src, dst) = (fixtures::source_with_shop(), fixtures::mariadb());
         let mut i = input(&spec, &src, &dst);
-        assert_status(&run(schedule_window, &i), CheckStatus::Pass, &["2026-06-01T02:30:00+00:00"]);
+        assert_status(
+            &run(schedule_window, &i),
+            CheckStatus::Pass,
+            &["2026-06-01T02:30:00+00:00"],
+        );
         i.now = "2027-01-01T00:00:00Z".parse().unwrap();
-        assert_status(&run(schedule_window, &i), CheckStatus::Fail, &["no cycle is left", "2026-12-31", "schedule.end"]);
+        assert_status(
+            &run(schedule_window, &i),
+            CheckStatus::Fail,
+            &["no cycle is left", "2026-12-31", "schedule.end"],
+        );
     }
 }

@@ -42,7 +42,9 @@ pub fn objects_exist(input: &CheckInput<'_>) -> Result<CheckResult, CheckResult>
     if missing.is_empty() {
         return Ok(CheckResult::pass(
             id,
-            format!("every selected database, table and column exists on the source ({found} selections)"),
+            format!(
+                "every selected database, table and column exists on the source ({found} selections)"
+            ),
         ));
     }
     Ok(CheckResult::fail(
@@ -127,7 +129,10 @@ pub fn timestamp_column_indexed(input: &CheckInput<'_>) -> Result<CheckResult, C
         }
     }
     if unindexed.is_empty() {
-        return Ok(CheckResult::pass(id, "every timestamp column leads an index"));
+        return Ok(CheckResult::pass(
+            id,
+            "every timestamp column leads an index",
+        ));
     }
     Ok(CheckResult::warn(
         id,
@@ -217,9 +222,22 @@ mod tests {
         );
         let (src, dst) = (fixtures::source_with_shop(), fixtures::mariadb());
         let r = run(objects_exist, &input(&spec, &src, &dst));
-        assert_status(&r, CheckStatus::Fail, &["`shop.orders.gone`", "`shop.nope`", "`shop.customers.missing_ts`", "`absent`"]);
+        assert_status(
+            &r,
+            CheckStatus::Fail,
+            &[
+                "`shop.orders.gone`",
+                "`shop.nope`",
+                "`shop.customers.missing_ts`",
+                "`absent`",
+            ],
+        );
         let spec = fixtures::incremental_shop();
-        assert_status(&run(objects_exist, &input(&spec, &src, &dst)), CheckStatus::Pass, &[]);
+        assert_status(
+            &run(objects_exist, &input(&spec, &src, &dst)),
+            CheckStatus::Pass,
+            &[],
+        );
     }
 
     #[test]
@@ -227,21 +245,41 @@ mod tests {
         let spec = fixtures::incremental_shop();
         let mut src = fixtures::source_with_shop();
         let dst = fixtures::mariadb();
-        for check in [timestamp_column_type, timestamp_column_indexed, timestamp_column_nulls] {
-            assert_status(&run(check, &input(&spec, &src, &dst)), CheckStatus::Pass, &[]);
+        for check in [
+            timestamp_column_type,
+            timestamp_column_indexed,
+            timestamp_column_nulls,
+        ] {
+            assert_status(
+                &run(check, &input(&spec, &src, &dst)),
+                CheckStatus::Pass,
+                &[],
+            );
         }
         let orders = &mut src.schemas[0].tables[0];
         orders.columns[2] = column("updated_at", "varchar", true);
         orders.columns[2].has_nulls = Some(true);
         orders.keys.retain(|k| k.is_primary());
         let i = input(&spec, &src, &dst);
-        assert_status(&run(timestamp_column_type, &i), CheckStatus::Fail, &["`shop.orders.updated_at` is VARCHAR"]);
+        assert_status(
+            &run(timestamp_column_type, &i),
+            CheckStatus::Fail,
+            &["`shop.orders.updated_at` is VARCHAR"],
+        );
         assert_status(
             &run(timestamp_column_indexed, &i),
             CheckStatus::Warn,
-            &["`shop.orders.updated_at`", "scans the whole table", "ALTER TABLE `shop`.`orders` ADD INDEX (`updated_at`)"],
+            &[
+                "`shop.orders.updated_at`",
+                "scans the whole table",
+                "ALTER TABLE `shop`.`orders` ADD INDEX (`updated_at`)",
+            ],
         );
-        assert_status(&run(timestamp_column_nulls, &i), CheckStatus::Warn, &["`shop.orders.updated_at`", "never"]);
+        assert_status(
+            &run(timestamp_column_nulls, &i),
+            CheckStatus::Warn,
+            &["`shop.orders.updated_at`", "never"],
+        );
     }
 
     #[test]
@@ -249,13 +287,28 @@ mod tests {
         let spec = fixtures::resync_shop();
         let mut src = fixtures::source_with_shop();
         let dst = fixtures::mariadb();
-        assert_status(&run(primary_keys, &input(&spec, &src, &dst)), CheckStatus::Pass, &[]);
+        assert_status(
+            &run(primary_keys, &input(&spec, &src, &dst)),
+            CheckStatus::Pass,
+            &[],
+        );
         // A unique key over a nullable column does not identify rows.
         src.schemas[0].tables[1].keys = vec![fixtures::key("uk_note", true, &["note"])];
         let r = run(primary_keys, &input(&spec, &src, &dst));
-        assert_status(&r, CheckStatus::Warn, &["`shop.customers` has no primary key", "duplicate rows are possible"]);
+        assert_status(
+            &r,
+            CheckStatus::Warn,
+            &[
+                "`shop.customers` has no primary key",
+                "duplicate rows are possible",
+            ],
+        );
         assert_eq!(r.objects, ["shop.customers"]);
         src.schemas[0].tables[1].keys = vec![fixtures::key("uk_id", true, &["id"])];
-        assert_status(&run(primary_keys, &input(&spec, &src, &dst)), CheckStatus::Pass, &[]);
+        assert_status(
+            &run(primary_keys, &input(&spec, &src, &dst)),
+            CheckStatus::Pass,
+            &[],
+        );
     }
 }

@@ -12,7 +12,9 @@ use tidemark_core::schedule::Schedule;
 use tidemark_core::{Policy, TaskSpec};
 
 use super::CheckInput;
-use super::support::{listing, migrates_data, migrates_schema, selected_tables, whole_databases};
+use super::support::{
+    listing, migrates_data, migrates_schema, object, selected_tables, whole_databases,
+};
 use crate::precheck::facts::ServerFacts;
 
 /// Whether the user can read routine definitions in `db` without being their definer.
@@ -54,8 +56,35 @@ pub fn source_privileges(input: &CheckInput<'_>) -> Result<CheckResult, CheckRes
             && migrates_schema(spec)
             && !src.grants.on_table("SHOW VIEW", db, &t.facts.name, fold)
         {
-            missing.push(format!("SHOW VIEW on `{}` (to read the view's definition)", t.name()));
+            missing.push(format!(
+                "SHOW VIEW on `{}` (to read the view's definition)",
+                t.name()
+            ));
             objects.push(t.name());
+        }
+    }
+    // Objects the user cannot see look absent: name the privilege, not only the absence.
+    for db in &spec.objects {
+        let name = &db.database;
+        match &db.tables {
+            None if src.schema(name).is_none() && !src.grants.on_database("SELECT", name, fold) => {
+                missing.push(format!(
+                    "SELECT on `{name}`.* (the user cannot see the database)"
+                ));
+                objects.push(name.clone());
+            }
+            Some(tables) => {
+                for t in tables {
+                    if src.table(name, &t.name).is_none()
+                        && !src.grants.on_table("SELECT", name, &t.name, fold)
+                    {
+                        let table = object(name, &t.name);
+                        missing.push(format!("SELECT on `{table}` (the user cannot see it)"));
+                        objects.push(table);
+                    }
+                }
+            }
+            None => {}
         }
     }
     if migrates_schema(spec) {
@@ -135,7 +164,11 @@ pub fn target_databases(input: &CheckInput<'_>) -> Vec<String> {
                 .map(|d| format!("{}{suffix}", d.target_name()))
                 .collect()
         }
-        _ => spec.objects.iter().map(|d| d.target_name().to_owned()).collect(),
+        _ => spec
+            .objects
+            .iter()
+            .map(|d| d.target_name().to_owned())
+            .collect(),
     }
 }
 
@@ -145,11 +178,11 @@ pub fn replica_suffix(spec: &TaskSpec, now: jiff::Timestamp) -> String {
     let Ok(schedule) = Schedule::from_spec(&spec.schedule) else {
         return "_00000000_00_00_00".to_owned();
     };
-    let at = schedule
-        .next_after(now)
-        .unwrap_or_else(|| schedule
+    let at = schedule.next_after(now).unwrap_or_else(|| {
+        schedule
             .window_start()
-            .to_zoned_datetime(schedule.time_zone().clone()));
+            .to_zoned_datetime(schedule.time_zone().clone())
+    });
     at.strftime("_%Y%m%d_%H_%M_%S").to_string()
 }
 
@@ -164,7 +197,9 @@ fn needed(input: &CheckInput<'_>, src: Option<&ServerFacts>) -> Vec<(&'static st
         out.push(("INDEX", "add the secondary indexes after the load"));
     }
     match &spec.policy {
-        Policy::Resync(_) => out.push(("DROP", "swap the reloaded tables in and drop the old copy")),
+        Policy::Resync(_) => {
+            out.push(("DROP", "swap the reloaded tables in and drop the old copy"))
+        }
         Policy::MultiReplica(p) if p.keep_replicas.is_some() => {
             out.push(("DROP", "drop the oldest replicas (keep_replicas)"));
         }
@@ -174,8 +209,14 @@ fn needed(input: &CheckInput<'_>, src: Option<&ServerFacts>) -> Vec<(&'static st
             }
         }
         Policy::Incremental(_) => {
-            out.push(("UPDATE", "upsert changed rows (INSERT ... ON DUPLICATE KEY UPDATE)"));
-            out.push(("TRIGGER", "drop destination triggers during the load and recreate them"));
+            out.push((
+                "UPDATE",
+                "upsert changed rows (INSERT ... ON DUPLICATE KEY UPDATE)",
+            ));
+            out.push((
+                "TRIGGER",
+                "drop destination triggers during the load and recreate them",
+            ));
         }
     }
     if migrates_data(spec) {
@@ -184,15 +225,25 @@ fn needed(input: &CheckInput<'_>, src: Option<&ServerFacts>) -> Vec<(&'static st
         out.push(("SELECT", "verify every chunk (row count and checksum)"));
     }
     if schema && let Some(src) = src {
-        let whole: Vec<_> = whole_databases(spec).filter_map(|d| src.schema(&d.database)).collect();
-        if whole.iter().any(|s| s.tables.iter().any(|t| t.kind == crate::precheck::facts::TableKind::View)) {
+        let whole: Vec<_> = whole_databases(spec)
+            .filter_map(|d| src.schema(&d.database))
+            .collect();
+        if whole.iter().any(|s| {
+            s.tables
+                .iter()
+                .any(|t| t.kind == crate::precheck::facts::TableKind::View)
+        }) {
             out.push(("CREATE VIEW", "create the views"));
         }
         if whole.iter().any(|s| !s.routines.is_empty()) {
             out.push(("CREATE ROUTINE", "create the procedures and functions"));
-            out.push(("ALTER ROUTINE", "replace the procedures and functions on later cycles"));
+            out.push((
+                "ALTER ROUTINE",
+                "replace the procedures and functions on later cycles",
+            ));
         }
-        if whole.iter().any(|s| !s.triggers.is_empty()) && !out.iter().any(|(p, _)| *p == "TRIGGER") {
+        if whole.iter().any(|s| !s.triggers.is_empty()) && !out.iter().any(|(p, _)| *p == "TRIGGER")
+        {
             out.push(("TRIGGER", "create the triggers"));
         }
     }
@@ -241,7 +292,10 @@ pub fn destination_privileges(input: &CheckInput<'_>) -> Result<CheckResult, Che
     Ok(CheckResult::fail(
         id,
         format!("`{user}` on the destination lacks {}", missing.join("; ")),
-        format!("on the destination: GRANT {} {on} TO the task's user", privileges.join(", ")),
+        format!(
+            "on the destination: GRANT {} {on} TO the task's user",
+            privileges.join(", ")
+        ),
     )
     .with_objects(objects))
 }
@@ -250,13 +304,26 @@ pub fn binlog_routines(input: &CheckInput<'_>) -> Result<CheckResult, CheckResul
     let id = ids::BINLOG_ROUTINES;
     let (src, dst) = input.both(id)?;
     if !dst.variables.log_bin {
-        return Ok(CheckResult::pass(id, "binary logging is off on the destination"));
+        return Ok(CheckResult::pass(
+            id,
+            "binary logging is off on the destination",
+        ));
     }
     let mut code: Vec<String> = Vec::new();
     if migrates_schema(input.spec) {
         for schema in whole_databases(input.spec).filter_map(|d| src.schema(&d.database)) {
-            code.extend(schema.routines.iter().map(|r| format!("{}.{}", schema.name, r.name)));
-            code.extend(schema.triggers.iter().map(|t| format!("{}.{}", schema.name, t.name)));
+            code.extend(
+                schema
+                    .routines
+                    .iter()
+                    .map(|r| format!("{}.{}", schema.name, r.name)),
+            );
+            code.extend(
+                schema
+                    .triggers
+                    .iter()
+                    .map(|t| format!("{}.{}", schema.name, t.name)),
+            );
         }
     }
     if code.is_empty() {
@@ -300,8 +367,16 @@ mod tests {
         for spec in [fixtures::resync_shop(), fixtures::incremental_shop()] {
             let (src, dst) = (fixtures::source_with_shop(), fixtures::mariadb());
             let i = input(&spec, &src, &dst);
-            assert_status(&run(source_privileges, &i), CheckStatus::Pass, &["may read"]);
-            assert_status(&run(destination_privileges, &i), CheckStatus::Pass, &["every privilege"]);
+            assert_status(
+                &run(source_privileges, &i),
+                CheckStatus::Pass,
+                &["may read"],
+            );
+            assert_status(
+                &run(destination_privileges, &i),
+                CheckStatus::Pass,
+                &["every privilege"],
+            );
         }
     }
 
@@ -312,7 +387,15 @@ mod tests {
         src.grants = Grants::parse(["GRANT SELECT ON `shop`.* TO `u`@`%`"]);
         let dst = fixtures::mariadb();
         let r = run(source_privileges, &input(&spec, &src, &dst));
-        assert_status(&r, CheckStatus::Fail, &["TRIGGER on `shop`.*", "SELECT on `mysql`.`proc`", "GRANT TRIGGER on `shop`.*"]);
+        assert_status(
+            &r,
+            CheckStatus::Fail,
+            &[
+                "TRIGGER on `shop`.*",
+                "SELECT on `mysql`.`proc`",
+                "GRANT TRIGGER on `shop`.*",
+            ],
+        );
         // Listed tables need SELECT only.
         let spec = fixtures::incremental_shop();
         let r = run(source_privileges, &input(&spec, &src, &dst));
@@ -356,13 +439,21 @@ mod tests {
             "GRANT SELECT, INSERT, DELETE, CREATE, ALTER, INDEX ON `shop`.* TO `u`@`%`",
         ]);
         let r = run(destination_privileges, &input(&spec, &src, &dst));
-        assert_status(&r, CheckStatus::Fail, &["DROP on `shop` (to swap", "GRANT DROP on the target"]);
+        assert_status(
+            &r,
+            CheckStatus::Fail,
+            &["DROP on `shop` (to swap", "GRANT DROP on the target"],
+        );
         let spec = fixtures::spec(
             serde_json::json!({"mode": "multi_replica"}),
             serde_json::json!([{"database": "shop"}]),
         );
         let r = run(destination_privileges, &input(&spec, &src, &dst));
-        assert_status(&r, CheckStatus::Fail, &["CREATE on `shop_20260601_02_30_00`", "`shop\\_%`.*"]);
+        assert_status(
+            &r,
+            CheckStatus::Fail,
+            &["CREATE on `shop_20260601_02_30_00`", "`shop\\_%`.*"],
+        );
         dst.grants = Grants::parse(["GRANT ALL PRIVILEGES ON `shop\\_%`.* TO `u`@`%`"]);
         let r = run(destination_privileges, &input(&spec, &src, &dst));
         assert_status(&r, CheckStatus::Pass, &["shop_20260601_02_30_00"]);
@@ -378,15 +469,29 @@ mod tests {
             definer: "root@localhost".into(),
             definition_readable: true,
         });
-        src.schemas[0].triggers.push(TriggerFacts { name: "trg".into(), table: "orders".into() });
+        src.schemas[0].triggers.push(TriggerFacts {
+            name: "trg".into(),
+            table: "orders".into(),
+        });
         let mut dst = fixtures::mariadb();
         dst.variables.log_bin = true;
         let r = run(binlog_routines, &input(&spec, &src, &dst));
         assert_status(&r, CheckStatus::Pass, &["SUPER"]);
         dst.grants = Grants::parse(["GRANT ALL PRIVILEGES ON `shop`.* TO `u`@`%`"]);
         let r = run(binlog_routines, &input(&spec, &src, &dst));
-        assert_status(&r, CheckStatus::Fail, &["`shop.f`, `shop.trg`", "log_bin_trust_function_creators = 1"]);
+        assert_status(
+            &r,
+            CheckStatus::Fail,
+            &[
+                "`shop.f`, `shop.trg`",
+                "log_bin_trust_function_creators = 1",
+            ],
+        );
         dst.variables.log_bin_trust_function_creators = true;
-        assert_status(&run(binlog_routines, &input(&spec, &src, &dst)), CheckStatus::Pass, &[]);
+        assert_status(
+            &run(binlog_routines, &input(&spec, &src, &dst)),
+            CheckStatus::Pass,
+            &[],
+        );
     }
 }

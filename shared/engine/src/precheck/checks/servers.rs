@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use tidemark_core::TlsMode;
 use tidemark_core::precheck::{CheckResult, ids};
 
-use super::charsets::mysql8_only_collations;
-use super::support::{listing, migrates_data, migrates_schema, object, selected_tables, whole_databases};
 use super::CheckInput;
+use super::charsets::mysql8_only_collations;
+use super::support::{
+    listing, migrates_data, migrates_schema, object, selected_tables, whole_databases,
+};
 use crate::connect::Flavor;
 use crate::precheck::facts::ServerFacts;
 
@@ -113,7 +115,10 @@ pub fn destination_local_infile(input: &CheckInput<'_>) -> Result<CheckResult, C
         return Ok(CheckResult::pass(id, "no data is copied"));
     }
     if dst.variables.local_infile {
-        return Ok(CheckResult::pass(id, "local_infile is ON: rows load with LOAD DATA LOCAL"));
+        return Ok(CheckResult::pass(
+            id,
+            "local_infile is ON: rows load with LOAD DATA LOCAL",
+        ));
     }
     Ok(CheckResult::warn(
         id,
@@ -173,7 +178,11 @@ pub fn max_allowed_packet(input: &CheckInput<'_>) -> Result<CheckResult, CheckRe
         format!(
             "SET GLOBAL max_allowed_packet={setting}; on the {} (and max_allowed_packet={mib}M \
              in its config file)",
-            short.iter().map(|(r, _)| *r).collect::<Vec<_>>().join(" and the ")
+            short
+                .iter()
+                .map(|(r, _)| *r)
+                .collect::<Vec<_>>()
+                .join(" and the ")
         )
     };
     let mut objects = vec![table.clone()];
@@ -196,7 +205,8 @@ pub fn lower_case_table_names(input: &CheckInput<'_>) -> Result<CheckResult, Che
         src.variables.lower_case_table_names,
         dst.variables.lower_case_table_names,
     );
-    let settings = format!("lower_case_table_names is {s} on the source and {d} on the destination");
+    let settings =
+        format!("lower_case_table_names is {s} on the source and {d} on the destination");
     if dst.folds_case() {
         // Names that differ only in case on the source meet on the destination.
         let mut by_folded: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
@@ -245,7 +255,10 @@ pub fn lower_case_table_names(input: &CheckInput<'_>) -> Result<CheckResult, Che
             .filter(|schema| {
                 !schema.routines.is_empty()
                     || !schema.triggers.is_empty()
-                    || schema.tables.iter().any(|t| t.kind == crate::precheck::facts::TableKind::View)
+                    || schema
+                        .tables
+                        .iter()
+                        .any(|t| t.kind == crate::precheck::facts::TableKind::View)
             })
             .map(|schema| schema.name.clone())
             .collect();
@@ -281,7 +294,11 @@ mod tests {
         let spec = fixtures::resync_shop();
         let (src, dst) = (fixtures::source_with_shop(), fixtures::mariadb());
         let r = run(server_versions, &input(&spec, &src, &dst));
-        assert_status(&r, CheckStatus::Pass, &["MariaDB 10.11.19 to MariaDB 10.11.19"]);
+        assert_status(
+            &r,
+            CheckStatus::Pass,
+            &["MariaDB 10.11.19 to MariaDB 10.11.19"],
+        );
     }
 
     #[test]
@@ -297,7 +314,13 @@ mod tests {
         assert_status(
             &r,
             CheckStatus::Fail,
-            &["MySQL 8.0.36 to MariaDB", "`shop.orders`", "utf8mb4_0900_ai_ci", "utf8mb4_unicode_520_ci", "utf8mb4_general_ci"],
+            &[
+                "MySQL 8.0.36 to MariaDB",
+                "`shop.orders`",
+                "utf8mb4_0900_ai_ci",
+                "utf8mb4_unicode_520_ci",
+                "utf8mb4_general_ci",
+            ],
         );
         assert!(r.objects.contains(&"shop.orders.note".to_owned()), "{r:?}");
     }
@@ -309,7 +332,15 @@ mod tests {
         src.schemas.push(fixtures::shop());
         let dst = fixtures::mariadb();
         let r = run(server_versions, &input(&spec, &src, &dst));
-        assert_status(&r, CheckStatus::Warn, &["crosses flavours", "caching_sha2_password without TLS", "verify_ca"]);
+        assert_status(
+            &r,
+            CheckStatus::Warn,
+            &[
+                "crosses flavours",
+                "caching_sha2_password without TLS",
+                "verify_ca",
+            ],
+        );
         assert_eq!(r.objects, ["source"]);
     }
 
@@ -320,7 +351,11 @@ mod tests {
         let mut dst = fixtures::mysql8();
         dst.info.version = "5.6.51".into();
         let r = run(server_versions, &input(&spec, &src, &dst));
-        assert_status(&r, CheckStatus::Fail, &["MySQL 5.6.51", "upgrade the destination"]);
+        assert_status(
+            &r,
+            CheckStatus::Fail,
+            &["MySQL 5.6.51", "upgrade the destination"],
+        );
     }
 
     #[test]
@@ -332,7 +367,11 @@ mod tests {
         assert_status(&r, CheckStatus::Pass, &["ON"]);
         dst.variables.local_infile = false;
         let r = run(destination_local_infile, &input(&spec, &src, &dst));
-        assert_status(&r, CheckStatus::Warn, &["INSERT", "SET GLOBAL local_infile = ON"]);
+        assert_status(
+            &r,
+            CheckStatus::Warn,
+            &["INSERT", "SET GLOBAL local_infile = ON"],
+        );
     }
 
     #[test]
@@ -348,7 +387,11 @@ mod tests {
         assert_status(
             &r,
             CheckStatus::Fail,
-            &["`shop.customers`", "destination's max_allowed_packet is 1048576", "SET GLOBAL max_allowed_packet=5242880; on the destination"],
+            &[
+                "`shop.customers`",
+                "destination's max_allowed_packet is 1048576",
+                "SET GLOBAL max_allowed_packet=5242880; on the destination",
+            ],
         );
     }
 
@@ -364,7 +407,11 @@ mod tests {
         assert_status(&r, CheckStatus::Pass, &["is 0 on the source and 0"]);
         dst.variables.lower_case_table_names = 1;
         let r = run(lower_case_table_names, &input(&spec, &src, &dst));
-        assert_status(&r, CheckStatus::Fail, &["`shop.orders`, `shop.Orders` -> `shop.orders`", "rename"]);
+        assert_status(
+            &r,
+            CheckStatus::Fail,
+            &["`shop.orders`, `shop.Orders` -> `shop.orders`", "rename"],
+        );
     }
 
     #[test]
@@ -375,10 +422,12 @@ mod tests {
         let dst = fixtures::mariadb();
         let r = run(lower_case_table_names, &input(&spec, &src, &dst));
         assert_status(&r, CheckStatus::Pass, &["no selected names collide"]);
-        src.schemas[0].triggers.push(crate::precheck::facts::TriggerFacts {
-            name: "trg".into(),
-            table: "orders".into(),
-        });
+        src.schemas[0]
+            .triggers
+            .push(crate::precheck::facts::TriggerFacts {
+                name: "trg".into(),
+                table: "orders".into(),
+            });
         let r = run(lower_case_table_names, &input(&spec, &src, &dst));
         assert_status(&r, CheckStatus::Warn, &["`shop`", "lower case"]);
     }
