@@ -4,6 +4,7 @@ mod aws_emulator;
 mod connect;
 mod docs;
 mod precheck;
+mod precheck_facts;
 mod precheck_private;
 mod schema_diff;
 mod stack;

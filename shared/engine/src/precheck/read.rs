@@ -94,12 +94,23 @@ pub async fn read_facts(
             "character sets",
         )
         .await?;
-    let collations = r
-        .strings(
-            "SELECT LOWER(COLLATION_NAME) FROM information_schema.COLLATIONS",
-            "collations",
+    // MariaDB 10.10+ lists the UCA 14 collations as `uca1400_ai_ci`, once for many character
+    // sets, while tables and columns name them `utf8mb4_uca1400_ai_ci`: keep both forms.
+    let pairs: Vec<(String, String)> = r
+        .conn
+        .query(
+            "SELECT LOWER(COLLATION_NAME), LOWER(CHARACTER_SET_NAME) \
+             FROM information_schema.COLLATION_CHARACTER_SET_APPLICABILITY",
         )
-        .await?;
+        .await
+        .map_err(r.err("collations"))?;
+    let mut collations = BTreeSet::new();
+    for (collation, charset) in pairs {
+        if !collation.starts_with(&format!("{charset}_")) && collation != charset {
+            collations.insert(format!("{charset}_{collation}"));
+        }
+        collations.insert(collation);
+    }
     let engines = r
         .strings(
             "SELECT UPPER(ENGINE) FROM information_schema.ENGINES WHERE SUPPORT IN ('YES', 'DEFAULT')",

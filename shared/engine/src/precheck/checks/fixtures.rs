@@ -1,9 +1,10 @@
 //! Recorded server facts for the checks' unit tests.
 //!
-//! The MariaDB 10.11 facts mirror what `read` returns from the local stack's servers (the
-//! end-to-end tests compare the two). The MySQL 8.0 facts are written by hand from MySQL 8.0's
-//! documented defaults (`SHOW COLLATION`, `SHOW ENGINES`, `caching_sha2_password` as the default
-//! authentication plugin): MySQL 8 cannot be installed here.
+//! The MariaDB 10.11 facts mirror what `read` returns from the local stack's servers
+//! (`tests/tests/it/precheck_facts.rs` checks those facts on the real servers). The MySQL 8.0
+//! facts are written by hand from MySQL 8.0's documented defaults (`SHOW COLLATION`, `SHOW
+//! ENGINES`, `caching_sha2_password` as the default authentication plugin): MySQL 8 cannot be
+//! installed here.
 
 use jiff::Timestamp;
 use tidemark_core::TaskSpec;
@@ -221,10 +222,7 @@ pub fn input<'a>(
 }
 
 /// Runs one check and returns its result (skips are results too).
-pub fn run(
-    check: fn(&CheckInput<'_>) -> Result<CheckResult, CheckResult>,
-    input: &CheckInput<'_>,
-) -> CheckResult {
+pub fn run(check: super::Check, input: &CheckInput<'_>) -> CheckResult {
     check(input).unwrap_or_else(|r| r)
 }
 

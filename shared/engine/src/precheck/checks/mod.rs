@@ -69,9 +69,12 @@ fn skipped(id: &str, why: &str) -> CheckResult {
     )
 }
 
+/// A check: its result, or (as `Err`) the result saying why it was skipped.
+pub type Check = fn(&CheckInput<'_>) -> Result<CheckResult, CheckResult>;
+
 /// Every check after the two connectivity checks, in report order.
 pub fn run_checks(input: &CheckInput<'_>) -> Vec<CheckResult> {
-    let checks: [fn(&CheckInput<'_>) -> Result<CheckResult, CheckResult>; 20] = [
+    let checks: [Check; 20] = [
         servers::server_versions,
         privileges::source_privileges,
         privileges::destination_privileges,
