@@ -5,6 +5,7 @@ mod connect;
 mod docs;
 mod precheck;
 mod precheck_facts;
+mod precheck_objects;
 mod precheck_private;
 mod schema_diff;
 mod stack;
