@@ -1,6 +1,7 @@
 //! The checks: pure functions of the spec, both servers' facts, the mapping warnings and the time.
 //! One module per concern; [`run_checks`] lists them in report order ([`ids::ALL`]).
 
+mod binlog;
 mod charsets;
 mod connectivity;
 mod destination;
@@ -78,7 +79,7 @@ pub fn run_checks(input: &CheckInput<'_>) -> Vec<CheckResult> {
         servers::server_versions,
         privileges::source_privileges,
         privileges::destination_privileges,
-        privileges::binlog_routines,
+        binlog::binlog_routines,
         objects::objects_exist,
         objects::timestamp_column_type,
         objects::timestamp_column_indexed,

@@ -1,6 +1,5 @@
 //! Privileges: reading every selected object on the source, creating and loading everything the
-//! policy needs on the destination, and creating routines and triggers where the destination
-//! writes a binary log.
+//! policy needs on the destination.
 //!
 //! Privileges are read from `SHOW GRANTS` ([`crate::precheck::grants`]). On both servers, triggers
 //! are invisible to a user without TRIGGER, and routines to a user who may not read their
@@ -300,66 +299,13 @@ pub fn destination_privileges(input: &CheckInput<'_>) -> Result<CheckResult, Che
     .with_objects(objects))
 }
 
-pub fn binlog_routines(input: &CheckInput<'_>) -> Result<CheckResult, CheckResult> {
-    let id = ids::BINLOG_ROUTINES;
-    let (src, dst) = input.both(id)?;
-    if !dst.variables.log_bin {
-        return Ok(CheckResult::pass(
-            id,
-            "binary logging is off on the destination",
-        ));
-    }
-    let mut code: Vec<String> = Vec::new();
-    if migrates_schema(input.spec) {
-        for schema in whole_databases(input.spec).filter_map(|d| src.schema(&d.database)) {
-            code.extend(
-                schema
-                    .routines
-                    .iter()
-                    .map(|r| format!("{}.{}", schema.name, r.name)),
-            );
-            code.extend(
-                schema
-                    .triggers
-                    .iter()
-                    .map(|t| format!("{}.{}", schema.name, t.name)),
-            );
-        }
-    }
-    if code.is_empty() {
-        return Ok(CheckResult::pass(
-            id,
-            "binary logging is on, and no routine or trigger is migrated",
-        ));
-    }
-    if dst.variables.log_bin_trust_function_creators || dst.grants.global("SUPER") {
-        return Ok(CheckResult::pass(
-            id,
-            "binary logging is on; log_bin_trust_function_creators or SUPER lets the user create \
-             routines and triggers",
-        ));
-    }
-    Ok(CheckResult::fail(
-        id,
-        format!(
-            "binary logging is on on the destination, so `{}` may not create {} without SUPER \
-             or log_bin_trust_function_creators",
-            dst.current_user,
-            listing(&code)
-        ),
-        "on the destination: SET GLOBAL log_bin_trust_function_creators = 1 (and in its config \
-         file), or GRANT SUPER ON *.* TO the task's user",
-    )
-    .with_objects(code))
-}
-
 #[cfg(test)]
 mod tests {
     use tidemark_core::precheck::CheckStatus;
 
     use super::*;
     use crate::precheck::checks::fixtures::{self, assert_status, input, run};
-    use crate::precheck::facts::{RoutineFacts, TriggerFacts};
+    use crate::precheck::facts::RoutineFacts;
     use crate::precheck::grants::Grants;
 
     #[test]
@@ -460,38 +406,38 @@ mod tests {
     }
 
     #[test]
-    fn binlog_with_routines_needs_trust_or_super() {
+    fn views_and_routines_need_show_view_here_and_create_view_and_routine_there() {
         let spec = fixtures::resync_shop();
         let mut src = fixtures::source_with_shop();
+        src.schemas[0].tables[1].kind = crate::precheck::facts::TableKind::View;
         src.schemas[0].routines.push(RoutineFacts {
-            name: "f".into(),
-            kind: "FUNCTION".into(),
+            name: "p".into(),
+            kind: "PROCEDURE".into(),
             definer: "root@localhost".into(),
             definition_readable: true,
         });
-        src.schemas[0].triggers.push(TriggerFacts {
-            name: "trg".into(),
-            table: "orders".into(),
-        });
+        src.grants = Grants::parse([
+            "GRANT SELECT, TRIGGER ON `shop`.* TO `u`@`%`",
+            "GRANT SELECT ON `mysql`.`proc` TO `u`@`%`",
+        ]);
         let mut dst = fixtures::mariadb();
-        dst.variables.log_bin = true;
-        let r = run(binlog_routines, &input(&spec, &src, &dst));
-        assert_status(&r, CheckStatus::Pass, &["SUPER"]);
-        dst.grants = Grants::parse(["GRANT ALL PRIVILEGES ON `shop`.* TO `u`@`%`"]);
-        let r = run(binlog_routines, &input(&spec, &src, &dst));
+        dst.grants = Grants::parse([
+            "GRANT SELECT, INSERT, DELETE, CREATE, DROP, ALTER, INDEX ON `shop`.* TO `u`@`%`",
+        ]);
+        let i = input(&spec, &src, &dst);
         assert_status(
-            &r,
+            &run(source_privileges, &i),
+            CheckStatus::Fail,
+            &["SHOW VIEW on `shop.customers`"],
+        );
+        assert_status(
+            &run(destination_privileges, &i),
             CheckStatus::Fail,
             &[
-                "`shop.f`, `shop.trg`",
-                "log_bin_trust_function_creators = 1",
+                "CREATE VIEW on `shop`",
+                "CREATE ROUTINE on `shop`",
+                "ALTER ROUTINE on `shop`",
             ],
-        );
-        dst.variables.log_bin_trust_function_creators = true;
-        assert_status(
-            &run(binlog_routines, &input(&spec, &src, &dst)),
-            CheckStatus::Pass,
-            &[],
         );
     }
 }
