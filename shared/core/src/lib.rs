@@ -10,6 +10,8 @@
 //! - [`state`]: the records kept per task (task, precheck, run, step, progress, watermark).
 //! - [`ports`]: the traits the use cases need ([`ports::StateStore`], [`ports::SecretStore`],
 //!   [`ports::TaskScheduler`], [`ports::StepQueue`], [`ports::Clock`]).
+//! - [`precheck`]: the precheck report ([`precheck::CheckResult`], [`precheck::PrecheckReport`])
+//!   and the stable check ids.
 //! - [`ident`]: MySQL identifier rules (length, forbidden characters, case-insensitive names).
 //! - [`error`]: [`FieldError`] (a path and a message that says how to fix it) and
 //!   [`SpecErrors`] (all of them).
@@ -24,6 +26,7 @@
 pub mod error;
 pub mod ident;
 pub mod ports;
+pub mod precheck;
 pub mod schedule;
 pub mod spec;
 pub mod state;

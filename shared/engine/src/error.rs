@@ -208,3 +208,29 @@ impl CopyError {
         }
     }
 }
+
+/// Why the precheck has no facts about an endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum FactsError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+
+    #[error(
+        "connected to {endpoint}, but reading {what} failed: {detail}; check that the user may read information_schema and run SHOW GRANTS"
+    )]
+    Query {
+        endpoint: String,
+        what: &'static str,
+        detail: String,
+    },
+}
+
+impl FactsError {
+    /// A short stable code: the connect error's, or `query`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            FactsError::Connect(e) => e.code(),
+            FactsError::Query { .. } => "query",
+        }
+    }
+}

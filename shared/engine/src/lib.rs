@@ -11,14 +11,17 @@
 //!   views, triggers) with column selection and renames, and apply a phase on the destination.
 //! - [`copy`]: the data copy — table shapes, the chunk planner, the chunk copier (LOAD DATA LOCAL
 //!   or INSERTs, idempotent, verified), and the parallel table copier with progress.
+//! - [`precheck`]: the precheck: each server's facts read once, then pure checks over them.
 //! - [`error`]: the engine's errors ([`ConnectError`], and [`CopyError`] which wraps it); every
 //!   message names the endpoint or the table and the fix, never a secret.
 
 pub mod connect;
 pub mod copy;
 pub mod error;
+pub mod precheck;
 pub mod schema;
 
 pub use connect::{ConnectOptions, DEFAULT_CONNECT_TIMEOUT, Flavor, ServerInfo, connect, probe};
-pub use error::{ConnectError, CopyError, Side};
+pub use error::{ConnectError, CopyError, FactsError, Side};
+pub use precheck::run_precheck;
 pub use schema::{Phase, SchemaError, SchemaPlan, apply, plan_from_source, plan_schema};
