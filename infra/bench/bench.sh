@@ -161,6 +161,8 @@ for i in $(seq 1 "$repeat"); do
     wanted $variant || continue
     verify=true; [[ $variant == tidemark-noverify ]] && verify=false
     dst -e "DROP DATABASE IF EXISTS $copy"
+    # A fresh state: a run already recorded for this scheduled time would (rightly) do nothing.
+    rm -rf "$work/state-$i-$verify"
     timed $variant "'$tidemark' run '$work/task-$verify.json' --data-dir '$work/state-$i-$verify' --scheduled-time 2026-06-01T02:00:00Z"
     check $variant $copy
   done

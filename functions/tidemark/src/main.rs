@@ -1,6 +1,7 @@
 //! `tidemark`: the local host and CLI. This file wires; each command lives in its own module.
 
 mod plan;
+mod precheck;
 mod run;
 mod spec_file;
 
@@ -36,6 +37,23 @@ enum Command {
         /// The task spec (JSON).
         #[arg(value_name = "TASK.json")]
         task: PathBuf,
+    },
+    /// Check everything that would make a cycle fail or lose data, before it runs.
+    ///
+    /// Connects to both endpoints (within each endpoint's connect timeout) and checks versions,
+    /// privileges, the selected objects, keys, timestamp columns, name conflicts and mapping,
+    /// engines, character sets, local_infile, max_allowed_packet, binary logging, foreign keys
+    /// and triggers, lower_case_table_names and the schedule window. Each check is pass, warn or
+    /// fail, names the objects concerned and, when not a pass, says what to do.
+    ///
+    /// Exit: 0 nothing failed (warnings allowed); 1 a check failed; 2 a bad spec.
+    Precheck {
+        /// The task spec (JSON).
+        #[arg(value_name = "TASK.json")]
+        task: PathBuf,
+        /// Print the report as JSON: {checks: [{id, status, message, remedy, objects}], ...}.
+        #[arg(long)]
+        json: bool,
     },
     /// Run one cycle now: schema and data, as if scheduled at --scheduled-time.
     ///
@@ -84,6 +102,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Plan { task } => runtime.block_on(plan::run(&task)),
+        Command::Precheck { task, json } => runtime.block_on(precheck::run(&task, json)),
         Command::Run {
             task,
             scheduled_time,

@@ -1,0 +1,75 @@
+//! `tidemark precheck TASK.json [--json]`: every check, with what to do about each failure.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use jiff::Timestamp;
+use tidemark_core::precheck::{CheckStatus, PrecheckReport};
+use tidemark_service::passwords::local_password;
+use tidemark_service::precheck::precheck_task;
+
+use crate::spec_file::{BAD_SPEC, FAILED, read_spec};
+
+pub async fn run(path: &Path, json: bool) -> ExitCode {
+    let spec = match read_spec(path) {
+        Ok(spec) => spec,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(BAD_SPEC);
+        }
+    };
+    let passwords = local_password(&spec.source, "source")
+        .and_then(|s| local_password(&spec.destination, "destination").map(|d| (s, d)));
+    let (source, destination) = match passwords {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(BAD_SPEC);
+        }
+    };
+    let report = precheck_task(&spec, source, destination, Timestamp::now()).await;
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("error: cannot encode the report: {e}");
+                return ExitCode::from(FAILED);
+            }
+        }
+    } else {
+        print_report(&report);
+    }
+    if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(FAILED)
+    }
+}
+
+fn print_report(report: &PrecheckReport) {
+    for check in &report.checks {
+        let status = match check.status {
+            CheckStatus::Pass => "pass",
+            CheckStatus::Warn => "WARN",
+            CheckStatus::Fail => "FAIL",
+        };
+        println!("{status:<5} {:<26} {}", check.id, check.message);
+        if let Some(remedy) = &check.remedy
+            && check.status != CheckStatus::Pass
+        {
+            println!("      {:<26} fix: {remedy}", "");
+        }
+    }
+    let (failed, warned) = (report.failed_ids(), report.warned_ids());
+    println!(
+        "\n{}: {} checks, {} failed, {} warned",
+        if failed.is_empty() {
+            "passed"
+        } else {
+            "failed"
+        },
+        report.checks.len(),
+        failed.len(),
+        warned.len()
+    );
+}
