@@ -217,6 +217,8 @@ pub fn lower_case_table_names(input: &CheckInput<'_>) -> Result<CheckResult, Che
             );
             by_folded.entry(key).or_default().push(t.name());
         }
+        // The server lists tables in no set order; the report must not depend on it.
+        by_folded.values_mut().for_each(|names| names.sort());
         let mut clashes = Vec::new();
         for ((db, table), sources) in &by_folded {
             if sources.len() > 1 {
