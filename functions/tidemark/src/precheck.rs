@@ -5,27 +5,14 @@ use std::process::ExitCode;
 
 use jiff::Timestamp;
 use tidemark_core::precheck::{CheckStatus, PrecheckReport};
-use tidemark_service::passwords::local_password;
 use tidemark_service::precheck::precheck_task;
 
-use crate::spec_file::{BAD_SPEC, FAILED, read_spec};
+use crate::spec_file::{FAILED, read_spec_with_passwords};
 
 pub async fn run(path: &Path, json: bool) -> ExitCode {
-    let spec = match read_spec(path) {
-        Ok(spec) => spec,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(BAD_SPEC);
-        }
-    };
-    let passwords = local_password(&spec.source, "source")
-        .and_then(|s| local_password(&spec.destination, "destination").map(|d| (s, d)));
-    let (source, destination) = match passwords {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(BAD_SPEC);
-        }
+    let (spec, source, destination) = match read_spec_with_passwords(path) {
+        Ok(read) => read,
+        Err(code) => return code,
     };
     let report = precheck_task(&spec, source, destination, Timestamp::now()).await;
     if json {

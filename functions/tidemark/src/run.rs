@@ -14,10 +14,9 @@ use tidemark_core::ports::SystemClock;
 use tidemark_core::state::{RunPhase, RunTrigger, time_key};
 use tidemark_local::SqliteStore;
 use tidemark_service::cycle::{CycleInput, manual_scheduled_time};
-use tidemark_service::passwords::local_password;
 use tidemark_service::{CycleEvent, CycleReport, ServiceError, run_cycle};
 
-use crate::spec_file::{BAD_SPEC, FAILED, read_spec};
+use crate::spec_file::{BAD_SPEC, FAILED, read_spec_with_passwords};
 
 pub struct RunArgs {
     pub task: PathBuf,
@@ -27,21 +26,9 @@ pub struct RunArgs {
 }
 
 pub async fn run(args: RunArgs) -> ExitCode {
-    let spec = match read_spec(&args.task) {
-        Ok(spec) => spec,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(BAD_SPEC);
-        }
-    };
-    let passwords = local_password(&spec.source, "source")
-        .and_then(|s| local_password(&spec.destination, "destination").map(|d| (s, d)));
-    let (source_password, destination_password) = match passwords {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(BAD_SPEC);
-        }
+    let (spec, source_password, destination_password) = match read_spec_with_passwords(&args.task) {
+        Ok(read) => read,
+        Err(code) => return code,
     };
     let store = match open_store(&args.data_dir) {
         Ok(store) => store,
