@@ -412,7 +412,7 @@ mod tests {
         assert_status(
             &r,
             CheckStatus::Fail,
-            &["`shop.orders`, `shop.Orders` -> `shop.orders`", "rename"],
+            &["`shop.Orders`, `shop.orders` -> `shop.orders`", "rename"],
         );
     }
 
