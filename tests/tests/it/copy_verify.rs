@@ -9,7 +9,8 @@ use mysql_async::Value;
 use mysql_async::prelude::Queryable;
 use tidemark_engine::CopyError;
 use tidemark_engine::copy::{
-    ChunkOptions, TableCopySpec, TablePlan, copy_chunk, plan_table, verify_chunk,
+    ChunkOptions, CopyOptions, TableCopySpec, TablePlan, copy_chunk, copy_tables, plan_table,
+    verify_chunk,
 };
 use tidemark_tests::harness::{destination, source, unique_name};
 
@@ -261,5 +262,70 @@ async fn a_chunk_killed_mid_load_then_retried_leaves_no_duplicate_and_no_hole() 
         .await
         .expect("the duplicate");
     assert_eq!(dest.query_one(&count).await.as_deref(), Some("300000"));
+    assert_same(&source, &dest, &db, "t", "id").await;
+}
+
+#[tokio::test]
+async fn the_runner_retries_a_killed_chunk_to_an_exact_copy() {
+    let (source, dest) = (source(), destination());
+    let db = unique_name("copy_retry");
+    create_both(
+        &source,
+        &dest,
+        &db,
+        &["CREATE TABLE t (id INT PRIMARY KEY, pad VARCHAR(250))"],
+    )
+    .await;
+    fill_source(
+        &source,
+        &db,
+        &["INSERT INTO t SELECT seq, REPEAT(CHAR(65 + seq % 26), 200) FROM seq_1_to_200000"],
+    )
+    .await;
+    let engine = endpoints(&source, &dest, 2).await;
+    // Small chunks, so several loads run and one of them is killed.
+    let plan = plan_table(&engine, &TableCopySpec::same_names(&db, "t"), 4 << 20)
+        .await
+        .expect("plan");
+    assert!(plan.chunks.len() >= 3, "{} chunks", plan.chunks.len());
+    let killer = {
+        let (dest, db) = (dest.clone(), db.clone());
+        tokio::spawn(async move {
+            let mut admin = dest.conn().await;
+            for _ in 0..4000 {
+                let id: Option<u64> = admin
+                    .exec_first(
+                        "SELECT ID FROM information_schema.PROCESSLIST \
+                         WHERE INFO LIKE 'LOAD DATA%' AND INFO LIKE CONCAT('%', ?, '%')",
+                        (db.as_str(),),
+                    )
+                    .await
+                    .expect("processlist");
+                if let Some(id) = id {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    admin.query_drop(format!("KILL {id}")).await.expect("kill");
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            false
+        })
+    };
+    let reports = copy_tables(
+        Arc::clone(&engine),
+        Arc::new(vec![plan]),
+        CopyOptions {
+            workers: 2,
+            verify: true,
+            method: None,
+        },
+        Arc::new(|_| {}),
+    )
+    .await
+    .expect("the runner retried the killed chunk");
+    assert!(killer.await.expect("killer"), "no LOAD was seen running");
+    assert_eq!(reports[0].rows, 200_000);
+    let count = format!("SELECT COUNT(*) FROM `{db}`.t");
+    assert_eq!(dest.query_one(&count).await.as_deref(), Some("200000"));
     assert_same(&source, &dest, &db, "t", "id").await;
 }

@@ -176,14 +176,28 @@ pub async fn copy_tables(
                     bytes: p.bytes,
                 })
             };
-            let result = copy_chunk(
-                &endpoints,
-                &plan.shape,
-                chunk,
-                &chunk_options,
-                &report_progress,
-            )
-            .await;
+            // A chunk is idempotent (its range is cleared in the same transaction as the load),
+            // so a retryable failure (a deadlock between neighbouring chunks, a lost connection,
+            // a restarted server) is retried a few times with backoff before it fails the copy.
+            let mut attempt = 0;
+            let result = loop {
+                let result = copy_chunk(
+                    &endpoints,
+                    &plan.shape,
+                    chunk,
+                    &chunk_options,
+                    &report_progress,
+                )
+                .await;
+                match result {
+                    Err(e) if e.is_retryable() && attempt < CHUNK_RETRIES => {
+                        attempt += 1;
+                        tracing::warn!(chunk = %chunk.display(), attempt, error = %e, "retrying a chunk");
+                        tokio::time::sleep(retry_backoff(attempt)).await;
+                    }
+                    other => break other,
+                }
+            };
             if let Ok(report) = &result {
                 on_event(CopyEvent::ChunkDone {
                     table: table.clone(),
@@ -213,6 +227,15 @@ pub async fn copy_tables(
         out.push(report);
     }
     Ok(out)
+}
+
+/// How often a retryable chunk failure is retried before it fails the copy.
+const CHUNK_RETRIES: u32 = 4;
+
+/// 0.25 s, 0.5 s, 1 s, 2 s: long enough for a deadlock's partner to commit or a restarted
+/// server to come back, short enough to stay well inside a Lambda invocation.
+fn retry_backoff(attempt: u32) -> Duration {
+    Duration::from_millis(250 << attempt.saturating_sub(1).min(4))
 }
 
 type ChunkOutcome = (usize, Instant, Result<ChunkReport, CopyError>);
