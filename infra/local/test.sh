@@ -21,9 +21,11 @@ trap '"$here/stack.sh" stop' EXIT
 # shellcheck disable=SC1091
 source "$TIDEMARK_STACK_DIR/env"
 
-step "cfn-lint template.yaml"
+step "cfn-lint template.yaml; sam validate --lint"
 TOOLS_DIR=${TIDEMARK_TOOLS_DIR:-$HOME/.cache/tidemark-tools}
 "$TOOLS_DIR/deploy/bin/cfn-lint" template.yaml
+# SAM CLI reports telemetry unless told not to; nothing here may leave this machine.
+SAM_CLI_TELEMETRY=0 "$TOOLS_DIR/deploy/bin/sam" validate --lint --template template.yaml --region us-east-1
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
