@@ -24,90 +24,11 @@ use mysql_async::{Conn, Row, Value};
 
 use super::server::Server;
 
-/// How source names become destination names.
-#[derive(Debug, Clone, Default)]
-pub struct NameMapping {
-    /// database -> new name
-    pub databases: Vec<(String, String)>,
-    /// (database, table) -> new table name
-    pub tables: Vec<(String, String, String)>,
-    /// (database, table, column) -> new column name
-    pub columns: Vec<(String, String, String, String)>,
-}
+mod mapping;
+mod normalize;
 
-impl NameMapping {
-    /// The mapping a task spec describes.
-    pub fn from_spec(spec: &tidemark_core::TaskSpec) -> NameMapping {
-        let mut mapping = NameMapping::default();
-        for db in &spec.objects {
-            if let Some(rename) = &db.rename {
-                mapping
-                    .databases
-                    .push((db.database.clone(), rename.clone()));
-            }
-            for table in db.tables.iter().flatten() {
-                if let Some(rename) = &table.rename {
-                    mapping
-                        .tables
-                        .push((db.database.clone(), table.name.clone(), rename.clone()));
-                }
-                for column in table.columns.iter().flatten() {
-                    if let Some(rename) = &column.rename {
-                        mapping.columns.push((
-                            db.database.clone(),
-                            table.name.clone(),
-                            column.name.clone(),
-                            rename.clone(),
-                        ));
-                    }
-                }
-            }
-        }
-        mapping
-    }
-
-    fn database(&self, db: &str) -> String {
-        find(&self.databases, |(s, _)| eq(s, db)).map_or_else(|| db.to_owned(), |(_, d)| d.clone())
-    }
-
-    fn table(&self, db: &str, table: &str) -> String {
-        find(&self.tables, |(d, t, _)| eq(d, db) && eq(t, table))
-            .map_or_else(|| table.to_owned(), |(_, _, n)| n.clone())
-    }
-
-    fn column(&self, db: &str, table: &str, column: &str) -> String {
-        find(&self.columns, |(d, t, c, _)| {
-            eq(d, db) && eq(t, table) && eq(c, column)
-        })
-        .map_or_else(|| column.to_owned(), |(_, _, _, n)| n.clone())
-    }
-
-    /// Renames the identifiers of a piece of SQL (an expression, a view, a body) for comparison:
-    /// every identifier token equal to a renamed database, table or column of `db` becomes the
-    /// new name. Coarse on purpose (a column and a table of the same name both map), which is
-    /// enough for comparing a migration made from the same mapping.
-    fn sql(&self, db: &str, sql: &str) -> String {
-        let rename = |word: &str| -> Option<String> {
-            if let Some((_, new)) = find(&self.databases, |(s, _)| eq(s, word)) {
-                return Some(new.clone());
-            }
-            if let Some((_, _, new)) = find(&self.tables, |(d, t, _)| eq(d, db) && eq(t, word)) {
-                return Some(new.clone());
-            }
-            find(&self.columns, |(d, _, c, _)| eq(d, db) && eq(c, word))
-                .map(|(_, _, _, new)| new.clone())
-        };
-        normalize_sql(sql, &rename)
-    }
-}
-
-fn find<T>(items: &[T], pred: impl Fn(&T) -> bool) -> Option<&T> {
-    items.iter().find(|item| pred(item))
-}
-
-fn eq(a: &str, b: &str) -> bool {
-    a.to_lowercase() == b.to_lowercase()
-}
+pub use mapping::NameMapping;
+pub use normalize::normalize_sql;
 
 /// One attribute that differs (or exists on one side only).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -523,104 +444,9 @@ fn text(row: &Row, i: usize) -> String {
     opt(row, i).unwrap_or_else(|| "∅".to_owned())
 }
 
-/// Tokenizes SQL just enough to compare it: strings and comments are kept as they are, runs of
-/// white space become one space, identifiers (bare or backticked) are unquoted, lowercased for
-/// keyword-insensitivity only when bare, and renamed through `rename`.
-pub fn normalize_sql(sql: &str, rename: &dyn Fn(&str) -> Option<String>) -> String {
-    let chars: Vec<char> = sql.chars().collect();
-    let mut out = String::with_capacity(sql.len());
-    let mut i = 0;
-    let mut pending_space = false;
-    let push = |out: &mut String, pending: &mut bool, s: &str| {
-        if *pending && !out.is_empty() {
-            out.push(' ');
-        }
-        *pending = false;
-        out.push_str(s);
-    };
-    while i < chars.len() {
-        let c = chars[i];
-        if c.is_whitespace() {
-            pending_space = true;
-            i += 1;
-        } else if c == '\'' || c == '"' {
-            let start = i;
-            i += 1;
-            while i < chars.len() {
-                if chars[i] == '\\' {
-                    i += 2;
-                    continue;
-                }
-                if chars[i] == c {
-                    if i + 1 < chars.len() && chars[i + 1] == c {
-                        i += 2;
-                        continue;
-                    }
-                    break;
-                }
-                i += 1;
-            }
-            i = (i + 1).min(chars.len());
-            let s: String = chars[start..i].iter().collect();
-            push(&mut out, &mut pending_space, &s);
-        } else if c == '`' {
-            let mut name = String::new();
-            i += 1;
-            while i < chars.len() {
-                if chars[i] == '`' {
-                    if i + 1 < chars.len() && chars[i + 1] == '`' {
-                        name.push('`');
-                        i += 2;
-                        continue;
-                    }
-                    break;
-                }
-                name.push(chars[i]);
-                i += 1;
-            }
-            i += 1;
-            let mapped = rename(&name).unwrap_or(name);
-            push(&mut out, &mut pending_space, &format!("`{mapped}`"));
-        } else if c.is_alphanumeric() || c == '_' || c == '$' {
-            let start = i;
-            while i < chars.len()
-                && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$')
-            {
-                i += 1;
-            }
-            let word: String = chars[start..i].iter().collect();
-            let token = match rename(&word) {
-                Some(mapped) => format!("`{mapped}`"),
-                None => format!("`{word}`"),
-            };
-            push(&mut out, &mut pending_space, &token);
-        } else {
-            push(&mut out, &mut pending_space, &c.to_string());
-            i += 1;
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn normalize_renames_bare_and_quoted_identifiers_but_not_strings() {
-        let rename = |w: &str| (w.eq_ignore_ascii_case("orders")).then(|| "orders_v2".to_owned());
-        let a = normalize_sql(
-            "select `orders`.id  from orders where x = 'orders'",
-            &rename,
-        );
-        let b = normalize_sql(
-            "select orders_v2.`id` from `orders_v2` where x = 'orders'",
-            &|_| None,
-        );
-        assert_eq!(a, b);
-        let c = normalize_sql("select 1 from t where x = 'other'", &|_| None);
-        assert_ne!(a, c);
-    }
 
     #[test]
     fn diff_reports_each_side() {
