@@ -211,3 +211,24 @@ fn display_prefixes_and_joins() {
         "{errs}"
     );
 }
+
+#[test]
+fn a_number_where_a_named_value_belongs_names_the_field_not_a_syntax_error() {
+    // serde_json calls this a syntax error; the document is valid JSON, so the field is named.
+    for (field, value) in [
+        ("schedule.cycle", json!(0)),
+        ("failure_policy", json!(true)),
+        ("source.tls.mode", json!([])),
+    ] {
+        let mut v = example();
+        let (parent, leaf) = field.rsplit_once('.').unwrap_or(("", field));
+        let holder = if parent.is_empty() {
+            &mut v
+        } else {
+            parent.split('.').fold(&mut v, |cur, k| &mut cur[k])
+        };
+        holder[leaf] = value;
+        let e = only_error(&v, field, "wrong type");
+        assert!(!e.message.contains("not valid JSON"), "{e:?}");
+    }
+}

@@ -11,7 +11,21 @@ use crate::error::{FieldError, SpecErrors, from_parse_error};
 pub fn parse_task_spec(json: &str) -> Result<TaskSpec, SpecErrors> {
     let mut de = serde_json::Deserializer::from_str(json);
     let spec: TaskSpec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let syntax = e.inner().is_syntax() || e.inner().is_eof();
         let mut err = from_parse_error(e);
+        // serde_json reports a number, list or object where a named value (a string) is expected
+        // as a syntax error ("expected value"). When the document is valid JSON, it is the value
+        // at `path` that is wrong, and the user needs to be told which one.
+        if syntax
+            && !matches!(path.as_str(), "." | "?")
+            && serde_json::from_str::<serde::de::IgnoredAny>(json).is_ok()
+        {
+            err.field = path;
+            err.message = "this value has the wrong type: expected one of its named values as a \
+                           string (see the task spec in README)"
+                .into();
+        }
         if err.field == "policy" {
             refine_policy_error(json, &mut err);
         }
