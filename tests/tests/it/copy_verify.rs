@@ -215,29 +215,7 @@ async fn a_chunk_killed_mid_load_then_retried_leaves_no_duplicate_and_no_hole() 
     let chunk = plan.chunks[0].clone();
 
     // Kill the destination session as soon as its LOAD is running.
-    let killer = {
-        let (dest, db) = (dest.clone(), db.clone());
-        tokio::spawn(async move {
-            let mut admin = dest.conn().await;
-            for _ in 0..2000 {
-                let id: Option<u64> = admin
-                    .exec_first(
-                        "SELECT ID FROM information_schema.PROCESSLIST \
-                         WHERE INFO LIKE 'LOAD DATA%' AND INFO LIKE CONCAT('%', ?, '%')",
-                        (db.as_str(),),
-                    )
-                    .await
-                    .expect("processlist");
-                if let Some(id) = id {
-                    tokio::time::sleep(Duration::from_millis(30)).await;
-                    admin.query_drop(format!("KILL {id}")).await.expect("kill");
-                    return true;
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            false
-        })
-    };
+    let killer = kill_first_load(&dest, &db, Duration::from_millis(30));
     let options = ChunkOptions::default();
     let first = copy_chunk(&engine, &plan.shape, &chunk, &options, &|_| {}).await;
     assert!(
@@ -288,29 +266,7 @@ async fn the_runner_retries_a_killed_chunk_to_an_exact_copy() {
         .await
         .expect("plan");
     assert!(plan.chunks.len() >= 3, "{} chunks", plan.chunks.len());
-    let killer = {
-        let (dest, db) = (dest.clone(), db.clone());
-        tokio::spawn(async move {
-            let mut admin = dest.conn().await;
-            for _ in 0..4000 {
-                let id: Option<u64> = admin
-                    .exec_first(
-                        "SELECT ID FROM information_schema.PROCESSLIST \
-                         WHERE INFO LIKE 'LOAD DATA%' AND INFO LIKE CONCAT('%', ?, '%')",
-                        (db.as_str(),),
-                    )
-                    .await
-                    .expect("processlist");
-                if let Some(id) = id {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    admin.query_drop(format!("KILL {id}")).await.expect("kill");
-                    return true;
-                }
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            false
-        })
-    };
+    let killer = kill_first_load(&dest, &db, Duration::from_millis(20));
     let reports = copy_tables(
         Arc::clone(&engine),
         Arc::new(vec![plan]),
@@ -328,4 +284,34 @@ async fn the_runner_retries_a_killed_chunk_to_an_exact_copy() {
     let count = format!("SELECT COUNT(*) FROM `{db}`.t");
     assert_eq!(dest.query_one(&count).await.as_deref(), Some("200000"));
     assert_same(&source, &dest, &db, "t", "id").await;
+}
+
+/// Watches the destination's process list and kills the first `LOAD DATA` into `db`, `after`
+/// it was seen running; the task answers whether it found one (within about 8 s).
+fn kill_first_load(
+    dest: &tidemark_tests::harness::Server,
+    db: &str,
+    after: Duration,
+) -> tokio::task::JoinHandle<bool> {
+    let (dest, db) = (dest.clone(), db.to_owned());
+    tokio::spawn(async move {
+        let mut admin = dest.conn().await;
+        for _ in 0..4000 {
+            let id: Option<u64> = admin
+                .exec_first(
+                    "SELECT ID FROM information_schema.PROCESSLIST \
+                     WHERE INFO LIKE 'LOAD DATA%' AND INFO LIKE CONCAT('%', ?, '%')",
+                    (db.as_str(),),
+                )
+                .await
+                .expect("processlist");
+            if let Some(id) = id {
+                tokio::time::sleep(after).await;
+                admin.query_drop(format!("KILL {id}")).await.expect("kill");
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        false
+    })
 }
