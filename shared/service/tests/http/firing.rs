@@ -168,3 +168,66 @@ async fn the_schedule_ends_with_the_window() {
     assert_eq!(task["status"], "completed", "{task}");
     drop_databases(&[&db, &format!("{db}_dw")]).await;
 }
+
+#[tokio::test]
+async fn a_run_left_unfinished_by_a_stopped_server_is_resumed_at_start() {
+    use tidemark_core::state::{RunKey, RunPhase, RunRecord, RunStatus, RunTrigger};
+
+    let api = Api::start().await;
+    let db = unique_name("http_resume");
+    let target = format!("{db}_dw");
+    sample(&db, 30).await;
+    let id = api.create(&spec(&db, &target)).await;
+    // What a server killed in the middle of a scheduled run leaves behind.
+    let at: jiff::Timestamp = "2026-12-01T02:30:00Z".parse().expect("time");
+    let left = RunRecord {
+        key: RunKey {
+            task_id: id.clone(),
+            scheduled_time: at,
+        },
+        trigger: RunTrigger::Schedule,
+        status: RunStatus::Running,
+        phase: Some(RunPhase::Copying),
+        error: None,
+        created_at: at,
+        finished_at: None,
+        heartbeat: at,
+        chunks_total: 1,
+        chunks_done: 0,
+        plan: serde_json::Value::Null,
+        version: 1,
+    };
+    assert!(
+        api.service
+            .ports()
+            .store
+            .create_run(&left)
+            .await
+            .expect("create run")
+    );
+
+    let resumed = api.service.resume_unfinished().await.expect("resume");
+    assert_eq!(resumed, vec![left.key.clone()]);
+    let done = api
+        .wait_for(&format!("/tasks/{id}/runs/2026-12-01T02:30:00Z"), |_, r| {
+            r["status"] != "running" && r["status"] != "pending"
+        })
+        .await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        destination()
+            .query_one(&format!("SELECT COUNT(*) FROM `{target}`.items"))
+            .await
+            .as_deref(),
+        Some("30")
+    );
+    // Nothing is left to resume.
+    assert!(
+        api.service
+            .resume_unfinished()
+            .await
+            .expect("resume")
+            .is_empty()
+    );
+    drop_databases(&[&db, &target]).await;
+}
