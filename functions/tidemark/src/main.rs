@@ -3,8 +3,10 @@
 mod plan;
 mod precheck;
 mod run;
+mod serve;
 mod spec_file;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -79,17 +81,58 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the HTTP API, fire started tasks' cycles at their times, run them here.
+    ///
+    /// Every route of the API (infra/openapi.yaml) over the state in --data-dir: tasks,
+    /// prechecks, runs and per-table progress in state.sqlite, started tasks' schedules in
+    /// schedules.sqlite, inline passwords in secrets.json (mode 0600, never in the state). A cycle
+    /// seen more than 5 minutes late (the server was down) is recorded as missed; runs left
+    /// unfinished by a stopped server are resumed at start. SIGTERM or Ctrl-C stops it
+    /// gracefully (runs in hand get 30 s to finish, the rest resume at the next start).
+    ///
+    /// Logs go to stderr: text, or one JSON object a line with --log-format json; the level
+    /// comes from TIDEMARK_LOG (default info).
+    Serve {
+        /// The address to listen on (port 0: any free port, printed on stderr).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Where the state, the schedules and the secrets file are kept.
+        #[arg(long, value_name = "DIR", default_value = ".tidemark")]
+        data_dir: PathBuf,
+        /// Connect only to these endpoint hosts: IP addresses, CIDR networks or host names,
+        /// comma-separated (e.g. 127.0.0.1/32,::1). Any other host is refused with a 422.
+        #[arg(long, value_name = "LIST")]
+        allow_hosts: Option<String>,
+        /// Log lines as text or as JSON objects.
+        #[arg(long, value_enum, default_value = "text", env = "TIDEMARK_LOG_FORMAT")]
+        log_format: LogFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_tracing(default_level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TIDEMARK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TIDEMARK_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    match &cli.command {
+        Command::Serve { log_format, .. } => init_tracing("info", *log_format),
+        _ => init_tracing("warn", LogFormat::Text),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -113,6 +156,16 @@ fn main() -> ExitCode {
             scheduled_time,
             data_dir,
             json,
+        })),
+        Command::Serve {
+            listen,
+            data_dir,
+            allow_hosts,
+            log_format: _,
+        } => runtime.block_on(serve::run(serve::ServeArgs {
+            listen,
+            data_dir,
+            allow_hosts,
         })),
     }
 }

@@ -6,7 +6,15 @@
 //! ## Layout
 //! - [`sqlite`]: [`SqliteStore`], the state store in one SQLite file, with the same item layout
 //!   as the DynamoDB table (a partition key, a sort key, a version, a JSON body).
+//! - [`secrets`]: [`LocalSecretStore`], inline passwords in a JSON file of mode 0600, never in
+//!   the state.
+//! - [`scheduler`]: [`LocalScheduler`], started tasks' schedules in a SQLite table, with how far
+//!   each has been fired (the serve loop's memory across restarts).
 
+pub mod scheduler;
+pub mod secrets;
 pub mod sqlite;
 
+pub use scheduler::{LocalSchedule, LocalScheduler};
+pub use secrets::LocalSecretStore;
 pub use sqlite::SqliteStore;

@@ -1,7 +1,8 @@
 //! The service's errors: each wraps the layer that failed and keeps its message, which names the
 //! object and the fix.
 
-use tidemark_core::ports::StoreError;
+use tidemark_core::SpecErrors;
+use tidemark_core::ports::{SchedulerError, SecretError, StoreError};
 use tidemark_engine::{ConnectError, CopyError, SchemaError};
 
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +22,28 @@ pub enum ServiceError {
     Copy(#[from] CopyError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The body is not a valid task spec (or patch): every problem, each naming its field.
+    #[error(transparent)]
+    Spec(#[from] SpecErrors),
+    #[error("{what} does not exist")]
+    NotFound { what: String },
+    /// The request does not fit the task's state (`code` says which rule); `checks` lists the
+    /// failing precheck ids when that is the reason.
+    #[error("{message}")]
+    Conflict {
+        code: &'static str,
+        message: String,
+        checks: Vec<String>,
+    },
+    /// An endpoint outside the allowlist: nothing was connected to.
+    #[error(
+        "{field}: host `{host}` is not in this server's allowed hosts (--allow-hosts); nothing was connected to"
+    )]
+    HostNotAllowed { field: String, host: String },
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Scheduler(#[from] SchedulerError),
     /// The run for this scheduled time already finished; nothing was done.
     #[error("the run scheduled at {scheduled_time} already {status}; nothing to do")]
     AlreadyRan {

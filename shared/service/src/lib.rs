@@ -4,6 +4,15 @@
 //! the Lambda functions.
 //!
 //! ## Layout
+//! - [`tasks`]: [`TaskService`] and the task use cases: create (inline passwords to the secret
+//!   store), list, read, patch (invalidates the precheck), delete (with the task's secrets).
+//! - [`lifecycle`]: test connection, precheck in the background, start (only after a passed,
+//!   fresh precheck), stop, schedule preview.
+//! - [`runs`]: run now, run history, one run with per-table progress, cancel.
+//! - [`local_schedule`]: the local scheduler's loop (due cycles fired, missed ones recorded),
+//!   resuming unfinished runs, graceful shutdown.
+//! - [`http`]: the one [`axum::Router`] of the API and the error-to-status mapping.
+//! - [`allowlist`]: the endpoint hosts/CIDRs the service may connect to.
 //! - [`passwords`]: an endpoint's password from the spec, the environment or the secret store.
 //! - [`cycle`]: one cycle of a task: the run record, the schema's pre-data phase, the chunked copy
 //!   `channel.workers` at a time, the post-data phase, per-table progress in the state store.
@@ -11,10 +20,20 @@
 //!   warnings, in one report.
 //! - [`error`]: [`ServiceError`]; messages name the object and the fix, never a secret.
 
+pub mod allowlist;
 pub mod cycle;
 pub mod error;
+pub mod http;
+mod jobs;
+pub mod lifecycle;
+pub mod local_schedule;
 pub mod passwords;
 pub mod precheck;
+pub mod runs;
+pub mod tasks;
 
+pub use allowlist::Allowlist;
 pub use cycle::{CycleEvent, CycleReport, TableOutcome, run_cycle};
 pub use error::ServiceError;
+pub use http::router;
+pub use tasks::{Ports, TaskService};

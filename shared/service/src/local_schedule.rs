@@ -1,0 +1,196 @@
+//! The local scheduler's loop: fires started tasks' cycles at their scheduled times, from the
+//! schedules the [`LocalScheduler`] keeps, reading the time from the [`Clock`] port (so a test
+//! moves the clock and calls [`TaskService::fire_due`], and nothing sleeps until a wall-clock
+//! time).
+//!
+//! Missed cycles (decided): each schedule remembers up to when its cycles were dealt with. A
+//! cycle is run when the loop sees it within [`MISFIRE_GRACE`] of its scheduled time and no later
+//! cycle of the task is also due; every other cycle that came due (the server was down, or
+//! several fell due at once) is recorded as a run with status `missed`, so the history shows the
+//! gap and nothing runs a burst of stale cycles on start. A cycle due while the task's previous
+//! run still goes on in this process is recorded as `skipped`. When the window has no cycle
+//! left, the schedule is removed and the task is `completed`.
+//!
+//! At start, runs left `pending` or `running` by a process that stopped are resumed (the cycle
+//! takes over its run record and starts it again; chunks are idempotent).
+//!
+//! [`Clock`]: tidemark_core::ports::Clock
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use tidemark_core::ports::TaskScheduler;
+use tidemark_core::schedule::Schedule;
+use tidemark_core::state::{RunKey, RunStatus, RunTrigger, TaskStatus};
+use tidemark_local::LocalScheduler;
+
+use crate::error::ServiceError;
+use crate::runs::new_run;
+use crate::tasks::TaskService;
+
+/// How late the loop may see a cycle and still run it.
+pub const MISFIRE_GRACE: SignedDuration = SignedDuration::from_secs(300);
+
+/// What one pass of the loop did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FireReport {
+    pub started: Vec<RunKey>,
+    pub missed: Vec<RunKey>,
+    pub skipped: Vec<RunKey>,
+    pub completed: Vec<String>,
+}
+
+impl TaskService {
+    /// One pass: deals with every cycle that came due since the last pass.
+    pub async fn fire_due(
+        self: &Arc<Self>,
+        scheduler: &LocalScheduler,
+    ) -> Result<FireReport, ServiceError> {
+        let now = self.ports.clock.now();
+        let mut report = FireReport::default();
+        for entry in scheduler.list().await? {
+            let id = entry.task_id.as_str();
+            let Some(task) = self.ports.store.get_task(id).await? else {
+                scheduler.remove_schedule(id).await?;
+                continue;
+            };
+            let schedule = match Schedule::from_spec(&task.spec.schedule) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(task = %id, error = %e, "the task's schedule is not valid");
+                    continue;
+                }
+            };
+            let due = schedule.between(entry.checked_until, now);
+            for (i, at) in due.iter().enumerate() {
+                let key = RunKey {
+                    task_id: id.to_owned(),
+                    scheduled_time: at.timestamp(),
+                };
+                let superseded = i + 1 < due.len();
+                let late = now.duration_since(at.timestamp()) > MISFIRE_GRACE;
+                if superseded || late {
+                    self.record(
+                        &key,
+                        RunStatus::Missed,
+                        "the server was not running (or was behind) at the scheduled time",
+                        now,
+                    )
+                    .await?;
+                    report.missed.push(key);
+                } else if self.jobs.task_running(id) {
+                    self.record(
+                        &key,
+                        RunStatus::Skipped,
+                        "the task's previous run was still going",
+                        now,
+                    )
+                    .await?;
+                    report.skipped.push(key);
+                } else if self
+                    .ports
+                    .store
+                    .create_run(&new_run(
+                        &key,
+                        RunTrigger::Schedule,
+                        RunStatus::Pending,
+                        now,
+                    ))
+                    .await?
+                {
+                    if !self.launch_cycle(key.clone(), RunTrigger::Schedule) {
+                        // Shutting down: the pending run is resumed at the next start.
+                        return Ok(report);
+                    }
+                    report.started.push(key);
+                }
+            }
+            scheduler.set_checked_until(id, now).await?;
+            if schedule.next_after(now).is_none() && !self.jobs.task_running(id) {
+                scheduler.remove_schedule(id).await?;
+                self.modify_task(id, |t| {
+                    if t.status != TaskStatus::Scheduled {
+                        return false;
+                    }
+                    t.status = TaskStatus::Completed;
+                    t.status_reason = Some("the schedule's end date has passed".into());
+                    true
+                })
+                .await?;
+                report.completed.push(id.to_owned());
+            }
+        }
+        Ok(report)
+    }
+
+    async fn record(
+        &self,
+        key: &RunKey,
+        status: RunStatus,
+        why: &str,
+        now: Timestamp,
+    ) -> Result<(), ServiceError> {
+        let mut run = new_run(key, RunTrigger::Schedule, status, now);
+        run.error = Some(why.to_owned());
+        run.finished_at = Some(now);
+        // An existing run for this time (a duplicate pass) is left as it is.
+        self.ports.store.create_run(&run).await?;
+        tracing::info!(task = %key.task_id, run = %key.time_key(), ?status, "cycle not run");
+        Ok(())
+    }
+
+    /// Resumes the runs a stopped process left `pending` or `running`. Returns their keys.
+    pub async fn resume_unfinished(self: &Arc<Self>) -> Result<Vec<RunKey>, ServiceError> {
+        let mut resumed = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = self.ports.store.list_tasks(100, next.as_deref()).await?;
+            for task in &page.items {
+                // Runs are listed newest first; an unfinished one is among the latest.
+                let runs = self.ports.store.list_runs(&task.id, 20, None).await?;
+                for run in runs.items.into_iter().filter(|r| !r.status.is_final()) {
+                    if self.jobs.task_running(&task.id) {
+                        break;
+                    }
+                    if self.launch_cycle(run.key.clone(), run.trigger) {
+                        tracing::info!(task = %task.id, run = %run.key.time_key(), "run resumed");
+                        resumed.push(run.key);
+                    }
+                }
+            }
+            match page.next {
+                Some(n) => next = Some(n),
+                None => return Ok(resumed),
+            }
+        }
+    }
+
+    /// Calls [`TaskService::fire_due`] every `every` until `shutdown` resolves.
+    pub async fn run_scheduler(
+        self: Arc<Self>,
+        scheduler: LocalScheduler,
+        every: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            if let Err(e) = self.fire_due(&scheduler).await {
+                tracing::error!(error = %e, "the scheduler's pass failed; trying again");
+            }
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+
+    /// Stops taking work and waits up to `grace` for the cycles and prechecks in hand; what is
+    /// left is dropped and resumed at the next start.
+    pub async fn shutdown(&self, grace: Duration) {
+        if self.jobs.any_running() {
+            tracing::info!(grace_s = grace.as_secs(), "waiting for the runs in hand");
+        }
+        self.jobs.shutdown(grace).await;
+    }
+}

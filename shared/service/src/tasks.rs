@@ -1,0 +1,418 @@
+//! The task use cases over the ports: create, list, read, patch, delete, and what they share
+//! (the service itself, passwords, conditional task updates).
+//!
+//! A stored task never holds a password: an inline one goes to the secret store at creation and
+//! the spec keeps its reference (`password_secret`), deleted with the task.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use secrecy::SecretString;
+use tidemark_core::ports::{
+    Clock, EndpointRole, SecretError, SecretStore, StateStore, StoreError, TaskScheduler,
+};
+use tidemark_core::state::{Page, TaskRecord, TaskStatus};
+use tidemark_core::{EndpointSpec, PasswordSource, TaskSpec, parse_task_spec};
+
+use crate::allowlist::Allowlist;
+use crate::error::ServiceError;
+use crate::jobs::Jobs;
+
+/// The ports the use cases run over.
+#[derive(Clone)]
+pub struct Ports {
+    pub store: Arc<dyn StateStore>,
+    pub secrets: Arc<dyn SecretStore>,
+    pub scheduler: Arc<dyn TaskScheduler>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The fields `PATCH /tasks/{id}` may change; the endpoints, the policy and the migration types
+/// are fixed at creation, as in DTS.
+pub const PATCHABLE_FIELDS: [&str; 5] =
+    ["name", "objects", "schedule", "failure_policy", "channel"];
+
+/// Most items a page may hold.
+pub const MAX_PAGE: u32 = 100;
+/// Items a page holds when the caller does not say.
+pub const DEFAULT_PAGE: u32 = 20;
+
+/// The task use cases, shared by every request and background job (hold it in an `Arc`).
+pub struct TaskService {
+    pub(crate) ports: Ports,
+    pub(crate) allowlist: Allowlist,
+    pub(crate) jobs: Jobs,
+}
+
+impl TaskService {
+    pub fn new(ports: Ports, allowlist: Allowlist) -> Arc<TaskService> {
+        Arc::new(TaskService {
+            ports,
+            allowlist,
+            jobs: Jobs::default(),
+        })
+    }
+
+    pub fn ports(&self) -> &Ports {
+        &self.ports
+    }
+
+    /// Creates a task from a spec's JSON: parsed and validated, both hosts allowed, inline
+    /// passwords moved to the secret store.
+    pub async fn create(&self, body: &str) -> Result<TaskRecord, ServiceError> {
+        let mut spec = parse_task_spec(body)?;
+        self.check_hosts(&spec)?;
+        let id = new_task_id();
+        let mut owned = Vec::new();
+        let stored = self.store_passwords(&id, &mut spec, &mut owned).await;
+        let now = self.ports.clock.now();
+        let task = TaskRecord {
+            id,
+            spec,
+            status: TaskStatus::Created,
+            status_reason: None,
+            version: 1,
+            created_at: now,
+            changed_at: now,
+            precheck: None,
+            owned_secrets: owned,
+        };
+        let created = match stored {
+            Ok(()) => self
+                .ports
+                .store
+                .create_task(&task)
+                .await
+                .map_err(Into::into),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = created {
+            // Nothing may outlive a task that was not created.
+            self.delete_secrets(&task.owned_secrets).await;
+            return Err(e);
+        }
+        tracing::info!(task = %task.id, "task created");
+        Ok(task)
+    }
+
+    async fn store_passwords(
+        &self,
+        id: &str,
+        spec: &mut TaskSpec,
+        owned: &mut Vec<String>,
+    ) -> Result<(), ServiceError> {
+        for role in [EndpointRole::Source, EndpointRole::Destination] {
+            let endpoint = match role {
+                EndpointRole::Source => &mut spec.source,
+                EndpointRole::Destination => &mut spec.destination,
+            };
+            let at = role.as_str();
+            match endpoint.password_source() {
+                Some(PasswordSource::Inline(password)) => {
+                    let password = password.clone();
+                    let reference = self
+                        .ports
+                        .secrets
+                        .create_secret(id, role, &endpoint.user, &password)
+                        .await?;
+                    owned.push(reference.clone());
+                    endpoint.password = None;
+                    endpoint.password_secret = Some(reference);
+                }
+                Some(PasswordSource::Secret(reference)) => {
+                    self.read_secret(reference, at).await?;
+                }
+                Some(PasswordSource::Env(_)) => {
+                    // Through the API, a caller could otherwise send any of the server's
+                    // environment variables to a host of their choosing.
+                    return Err(ServiceError::Invalid {
+                        field: format!("{at}.password_env"),
+                        message: format!(
+                            "password_env is for the command line only: through the API, give {at}.password (kept in the server's secrets file) or {at}.password_secret"
+                        ),
+                    });
+                }
+                None => {
+                    return Err(ServiceError::Invalid {
+                        field: format!("{at}.password"),
+                        message: "give exactly one of password or password_secret".into(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A page of tasks in id order.
+    pub async fn list(
+        &self,
+        limit: Option<u32>,
+        next: Option<&str>,
+    ) -> Result<Page<TaskRecord>, ServiceError> {
+        let limit = page_limit(limit)?;
+        self.ports
+            .store
+            .list_tasks(limit, next)
+            .await
+            .map_err(bad_cursor)
+    }
+
+    pub async fn get(&self, id: &str) -> Result<TaskRecord, ServiceError> {
+        self.ports
+            .store
+            .get_task(id)
+            .await?
+            .ok_or_else(|| task_not_found(id))
+    }
+
+    /// Changes the patchable fields; a real change sets `changed_at` (so the last precheck no
+    /// longer counts) and puts the task back to `created`. A started task must be stopped first.
+    pub async fn patch(&self, id: &str, body: &str) -> Result<TaskRecord, ServiceError> {
+        let patch = parse_patch(body)?;
+        loop {
+            let mut task = self.get(id).await?;
+            if matches!(
+                task.status,
+                TaskStatus::Scheduled | TaskStatus::Running | TaskStatus::Prechecking
+            ) {
+                return Err(ServiceError::Conflict {
+                    code: "task_active",
+                    message: format!(
+                        "task {id} is {}: stop it (POST /tasks/{id}/stop) or wait for its precheck before changing it",
+                        status_name(task.status)
+                    ),
+                    checks: Vec::new(),
+                });
+            }
+            let mut value = serde_json::to_value(&task.spec).map_err(|e| {
+                ServiceError::Store(StoreError::Backend {
+                    detail: format!("task {id}'s spec does not encode: {e}"),
+                    retryable: false,
+                })
+            })?;
+            if let serde_json::Value::Object(fields) = &mut value {
+                for (key, v) in &patch {
+                    fields.insert(key.clone(), v.clone());
+                }
+            }
+            let spec = parse_task_spec(&value.to_string())?;
+            self.check_hosts(&spec)?;
+            if spec == task.spec {
+                return Ok(task);
+            }
+            task.spec = spec;
+            task.changed_at = self.ports.clock.now();
+            task.status = TaskStatus::Created;
+            task.status_reason = None;
+            match self.ports.store.update_task(&task).await {
+                Ok(version) => {
+                    task.version = version;
+                    return Ok(task);
+                }
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Stops the task (its schedule, its runs in this process), deletes its secrets, then the
+    /// task and everything stored under it.
+    pub async fn delete(&self, id: &str) -> Result<(), ServiceError> {
+        let task = self.get(id).await?;
+        self.ports.scheduler.remove_schedule(id).await?;
+        self.jobs.cancel_task(id).await;
+        for reference in &task.owned_secrets {
+            match self.ports.secrets.delete_secret(reference).await {
+                Ok(()) | Err(SecretError::NotOwned { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.ports.store.delete_task(id).await?;
+        tracing::info!(task = %id, "task deleted");
+        Ok(())
+    }
+
+    /// Both endpoints' hosts against the allowlist (422 naming the first host refused).
+    pub fn check_hosts(&self, spec: &TaskSpec) -> Result<(), ServiceError> {
+        self.allowlist.check("source.host", &spec.source.host)?;
+        self.allowlist
+            .check("destination.host", &spec.destination.host)
+    }
+
+    pub(crate) fn allowlist(&self) -> &Allowlist {
+        &self.allowlist
+    }
+
+    /// An endpoint's password: from its reference in the secret store (or, for a spec written
+    /// for the command line, the environment).
+    pub(crate) async fn password(
+        &self,
+        endpoint: &EndpointSpec,
+        role: &str,
+    ) -> Result<SecretString, ServiceError> {
+        match endpoint.password_source() {
+            Some(PasswordSource::Secret(reference)) => self.read_secret(reference, role).await,
+            _ => crate::passwords::local_password(endpoint, role),
+        }
+    }
+
+    async fn read_secret(&self, reference: &str, role: &str) -> Result<SecretString, ServiceError> {
+        match self.ports.secrets.read_password(reference).await {
+            Ok(p) => Ok(p),
+            Err(e @ (SecretError::NotFound { .. } | SecretError::Malformed { .. })) => {
+                Err(ServiceError::Invalid {
+                    field: format!("{role}.password_secret"),
+                    message: e.to_string(),
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn delete_secrets(&self, references: &[String]) {
+        for reference in references {
+            if let Err(e) = self.ports.secrets.delete_secret(reference).await {
+                tracing::warn!(%reference, error = %e, "a secret could not be deleted");
+            }
+        }
+    }
+
+    /// Reads the task, changes it and writes it back, again on a lost race. `change` returns
+    /// `false` to leave the task as it is.
+    pub(crate) async fn modify_task(
+        &self,
+        id: &str,
+        change: impl Fn(&mut TaskRecord) -> bool,
+    ) -> Result<TaskRecord, ServiceError> {
+        loop {
+            let mut task = self.get(id).await?;
+            if !change(&mut task) {
+                return Ok(task);
+            }
+            match self.ports.store.update_task(&task).await {
+                Ok(version) => {
+                    task.version = version;
+                    return Ok(task);
+                }
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+fn parse_patch(body: &str) -> Result<serde_json::Map<String, serde_json::Value>, ServiceError> {
+    let invalid = |field: &str, message: String| ServiceError::Invalid {
+        field: field.to_owned(),
+        message,
+    };
+    let patch: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(body).map_err(|e| {
+            invalid(
+                "",
+                format!("the body must be a JSON object of the fields to change: {e}"),
+            )
+        })?;
+    if patch.is_empty() {
+        return Err(invalid(
+            "",
+            format!(
+                "nothing to change: give one or more of {}",
+                PATCHABLE_FIELDS.join(", ")
+            ),
+        ));
+    }
+    for key in patch.keys() {
+        if !PATCHABLE_FIELDS.contains(&key.as_str()) {
+            let message = match key.as_str() {
+                "source" | "destination" | "policy" | "migration_types" => format!(
+                    "`{key}` is fixed at creation (as in DTS); create a new task to change it"
+                ),
+                _ => format!(
+                    "unknown field `{key}`; a patch may change {}",
+                    PATCHABLE_FIELDS.join(", ")
+                ),
+            };
+            return Err(invalid(key, message));
+        }
+    }
+    Ok(patch)
+}
+
+/// `limit` within 1..=100 (20 when absent).
+pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, ServiceError> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(n) => Err(ServiceError::Invalid {
+            field: "limit".into(),
+            message: format!("limit must be 1 to {MAX_PAGE}; got {n}"),
+        }),
+    }
+}
+
+/// A cursor the store did not hand out is the caller's mistake.
+pub(crate) fn bad_cursor(e: StoreError) -> ServiceError {
+    match e {
+        StoreError::BadCursor => ServiceError::Invalid {
+            field: "next".into(),
+            message: e.to_string(),
+        },
+        other => other.into(),
+    }
+}
+
+pub(crate) fn task_not_found(id: &str) -> ServiceError {
+    ServiceError::NotFound {
+        what: format!("task {id}"),
+    }
+}
+
+pub(crate) fn status_name(status: TaskStatus) -> String {
+    serde_json::to_value(status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// A new task id: `tsk-` and 16 hex digits, random (usable as a schedule name, a key, a path).
+fn new_task_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_i128(jiff::Timestamp::now().as_nanosecond());
+    format!("tsk-{:016x}", hasher.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_patch_names_the_field_it_refuses() {
+        for (body, field) in [
+            (r#"{"policy": {"mode": "resync"}}"#, "policy"),
+            (r#"{"source": {}}"#, "source"),
+            (r#"{"colour": 1}"#, "colour"),
+            ("[]", ""),
+            ("{}", ""),
+        ] {
+            match parse_patch(body) {
+                Err(ServiceError::Invalid { field: f, .. }) => assert_eq!(f, field, "{body}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        assert!(parse_patch(r#"{"name": "x", "channel": {"workers": 2}}"#).is_ok());
+    }
+
+    #[test]
+    fn task_ids_are_distinct_and_schedule_safe() {
+        let a = new_task_id();
+        let b = new_task_id();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 20);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    }
+}
