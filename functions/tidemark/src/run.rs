@@ -298,6 +298,7 @@ fn print_report(report: &CycleReport, json: bool) {
             match t.verification {
                 tidemark_engine::copy::Verification::Verified => "yes",
                 tidemark_engine::copy::Verification::Off => "off",
+                tidemark_engine::copy::Verification::Counted => "rows counted",
             }
         );
     }
