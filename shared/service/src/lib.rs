@@ -14,6 +14,7 @@
 pub mod cycle;
 pub mod error;
 pub mod passwords;
+pub mod policies;
 pub mod precheck;
 
 pub use cycle::{CycleEvent, CycleReport, TableOutcome, run_cycle};
