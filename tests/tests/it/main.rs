@@ -8,6 +8,8 @@ mod copy_keys;
 mod copy_support;
 mod copy_verify;
 mod docs;
+mod policy_replica;
+mod policy_support;
 mod precheck;
 mod precheck_facts;
 mod precheck_objects;
