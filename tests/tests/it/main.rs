@@ -9,6 +9,7 @@ mod copy_support;
 mod copy_verify;
 mod docs;
 mod policy_replica;
+mod policy_resync;
 mod policy_support;
 mod precheck;
 mod precheck_facts;
