@@ -270,6 +270,8 @@ fn print_report(report: &CycleReport, json: bool) {
             "seconds": report.elapsed.as_secs_f64(),
             "tables": tables,
             "warnings": report.warnings,
+            // What the policy recorded: replica names, shadow tables, incremental windows.
+            "plan": run.plan,
         });
         println!("{out}");
         return;
