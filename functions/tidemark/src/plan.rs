@@ -82,7 +82,9 @@ async fn policy_plan(
                 .await
                 .map_err(|e| e.to_string())?;
             let keep = match p.keep_replicas {
-                Some(n) => format!("; after success, replicas of this task beyond the newest {n} are dropped"),
+                Some(n) => format!(
+                    "; after success, replicas of this task beyond the newest {n} are dropped"
+                ),
                 None => String::new(),
             };
             Ok((
@@ -106,7 +108,8 @@ async fn policy_plan(
                 phase: Phase::PostData,
                 ..s
             }));
-            let table_ref = |t: &SwapTable, name: &str| ObjectRef::new(ObjectKind::Table, &t.database, name);
+            let table_ref =
+                |t: &SwapTable, name: &str| ObjectRef::new(ObjectKind::Table, &t.database, name);
             if let (Some(sql), Some(first)) = (plan.swap_sql(), plan.tables.first()) {
                 statements.push(DdlStatement {
                     phase: Phase::PostData,
@@ -119,7 +122,10 @@ async fn policy_plan(
                 statements.push(DdlStatement {
                     phase: Phase::PostData,
                     object: table_ref(t, &t.retired),
-                    sql: format!("DROP TABLE IF EXISTS {}", quote_qualified(&t.database, &t.retired)),
+                    sql: format!(
+                        "DROP TABLE IF EXISTS {}",
+                        quote_qualified(&t.database, &t.retired)
+                    ),
                     session: None,
                 });
             }

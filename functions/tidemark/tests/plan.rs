@@ -87,7 +87,7 @@ async fn prints_the_ddl_in_run_order_with_warnings_on_stderr() {
             "RENAME TABLE `{db}_dw`.`t` TO `{db}_dw`.`{retired}`, `{db}_dw`.`{shadow}` TO `{db}_dw`.`t`"
         )),
         at(&format!("DROP TABLE IF EXISTS `{db}_dw`.`{retired}`")),
-        at(&format!("CREATE OR REPLACE ALGORITHM")),
+        at("CREATE OR REPLACE ALGORITHM"),
         at(&format!("SQL SECURITY INVOKER VIEW `{db}_dw`.`v`")),
     ];
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}\n{stdout}");
@@ -179,7 +179,10 @@ async fn a_multi_replica_plan_names_the_replica_of_the_scheduled_time() {
             &format!("CREATE TABLE `{db}`.t (id INT PRIMARY KEY)"),
         ])
         .await;
-    let mut task = spec(server.endpoint_json(), serde_json::json!([{ "database": db }]));
+    let mut task = spec(
+        server.endpoint_json(),
+        serde_json::json!([{ "database": db }]),
+    );
     task["policy"] = serde_json::json!({ "mode": "multi_replica", "keep_replicas": 3 });
     task["schedule"]["time_zone"] = serde_json::json!("Asia/Shanghai");
     let out = plan_with(&task, &["--scheduled-time", "2026-12-01T02:30:00+08:00"]);
@@ -189,5 +192,8 @@ async fn a_multi_replica_plan_names_the_replica_of_the_scheduled_time() {
     let replica = format!("{db}_20261201_02_30_00");
     assert!(stdout.contains(&format!("creates {replica}")), "{stdout}");
     assert!(stdout.contains("newest 3"), "{stdout}");
-    assert!(stdout.contains(&format!("CREATE TABLE `{replica}`.`t`")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("CREATE TABLE `{replica}`.`t`")),
+        "{stdout}"
+    );
 }

@@ -30,7 +30,12 @@ impl Drop for Workdir {
     }
 }
 
-fn spec(policy: serde_json::Value, objects: serde_json::Value, start: &str, end: &str) -> serde_json::Value {
+fn spec(
+    policy: serde_json::Value,
+    objects: serde_json::Value,
+    start: &str,
+    end: &str,
+) -> serde_json::Value {
     serde_json::json!({
         "name": "sched-test",
         "source": source().endpoint_json(),
@@ -44,7 +49,9 @@ fn spec(policy: serde_json::Value, objects: serde_json::Value, start: &str, end:
 
 #[test]
 fn schedule_prints_the_next_times_with_their_offset() {
-    let today = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC).date();
+    let today = jiff::Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .date();
     let end = today.checked_add(jiff::Span::new().days(60)).expect("date");
     let work = Workdir::new();
     let task = spec(
@@ -54,16 +61,31 @@ fn schedule_prints_the_next_times_with_their_offset() {
         &end.to_string(),
     );
     let out = work.tidemark(&task, &["schedule", "--count", "4"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 4, "{text}");
     let mut previous: Option<jiff::Timestamp> = None;
     for line in &lines {
-        assert!(line.ends_with("T02:30:00+08:00") || line.contains("T02:30:00+08:00"), "{line}");
+        assert!(
+            line.ends_with("T02:30:00+08:00") || line.contains("T02:30:00+08:00"),
+            "{line}"
+        );
         let at: jiff::Timestamp = line.parse().expect("RFC 3339");
-        let weekday = at.to_zoned_datetime(jiff::tz::TimeZone::get("Asia/Shanghai").expect("tz")).weekday();
-        assert!(matches!(weekday, jiff::civil::Weekday::Monday | jiff::civil::Weekday::Thursday), "{line}");
+        let weekday = at
+            .to_zoned_datetime(jiff::tz::TimeZone::get("Asia/Shanghai").expect("tz"))
+            .weekday();
+        assert!(
+            matches!(
+                weekday,
+                jiff::civil::Weekday::Monday | jiff::civil::Weekday::Thursday
+            ),
+            "{line}"
+        );
         assert!(at > jiff::Timestamp::now());
         assert!(previous.is_none_or(|p| p < at));
         previous = Some(at);
@@ -100,17 +122,33 @@ async fn consecutive_runs_carry_the_incremental_watermark_in_the_data_dir() {
     let run = |at: &str| {
         work.tidemark(
             &task,
-            &["run", "--data-dir", &data_dir, "--scheduled-time", at, "--json"],
+            &[
+                "run",
+                "--data-dir",
+                &data_dir,
+                "--scheduled-time",
+                at,
+                "--json",
+            ],
         )
     };
     let out = run("2026-12-03T02:30:00+08:00");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    src.exec(&[&format!("INSERT INTO `{db}`.ev VALUES (3, NOW(6) - INTERVAL 30 SECOND)")])
-        .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    src.exec(&[&format!(
+        "INSERT INTO `{db}`.ev VALUES (3, NOW(6) - INTERVAL 30 SECOND)"
+    )])
+    .await;
     let out = run("2026-12-07T02:30:00+08:00");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let summary: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("a JSON summary");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON summary");
     // The second run read a window from the first run's watermark: the two rows stamped with it
     // (the closed low bound) and the new one, not a full copy from scratch.
     let windows = &summary["plan"]["windows"];

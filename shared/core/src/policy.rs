@@ -60,7 +60,7 @@ pub fn replicas_to_drop(runs: &[RunRecord], keep: u32) -> Vec<String> {
             made.push((run.key.scheduled_time, plan.replicas));
         }
     }
-    made.sort_by(|a, b| b.0.cmp(&a.0));
+    made.sort_by_key(|m| std::cmp::Reverse(m.0));
     let keep = usize::try_from(keep).unwrap_or(usize::MAX);
     made.into_iter()
         .skip(keep)
@@ -205,7 +205,11 @@ mod tests {
                 RunStatus::Succeeded,
                 serde_json::json!({"replicas": ["a_2"]}),
             ),
-            run("2026-01-05T00:00:00Z", RunStatus::Succeeded, serde_json::Value::Null),
+            run(
+                "2026-01-05T00:00:00Z",
+                RunStatus::Succeeded,
+                serde_json::Value::Null,
+            ),
         ];
         assert_eq!(replicas_to_drop(&runs, 2), vec!["a_1".to_owned()]);
         assert_eq!(replicas_to_drop(&runs, 1), vec!["a_2", "a_1"]);

@@ -328,7 +328,8 @@ pub(crate) async fn copy(
     ctx: &mut Ctx<'_>,
     jobs: &[CopyJob<'_>],
 ) -> Result<Vec<TableOutcome>, ServiceError> {
-    let (store, key, spec, on_event, clock) = (ctx.store, ctx.key, ctx.input.spec, ctx.on_event, ctx.clock);
+    let (store, key, spec, on_event, clock) =
+        (ctx.store, ctx.key, ctx.input.spec, ctx.on_event, ctx.clock);
     let (source, destination) = (&ctx.source, &ctx.destination);
     let mut warnings = Vec::new();
     let endpoints = Arc::new(CopyEndpoints::open(source, destination, spec.channel.workers).await?);

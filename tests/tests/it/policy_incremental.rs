@@ -53,7 +53,9 @@ async fn changes_arrive_ties_are_neither_lost_nor_doubled_and_triggers_fire_once
         .expect("store")
         .expect("a watermark after the first cycle");
     let tie = src
-        .query_one(&format!("SELECT CAST(MAX(updated_at) AS CHAR) FROM `{db}`.ev"))
+        .query_one(&format!(
+            "SELECT CAST(MAX(updated_at) AS CHAR) FROM `{db}`.ev"
+        ))
         .await
         .expect("max");
     assert_eq!(mark.value, tie, "the watermark keeps full precision");
@@ -72,7 +74,9 @@ async fn changes_arrive_ties_are_neither_lost_nor_doubled_and_triggers_fire_once
     // An insert tied with the watermark, an update, an insert.
     src.exec(&[
         &format!("INSERT INTO `{db}`.ev VALUES (101, 1, '{tie}')"),
-        &format!("UPDATE `{db}`.ev SET v = 999, updated_at = NOW(6) - INTERVAL 50 SECOND WHERE id = 5"),
+        &format!(
+            "UPDATE `{db}`.ev SET v = 999, updated_at = NOW(6) - INTERVAL 50 SECOND WHERE id = 5"
+        ),
         &format!("INSERT INTO `{db}`.ev VALUES (102, 7, NOW(6) - INTERVAL 50 SECOND)"),
     ])
     .await;
@@ -83,19 +87,39 @@ async fn changes_arrive_ties_are_neither_lost_nor_doubled_and_triggers_fire_once
         rows_hash(&destination(), &target, "ev", "id, v, updated_at").await,
         rows_hash(&src, &db, "ev", "id, v, updated_at").await
     );
-    assert_eq!(count(&destination(), &format!("SELECT COUNT(*) FROM `{target}`.ev")).await, 102);
+    assert_eq!(
+        count(
+            &destination(),
+            &format!("SELECT COUNT(*) FROM `{target}`.ev")
+        )
+        .await,
+        102
+    );
     // Window [tie, high]: the tied rows are read again (101 of them) plus ids 5 and 102.
     assert_eq!(rows_copied(&second), 101 + 1);
     assert_eq!(
-        count(&destination(), &format!("SELECT COUNT(*) FROM `{target}`.audit")).await,
+        count(
+            &destination(),
+            &format!("SELECT COUNT(*) FROM `{target}`.audit")
+        )
+        .await,
         0,
         "the destination trigger fired for copied rows"
     );
     // The trigger is back and works.
     destination()
-        .exec(&[&format!("INSERT INTO `{target}`.ev VALUES (9999, 0, NOW())")])
+        .exec(&[&format!(
+            "INSERT INTO `{target}`.ev VALUES (9999, 0, NOW())"
+        )])
         .await;
-    assert_eq!(count(&destination(), &format!("SELECT COUNT(*) FROM `{target}`.audit")).await, 1);
+    assert_eq!(
+        count(
+            &destination(),
+            &format!("SELECT COUNT(*) FROM `{target}`.audit")
+        )
+        .await,
+        1
+    );
     destination()
         .exec(&[
             &format!("DELETE FROM `{target}`.ev WHERE id = 9999"),
@@ -143,12 +167,17 @@ async fn changes_arrive_ties_are_neither_lost_nor_doubled_and_triggers_fire_once
         .await
         .expect("fifth cycle");
     assert_eq!(
-        count(&destination(), &format!("SELECT COUNT(*) FROM `{target}`.ev WHERE id IN (103, 104)")).await,
+        count(
+            &destination(),
+            &format!("SELECT COUNT(*) FROM `{target}`.ev WHERE id IN (103, 104)")
+        )
+        .await,
         2,
         "the late-committed row was lost"
     );
     // Deletes are not carried (documented).
-    src.exec(&[&format!("DELETE FROM `{db}`.ev WHERE id = 1")]).await;
+    src.exec(&[&format!("DELETE FROM `{db}`.ev WHERE id = 1")])
+        .await;
 
     destination()
         .exec(&[&format!("DROP DATABASE `{target}`")])
@@ -162,8 +191,10 @@ async fn a_column_added_on_the_source_fails_the_run_naming_it_and_the_fix() {
     let target = unique_name("incc");
     let src = source();
     make_source(&src, &db, "TIMESTAMP(3)").await;
-    src.exec(&[&format!("INSERT INTO `{db}`.ev VALUES (1, 1, NOW(3) - INTERVAL 60 SECOND)")])
-        .await;
+    src.exec(&[&format!(
+        "INSERT INTO `{db}`.ev VALUES (1, 1, NOW(3) - INTERVAL 60 SECOND)"
+    )])
+    .await;
     let spec = spec(
         &src,
         serde_json::json!({"mode": "incremental", "lag_seconds": 1}),
@@ -184,7 +215,10 @@ async fn a_column_added_on_the_source_fails_the_run_naming_it_and_the_fix() {
         .expect_err("a new column must fail the run");
     let text = err.to_string();
     assert!(text.contains("`extra`") && text.contains("added"), "{text}");
-    assert!(text.contains(&format!("Drop the destination table `{target}`.`ev`")), "{text}");
+    assert!(
+        text.contains(&format!("Drop the destination table `{target}`.`ev`")),
+        "{text}"
+    );
     // The fix works: drop the destination table, the next cycle reloads it in full.
     destination()
         .exec(&[&format!("DROP TABLE `{target}`.ev")])
@@ -210,8 +244,10 @@ async fn datetime_windows_use_the_source_servers_zone() {
     let target = unique_name("inctz");
     make_source(&src, &db, "DATETIME").await;
     // Writers stamp rows with the server's NOW(): Shanghai time.
-    src.exec(&[&format!("INSERT INTO `{db}`.ev VALUES (1, 1, NOW() - INTERVAL 60 SECOND)")])
-        .await;
+    src.exec(&[&format!(
+        "INSERT INTO `{db}`.ev VALUES (1, 1, NOW() - INTERVAL 60 SECOND)"
+    )])
+    .await;
     let spec = spec(
         &src,
         serde_json::json!({"mode": "incremental", "lag_seconds": 5}),
@@ -222,8 +258,10 @@ async fn datetime_windows_use_the_source_servers_zone() {
     cycle(&store, "task-z", &spec, &src, "2026-12-01T02:30:00Z")
         .await
         .expect("first cycle");
-    src.exec(&[&format!("INSERT INTO `{db}`.ev VALUES (2, 2, NOW() - INTERVAL 30 SECOND)")])
-        .await;
+    src.exec(&[&format!(
+        "INSERT INTO `{db}`.ev VALUES (2, 2, NOW() - INTERVAL 30 SECOND)"
+    )])
+    .await;
     let second = cycle(&store, "task-z", &spec, &src, "2026-12-02T02:30:00Z")
         .await
         .expect("second cycle");

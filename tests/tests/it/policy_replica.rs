@@ -78,7 +78,11 @@ async fn three_cycles_make_three_named_replicas_and_keep_two_drops_only_the_olde
             names[i]
         );
         assert_eq!(
-            count(&destination(), &format!("SELECT COUNT(*) FROM `{}`.vv", names[i])).await,
+            count(
+                &destination(),
+                &format!("SELECT COUNT(*) FROM `{}`.vv", names[i])
+            )
+            .await,
             2 + i as u64
         );
     }
@@ -89,7 +93,10 @@ async fn three_cycles_make_three_named_replicas_and_keep_two_drops_only_the_olde
             snapshots[i]
         );
     }
-    assert!(db_exists(&decoy).await, "a database the task did not make was dropped");
+    assert!(
+        db_exists(&decoy).await,
+        "a database the task did not make was dropped"
+    );
     let last = store
         .get_run(&RunKey {
             task_id: "task-r".into(),
@@ -104,7 +111,11 @@ async fn three_cycles_make_three_named_replicas_and_keep_two_drops_only_the_olde
     );
 
     let mut cleanup = vec![format!("DROP DATABASE `{decoy}`")];
-    cleanup.extend(names.iter().map(|n| format!("DROP DATABASE IF EXISTS `{n}`")));
+    cleanup.extend(
+        names
+            .iter()
+            .map(|n| format!("DROP DATABASE IF EXISTS `{n}`")),
+    );
     let refs: Vec<&str> = cleanup.iter().map(String::as_str).collect();
     destination().exec(&refs).await;
     src.exec(&[&format!("DROP DATABASE `{db}`")]).await;
@@ -142,7 +153,13 @@ async fn a_failed_run_drops_its_half_made_replica_and_an_unknown_namesake_is_ref
     assert!(err.to_string().contains(&taken), "{err}");
     assert!(db_exists(&taken).await);
     assert_eq!(
-        count(&destination(), &format!("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{taken}'")).await,
+        count(
+            &destination(),
+            &format!(
+                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{taken}'"
+            )
+        )
+        .await,
         1
     );
 

@@ -59,7 +59,9 @@ async fn readers_see_the_old_table_or_the_new_one_never_missing_or_half_loaded()
     // The next state: more rows, every v = 2.
     src.exec(&[
         &format!("UPDATE `{db}`.t SET v = 2"),
-        &format!("INSERT INTO `{db}`.t SELECT seq, 2, REPEAT('q', 200) FROM `{db}`.seq_20001_to_30000"),
+        &format!(
+            "INSERT INTO `{db}`.t SELECT seq, 2, REPEAT('q', 200) FROM `{db}`.seq_20001_to_30000"
+        ),
     ])
     .await;
 
@@ -167,8 +169,14 @@ async fn a_run_failed_mid_load_leaves_the_previous_copy_and_no_shadows() {
         .await
         .expect_err("the run must fail");
     assert!(err.to_string().contains('b'), "{err}");
-    assert_eq!(rows_hash(&destination(), &target, "a", "id, v").await, before_a);
-    assert_eq!(rows_hash(&destination(), &target, "b", "id, a_id").await, before_b);
+    assert_eq!(
+        rows_hash(&destination(), &target, "a", "id, v").await,
+        before_a
+    );
+    assert_eq!(
+        rows_hash(&destination(), &target, "b", "id, a_id").await,
+        before_b
+    );
     assert_eq!(working_tables(&target).await, 0, "shadow leftovers");
     destination()
         .exec(&[

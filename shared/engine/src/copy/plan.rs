@@ -203,7 +203,6 @@ async fn rows_per_chunk(
     Ok(Some((target_bytes / avg).max(1)))
 }
 
-
 /// Plans the chunks of an incremental run: the rows of `window`, in chunks of about
 /// `target_bytes`. The window's rows are counted through the timestamp column's index; when they
 /// fit one chunk (the usual case) the table is not walked at all.

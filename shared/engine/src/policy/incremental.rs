@@ -33,7 +33,10 @@ pub async fn read_window(
             (database, table, column),
         )
         .await
-        .map_err(PolicyError::sql("reading the timestamp column's type", &object))?;
+        .map_err(PolicyError::sql(
+            "reading the timestamp column's type",
+            &object,
+        ))?;
     let data_type = data_type.unwrap_or_else(|| "missing".into());
     let zone = match data_type.as_str() {
         "timestamp" => "'+00:00'",
@@ -144,7 +147,10 @@ pub async fn set_aside_triggers(
             (database, table),
         )
         .await
-        .map_err(PolicyError::sql("listing the destination's triggers", &object))?;
+        .map_err(PolicyError::sql(
+            "listing the destination's triggers",
+            &object,
+        ))?;
     let mut saved = Vec::with_capacity(names.len());
     for name in names {
         let trigger = quote_qualified(database, &name);
@@ -194,7 +200,9 @@ pub async fn restore_triggers(dst: &mut Conn, saved: &[SavedTrigger]) -> Result<
             character_set_client: trigger.character_set_client.clone(),
             collation_connection: trigger.collation_connection.clone(),
         };
-        dst.query_drop(session.set_statement()).await.map_err(fail)?;
+        dst.query_drop(session.set_statement())
+            .await
+            .map_err(fail)?;
         dst.query_drop(trigger.sql.as_str()).await.map_err(fail)?;
     }
     Ok(())
@@ -227,11 +235,21 @@ mod tests {
         let p = plan();
         assert!(check_columns(&p, &["ID".into(), "memo".into()]).is_ok());
         let added = check_columns(&p, &["id".into()]).unwrap_err().to_string();
-        assert!(added.contains("`note`") && added.contains("added"), "{added}");
-        assert!(added.contains("`shop`.`orders`") && added.contains("Drop the destination table `dw`.`orders_v2`"), "{added}");
+        assert!(
+            added.contains("`note`") && added.contains("added"),
+            "{added}"
+        );
+        assert!(
+            added.contains("`shop`.`orders`")
+                && added.contains("Drop the destination table `dw`.`orders_v2`"),
+            "{added}"
+        );
         let dropped = check_columns(&p, &["id".into(), "memo".into(), "x".into()])
             .unwrap_err()
             .to_string();
-        assert!(dropped.contains("`x`") && dropped.contains("dropped"), "{dropped}");
+        assert!(
+            dropped.contains("`x`") && dropped.contains("dropped"),
+            "{dropped}"
+        );
     }
 }

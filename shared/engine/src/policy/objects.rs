@@ -27,7 +27,10 @@ pub async fn database_exists(conn: &mut Conn, database: &str) -> Result<bool, Po
 pub async fn drop_database(conn: &mut Conn, database: &str) -> Result<(), PolicyError> {
     conn.query_drop(format!("DROP DATABASE IF EXISTS {}", quote_ident(database)))
         .await
-        .map_err(PolicyError::sql("dropping the database", quote_ident(database)))
+        .map_err(PolicyError::sql(
+            "dropping the database",
+            quote_ident(database),
+        ))
 }
 
 /// The base tables of `database` among `names` that exist on the destination.
@@ -115,9 +118,10 @@ pub async fn swap(conn: &mut Conn, tables: &[SwapTable]) -> Result<(), PolicyErr
         .map(|t| quote_qualified(&t.database, &t.table))
         .collect::<Vec<_>>()
         .join(", ");
-    conn.query_drop(sql)
-        .await
-        .map_err(PolicyError::sql("swapping the loaded shadow tables in", what))
+    conn.query_drop(sql).await.map_err(PolicyError::sql(
+        "swapping the loaded shadow tables in",
+        what,
+    ))
 }
 
 #[cfg(test)]

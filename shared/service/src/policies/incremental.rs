@@ -123,7 +123,12 @@ pub(crate) async fn run(
     let firsts: HashSet<(String, String)> = runs
         .iter()
         .filter(|r| r.first)
-        .map(|r| (r.table.target_database.clone(), r.table.target_table.clone()))
+        .map(|r| {
+            (
+                r.table.target_database.clone(),
+                r.table.target_table.clone(),
+            )
+        })
         .collect();
     let everything_first = firsts.len() == runs.len();
     if ctx.with_schema() && !firsts.is_empty() {
@@ -204,8 +209,7 @@ async fn copy_with_triggers_aside(
     let mut saved: Vec<SavedTrigger> = Vec::new();
     let mut set_aside = Ok(());
     for job in jobs {
-        match set_aside_triggers(dst, &job.table.target_database, &job.table.target_table).await
-        {
+        match set_aside_triggers(dst, &job.table.target_database, &job.table.target_table).await {
             Ok(mut triggers) => {
                 saved.append(&mut triggers);
                 ctx.record

@@ -37,10 +37,7 @@ pub(crate) async fn run(
     policy: &MultiReplicaPolicy,
 ) -> Result<Vec<TableOutcome>, ServiceError> {
     let objects = replica_objects(ctx.spec(), ctx.key.scheduled_time)?;
-    let replicas: Vec<String> = objects
-        .iter()
-        .filter_map(|db| db.rename.clone())
-        .collect();
+    let replicas: Vec<String> = objects.iter().filter_map(|db| db.rename.clone()).collect();
     // A run taken over after a crash recorded these names itself: they are its own to redo.
     let ours = ctx
         .store
@@ -71,7 +68,9 @@ pub(crate) async fn run(
         Err(e) => {
             for name in &replicas {
                 if let Err(drop_err) = drop_database(&mut dst, name).await {
-                    ctx.warn(format!("the failed run's replica was not dropped: {drop_err}"));
+                    ctx.warn(format!(
+                        "the failed run's replica was not dropped: {drop_err}"
+                    ));
                 }
             }
             let _ = dst.disconnect().await;
@@ -80,7 +79,8 @@ pub(crate) async fn run(
     };
     if let Some(keep) = policy.keep_replicas {
         let dropped = drop_old_replicas(ctx, &mut dst, keep).await?;
-        ctx.record.insert("dropped".into(), serde_json::json!(dropped));
+        ctx.record
+            .insert("dropped".into(), serde_json::json!(dropped));
     }
     let _ = dst.disconnect().await;
     Ok(tables)

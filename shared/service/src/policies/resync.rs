@@ -20,7 +20,9 @@ use std::collections::HashMap;
 use tidemark_core::policy::{retired_table_name, shadow_table_name};
 use tidemark_core::state::RunPhase;
 use tidemark_core::{DatabaseSelection, TableSelection};
-use tidemark_engine::policy::objects::{SwapTable, drop_tables, existing_tables, swap, swap_statement};
+use tidemark_engine::policy::objects::{
+    SwapTable, drop_tables, existing_tables, swap, swap_statement,
+};
 use tidemark_engine::schema::{
     DdlStatement, ObjectKind, OnExisting, Phase, SchemaPlan, apply_statements, quote_qualified,
 };
@@ -217,7 +219,9 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Vec<TableOutcome>, ServiceE
         Ok(tables) => tables,
         Err(e) => {
             if let Err(cleanup) = drop_tables(&mut dst, &plan.working_tables()).await {
-                ctx.warn(format!("the failed run's shadow tables were not dropped: {cleanup}"));
+                ctx.warn(format!(
+                    "the failed run's shadow tables were not dropped: {cleanup}"
+                ));
             }
             let _ = dst.disconnect().await;
             return Err(e);
