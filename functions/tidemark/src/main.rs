@@ -3,6 +3,7 @@
 mod plan;
 mod precheck;
 mod run;
+mod schedule;
 mod serve;
 mod spec_file;
 
@@ -39,6 +40,23 @@ enum Command {
         /// The task spec (JSON).
         #[arg(value_name = "TASK.json")]
         task: PathBuf,
+        /// The cycle to show (replica names depend on it); default: the next scheduled one.
+        #[arg(long, value_name = "RFC3339")]
+        scheduled_time: Option<jiff::Timestamp>,
+    },
+    /// Print the next scheduled times of the task ("View Scheduled Time").
+    ///
+    /// One time a line, RFC 3339 with the task zone's offset, from now on, inside the schedule's
+    /// window, with EventBridge Scheduler's behaviour at DST changes.
+    ///
+    /// Exit: 0 printed (nothing when the window has passed); 2 a bad spec.
+    Schedule {
+        /// The task spec (JSON).
+        #[arg(value_name = "TASK.json")]
+        task: PathBuf,
+        /// How many times to print.
+        #[arg(long, default_value_t = 10)]
+        count: usize,
     },
     /// Check everything that would make a cycle fail or lose data, before it runs.
     ///
@@ -144,7 +162,11 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Plan { task } => runtime.block_on(plan::run(&task)),
+        Command::Plan {
+            task,
+            scheduled_time,
+        } => runtime.block_on(plan::run(&task, scheduled_time)),
+        Command::Schedule { task, count } => schedule::run(&task, count, jiff::Timestamp::now()),
         Command::Precheck { task, json } => runtime.block_on(precheck::run(&task, json)),
         Command::Run {
             task,

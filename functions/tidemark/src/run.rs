@@ -257,6 +257,8 @@ fn print_report(report: &CycleReport, json: bool) {
             "seconds": report.elapsed.as_secs_f64(),
             "tables": tables,
             "warnings": report.warnings,
+            // What the policy recorded: replica names, shadow tables, incremental windows.
+            "plan": run.plan,
         });
         println!("{out}");
         return;
@@ -285,6 +287,7 @@ fn print_report(report: &CycleReport, json: bool) {
             match t.verification {
                 tidemark_engine::copy::Verification::Verified => "yes",
                 tidemark_engine::copy::Verification::Off => "off",
+                tidemark_engine::copy::Verification::Counted => "rows counted",
             }
         );
     }

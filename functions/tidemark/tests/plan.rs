@@ -17,6 +17,10 @@ fn spec(source_endpoint: serde_json::Value, objects: serde_json::Value) -> serde
 }
 
 fn plan(task: &serde_json::Value) -> Output {
+    plan_with(task, &[])
+}
+
+fn plan_with(task: &serde_json::Value, extra: &[&str]) -> Output {
     let dir = std::env::temp_dir().join(unique_name("plan_cli"));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join("task.json");
@@ -24,6 +28,7 @@ fn plan(task: &serde_json::Value) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_tidemark"))
         .arg("plan")
         .arg(&path)
+        .args(extra)
         .env_remove("TIDEMARK_TEST_PASSWORD")
         .output()
         .expect("run tidemark");
@@ -68,12 +73,21 @@ async fn prints_the_ddl_in_run_order_with_warnings_on_stderr() {
             .find(needle)
             .unwrap_or_else(|| panic!("`{needle}` is not in the plan:\n{stdout}"))
     };
+    // Resync: the shadow is created and indexed, one RENAME swaps it in, the view is replaced.
+    let shadow = tidemark_core::policy::shadow_table_name(&format!("{db}_dw"), "t");
+    let retired = tidemark_core::policy::retired_table_name(&format!("{db}_dw"), "t");
     let order = [
+        at("-- policy: resync"),
         at("-- phase: pre-data"),
         at(&format!("CREATE DATABASE IF NOT EXISTS `{db}_dw`")),
-        at(&format!("CREATE TABLE `{db}_dw`.`t`")),
+        at(&format!("CREATE TABLE `{db}_dw`.`{shadow}`")),
         at("-- phase: post-data"),
         at("ADD KEY `ix_a` (`a`)"),
+        at(&format!(
+            "RENAME TABLE `{db}_dw`.`t` TO `{db}_dw`.`{retired}`, `{db}_dw`.`{shadow}` TO `{db}_dw`.`t`"
+        )),
+        at(&format!("DROP TABLE IF EXISTS `{db}_dw`.`{retired}`")),
+        at("CREATE OR REPLACE ALGORITHM"),
         at(&format!("SQL SECURITY INVOKER VIEW `{db}_dw`.`v`")),
     ];
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}\n{stdout}");
@@ -153,4 +167,33 @@ fn help_describes_plan() {
     let help = text(&out.stdout);
     assert!(help.contains("DDL a run would execute"), "{help}");
     assert!(help.contains("TASK.json"), "{help}");
+}
+
+#[tokio::test]
+async fn a_multi_replica_plan_names_the_replica_of_the_scheduled_time() {
+    let db = unique_name("plan_rep");
+    let server = source();
+    server
+        .exec(&[
+            &format!("CREATE DATABASE `{db}`"),
+            &format!("CREATE TABLE `{db}`.t (id INT PRIMARY KEY)"),
+        ])
+        .await;
+    let mut task = spec(
+        server.endpoint_json(),
+        serde_json::json!([{ "database": db }]),
+    );
+    task["policy"] = serde_json::json!({ "mode": "multi_replica", "keep_replicas": 3 });
+    task["schedule"]["time_zone"] = serde_json::json!("Asia/Shanghai");
+    let out = plan_with(&task, &["--scheduled-time", "2026-12-01T02:30:00+08:00"]);
+    server.exec(&[&format!("DROP DATABASE `{db}`")]).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let replica = format!("{db}_20261201_02_30_00");
+    assert!(stdout.contains(&format!("creates {replica}")), "{stdout}");
+    assert!(stdout.contains("newest 3"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("CREATE TABLE `{replica}`.`t`")),
+        "{stdout}"
+    );
 }

@@ -7,6 +7,8 @@
 //!   schedule and channel, `spec/objects.rs` checks the object selection and name mapping.
 //! - [`schedule`]: when cycles fire (Day/Week at HH:MM in a zone, inside the effective window,
 //!   DST as EventBridge Scheduler does it) and the EventBridge cron expression.
+//! - [`policy`]: the pure parts of the scheduling policies: replica names, shadow names, the
+//!   incremental window, which replicas `keep_replicas` drops.
 //! - [`state`]: the records kept per task (task, precheck, run, step, progress, watermark).
 //! - [`ports`]: the traits the use cases need ([`ports::StateStore`], [`ports::SecretStore`],
 //!   [`ports::TaskScheduler`], [`ports::StepQueue`], [`ports::Clock`]).
@@ -25,6 +27,7 @@
 
 pub mod error;
 pub mod ident;
+pub mod policy;
 pub mod ports;
 pub mod precheck;
 pub mod schedule;

@@ -18,6 +18,7 @@
 pub mod connect;
 pub mod copy;
 pub mod error;
+pub mod policy;
 pub mod precheck;
 pub mod schema;
 

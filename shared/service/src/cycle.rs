@@ -18,12 +18,13 @@ use jiff::Timestamp;
 use secrecy::SecretString;
 use tidemark_core::ports::{Clock, ProgressDelta, StateStore, StoreError};
 use tidemark_core::state::{RunKey, RunPhase, RunRecord, RunStatus, RunTrigger};
-use tidemark_core::{MigrationType, TaskSpec};
+use tidemark_core::{DatabaseSelection, MigrationType, Policy, TaskSpec};
 use tidemark_engine::copy::{
-    CopyEndpoints, CopyEvent, CopyOptions, TableCopySpec, chunk_bytes, copy_tables, plan_table,
+    CopyEndpoints, CopyEvent, CopyOptions, RowWindow, TableCopySpec, chunk_bytes, copy_tables,
+    plan_table, plan_table_in_window,
 };
-use tidemark_engine::schema::{Phase, SchemaPlan};
-use tidemark_engine::{ConnectOptions, apply, connect, plan_from_source};
+use tidemark_engine::schema::{SchemaPlan, TablePlan};
+use tidemark_engine::{ConnectOptions, connect, plan_from_source};
 use tokio::sync::mpsc;
 
 use crate::error::ServiceError;
@@ -90,8 +91,24 @@ pub async fn run_cycle(
     };
     start_run(store, clock, &key, input.trigger).await?;
 
-    let mut warnings = Vec::new();
-    let outcome = execute(store, &key, &input, &on_event, &mut warnings).await;
+    let mut ctx = Ctx {
+        store,
+        clock,
+        key: &key,
+        input: &input,
+        source: ConnectOptions::from_endpoint(&input.spec.source, input.source_password.clone()),
+        destination: ConnectOptions::from_endpoint(
+            &input.spec.destination,
+            input.destination_password.clone(),
+        ),
+        on_event: &on_event,
+        warnings: Vec::new(),
+        record: serde_json::Map::new(),
+    };
+    let outcome = execute(&mut ctx).await;
+    let warnings = std::mem::take(&mut ctx.warnings);
+    let mut record = std::mem::take(&mut ctx.record);
+    record.insert("warnings".into(), serde_json::json!(warnings));
     let now = clock.now();
     let run = update_run(store, &key, |run| {
         run.phase = None;
@@ -104,7 +121,7 @@ pub async fn run_cycle(
                 run.error = Some(e.to_string());
             }
         }
-        run.plan = serde_json::json!({ "warnings": warnings });
+        run.plan = serde_json::Value::Object(record.clone());
     })
     .await?;
     let tables = outcome?;
@@ -192,89 +209,136 @@ async fn update_run(
     }
 }
 
-async fn execute(
-    store: &dyn StateStore,
-    key: &RunKey,
-    input: &CycleInput<'_>,
-    on_event: &Events,
-    warnings: &mut Vec<String>,
-) -> Result<Vec<TableOutcome>, ServiceError> {
-    let spec = input.spec;
-    let source = ConnectOptions::from_endpoint(&spec.source, input.source_password.clone());
-    let destination =
-        ConnectOptions::from_endpoint(&spec.destination, input.destination_password.clone());
-    let with_schema = spec.migration_types.contains(&MigrationType::Schema);
-    let with_data = spec.migration_types.contains(&MigrationType::Data);
-
-    on_event(CycleEvent::Phase(RunPhase::Schema));
-    let plan = read_plan(&source, spec).await?;
-    for warning in &plan.warnings {
-        warnings.push(warning.to_string());
-        on_event(CycleEvent::Warning(warning.to_string()));
-    }
-    let mut dst = connect(&destination)
-        .await
-        .map_err(|source| ServiceError::Connect {
-            role: "destination",
-            source,
-        })?;
-    if with_schema {
-        apply(&mut dst, &plan, Phase::PreData).await?;
-    }
-
-    let mut tables = Vec::new();
-    if with_data {
-        update_run(store, key, |r| r.phase = Some(RunPhase::Copying)).await?;
-        on_event(CycleEvent::Phase(RunPhase::Copying));
-        tables = copy(
-            store,
-            key,
-            &source,
-            &destination,
-            spec,
-            &plan,
-            on_event,
-            warnings,
-        )
-        .await?;
-    }
-
-    if with_schema {
-        update_run(store, key, |r| r.phase = Some(RunPhase::Finalizing)).await?;
-        on_event(CycleEvent::Phase(RunPhase::Finalizing));
-        apply(&mut dst, &plan, Phase::PostData).await?;
-    }
-    let _ = dst.disconnect().await;
-    Ok(tables)
+/// What every step of a cycle needs: the run, the endpoints, the spec, the events, and the
+/// plan the run records (replica names, windows, triggers set aside), written as it grows.
+pub(crate) struct Ctx<'a> {
+    pub store: &'a dyn StateStore,
+    pub clock: &'a dyn Clock,
+    pub key: &'a RunKey,
+    pub input: &'a CycleInput<'a>,
+    pub source: ConnectOptions,
+    pub destination: ConnectOptions,
+    pub on_event: &'a Events,
+    pub warnings: Vec<String>,
+    pub record: serde_json::Map<String, serde_json::Value>,
 }
 
-async fn read_plan(source: &ConnectOptions, spec: &TaskSpec) -> Result<SchemaPlan, ServiceError> {
+impl Ctx<'_> {
+    pub fn spec(&self) -> &TaskSpec {
+        self.input.spec
+    }
+
+    pub fn with_schema(&self) -> bool {
+        self.spec().migration_types.contains(&MigrationType::Schema)
+    }
+
+    pub fn with_data(&self) -> bool {
+        self.spec().migration_types.contains(&MigrationType::Data)
+    }
+
+    pub fn warn(&mut self, warning: String) {
+        (self.on_event)(CycleEvent::Warning(warning.clone()));
+        self.warnings.push(warning);
+    }
+
+    /// Moves the run to `phase` (and refreshes its heartbeat).
+    pub async fn phase(&self, phase: RunPhase) -> Result<(), ServiceError> {
+        let now = self.clock.now();
+        update_run(self.store, self.key, |r| {
+            r.phase = Some(phase);
+            r.heartbeat = now;
+        })
+        .await?;
+        (self.on_event)(CycleEvent::Phase(phase));
+        Ok(())
+    }
+
+    /// Writes what the run has recorded so far onto it, so that a run that dies leaves it.
+    pub async fn save_record(&self) -> Result<(), ServiceError> {
+        let plan = serde_json::Value::Object(self.record.clone());
+        let now = self.clock.now();
+        update_run(self.store, self.key, |r| {
+            r.plan = plan.clone();
+            r.heartbeat = now;
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn source_conn(&self) -> Result<mysql_async::Conn, ServiceError> {
+        connect(&self.source)
+            .await
+            .map_err(|source| ServiceError::Connect {
+                role: "source",
+                source,
+            })
+    }
+
+    pub async fn destination_conn(&self) -> Result<mysql_async::Conn, ServiceError> {
+        connect(&self.destination)
+            .await
+            .map_err(|source| ServiceError::Connect {
+                role: "destination",
+                source,
+            })
+    }
+
+    pub async fn read_plan(
+        &mut self,
+        objects: &[DatabaseSelection],
+    ) -> Result<SchemaPlan, ServiceError> {
+        let plan = read_plan(&self.source, objects).await?;
+        for warning in &plan.warnings {
+            self.warn(warning.to_string());
+        }
+        Ok(plan)
+    }
+}
+
+async fn execute(ctx: &mut Ctx<'_>) -> Result<Vec<TableOutcome>, ServiceError> {
+    match ctx.spec().policy.clone() {
+        Policy::MultiReplica(policy) => crate::policies::replica::run(ctx, &policy).await,
+        Policy::Resync(_) => crate::policies::resync::run(ctx).await,
+        Policy::Incremental(policy) => crate::policies::incremental::run(ctx, &policy).await,
+    }
+}
+
+/// One table to copy, and the window of an incremental run (`None`: the whole table).
+pub(crate) struct CopyJob<'a> {
+    pub table: &'a TablePlan,
+    pub window: Option<RowWindow>,
+}
+
+async fn read_plan(
+    source: &ConnectOptions,
+    objects: &[DatabaseSelection],
+) -> Result<SchemaPlan, ServiceError> {
     let mut src = connect(source).await.map_err(|e| ServiceError::Connect {
         role: "source",
         source: e,
     })?;
-    let plan = plan_from_source(&mut src, &spec.objects).await;
+    let plan = plan_from_source(&mut src, objects).await;
     let _ = src.disconnect().await;
     Ok(plan?)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn copy(
-    store: &dyn StateStore,
-    key: &RunKey,
-    source: &ConnectOptions,
-    destination: &ConnectOptions,
-    spec: &TaskSpec,
-    plan: &SchemaPlan,
-    on_event: &Events,
-    warnings: &mut Vec<String>,
+/// Copies the jobs' tables, `channel.workers` chunks at a time, counting each committed chunk
+/// in the store and refreshing the run's heartbeat.
+pub(crate) async fn copy(
+    ctx: &mut Ctx<'_>,
+    jobs: &[CopyJob<'_>],
 ) -> Result<Vec<TableOutcome>, ServiceError> {
+    let (store, key, spec, on_event, clock) =
+        (ctx.store, ctx.key, ctx.input.spec, ctx.on_event, ctx.clock);
+    let (source, destination) = (&ctx.source, &ctx.destination);
+    let mut warnings = Vec::new();
     let endpoints = Arc::new(CopyEndpoints::open(source, destination, spec.channel.workers).await?);
     let target = chunk_bytes(spec.channel.chunk_mb);
-    let mut plans = Vec::with_capacity(plan.tables.len());
+    let mut plans = Vec::with_capacity(jobs.len());
     // The copier names tables `` `db`.`table` ``; events and the store use `db.table`.
     let mut names: HashMap<String, String> = HashMap::new();
-    for table in &plan.tables {
+    for job in jobs {
+        let table = job.table;
         let copy_spec = TableCopySpec {
             source_db: table.source_database.clone(),
             source_table: table.source_table.clone(),
@@ -289,11 +353,13 @@ async fn copy(
                     .collect(),
             ),
         };
-        let table_plan = plan_table(&endpoints, &copy_spec, target).await?;
+        let table_plan = match &job.window {
+            Some(window) => plan_table_in_window(&endpoints, &copy_spec, target, window).await?,
+            None => plan_table(&endpoints, &copy_spec, target).await?,
+        };
         let name = format!("{}.{}", table.source_database, table.source_table);
         if let Some(warning) = &table_plan.shape.key_warning {
             warnings.push(warning.clone());
-            on_event(CycleEvent::Warning(warning.clone()));
         }
         on_event(CycleEvent::TablePlanned {
             table: name.clone(),
@@ -352,6 +418,16 @@ async fn copy(
             };
             store.add_progress(key, &table, &delta).await?;
             store.increment_chunks_done(key).await?;
+            let now = clock.now();
+            update_run(store, key, |r| r.heartbeat = now)
+                .await
+                .map_err(|e| match e {
+                    ServiceError::Store(e) => e,
+                    other => StoreError::Backend {
+                        detail: other.to_string(),
+                        retryable: false,
+                    },
+                })?;
         }
         Ok::<(), StoreError>(())
     };
@@ -360,9 +436,13 @@ async fn copy(
         copy_tables(endpoints, Arc::new(plans), options, callback),
         record
     );
+    for warning in warnings {
+        ctx.warn(warning);
+    }
     recorded?;
     let mut tables = copied?;
-    for (report, table) in tables.iter_mut().zip(&plan.tables) {
+    for (report, job) in tables.iter_mut().zip(jobs) {
+        let table = job.table;
         report.table = format!("{}.{}", table.source_database, table.source_table);
         report.dest_table = format!("{}.{}", table.target_database, table.target_table);
     }

@@ -3,6 +3,7 @@
 
 use tidemark_core::SpecErrors;
 use tidemark_core::ports::{SchedulerError, SecretError, StoreError};
+use tidemark_engine::policy::PolicyError;
 use tidemark_engine::{ConnectError, CopyError, SchemaError};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,17 @@ pub enum ServiceError {
     Secret(#[from] SecretError),
     #[error(transparent)]
     Scheduler(#[from] SchedulerError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The previous run of the task was still going when this cycle fired: recorded as skipped.
+    #[error(
+        "the run scheduled at {running} was still running, so the cycle scheduled at \
+         {scheduled_time} was skipped; a cycle runs after the previous one has finished"
+    )]
+    Skipped {
+        scheduled_time: String,
+        running: String,
+    },
     /// The run for this scheduled time already finished; nothing was done.
     #[error("the run scheduled at {scheduled_time} already {status}; nothing to do")]
     AlreadyRan {

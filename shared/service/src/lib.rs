@@ -28,6 +28,7 @@ mod jobs;
 pub mod lifecycle;
 pub mod local_schedule;
 pub mod passwords;
+pub mod policies;
 pub mod precheck;
 pub mod runs;
 pub mod tasks;

@@ -182,17 +182,25 @@ async fn run(
     dst.query_drop("BEGIN")
         .await
         .map_err(|e| CopyError::dest_sql(what, "starting the transaction", e))?;
-    dst.query_drop(delete_sql(shape, chunk))
-        .await
-        .map_err(|e| CopyError::dest_sql(what, "clearing the chunk's key range", e))?;
+    // An incremental chunk upserts the window's rows and never clears its range: the
+    // destination's other rows in the range were copied by earlier runs.
+    let upsert = chunk.window.is_some();
+    if !upsert {
+        dst.query_drop(delete_sql(shape, chunk))
+            .await
+            .map_err(|e| CopyError::dest_sql(what, "clearing the chunk's key range", e))?;
+    }
 
     let select = select_sql(shape, chunk);
     let (rows, bytes) = match method {
-        WriteMethod::LoadData => load(src, dst, shape, select, progress, what).await?,
-        WriteMethod::Insert => insert(src, dst, shape, select, progress, what).await?,
+        WriteMethod::LoadData => load(src, dst, shape, select, upsert, progress, what).await?,
+        WriteMethod::Insert => insert(src, dst, shape, select, upsert, progress, what).await?,
     };
 
-    let checksum = if options.verify {
+    // The checksum compares a whole key range on both sides; an incremental chunk's range on the
+    // destination also holds rows of earlier windows and rows deleted on the source since (deletes
+    // are not carried), so only its row accounting is checked.
+    let checksum = if options.verify && !upsert {
         let (s, d) = tokio::join!(
             checksum(src, shape, chunk, Side::Source),
             checksum(dst, shape, chunk, Side::Destination)
@@ -223,6 +231,10 @@ fn select_sql(shape: &TableShape, chunk: &Chunk) -> Vec<u8> {
         qualified(&shape.spec.source_db, &shape.spec.source_table)
     ));
     chunk.range.push_where(&mut sql, &key, &names);
+    if let Some(window) = &chunk.window {
+        let first = chunk.range.lower.is_none() && chunk.range.upper.is_none();
+        window.push_predicate(&mut sql, first, &window.column);
+    }
     if !names.is_empty() {
         let order: Vec<String> = names.iter().map(|n| quote_ident(n)).collect();
         sql.push(&format!(" ORDER BY {}", order.join(", ")));
@@ -249,6 +261,7 @@ async fn load(
     dst: &mut Conn,
     shape: &TableShape,
     select: Vec<u8>,
+    upsert: bool,
     progress: &(dyn Fn(ChunkProgress) + Send + Sync),
     what: &str,
 ) -> Result<(u64, u64), CopyError> {
@@ -262,7 +275,7 @@ async fn load(
     });
     let (read, loaded) = {
         let reader = stream_rows(src, select, tx, progress, what);
-        let writer = dst.query_drop(load_data_sql(shape));
+        let writer = dst.query_drop(load_data_sql(shape, upsert));
         tokio::pin!(reader, writer);
         let mut read: Option<Result<(u64, u64), CopyError>> = None;
         let loaded = loop {
@@ -283,15 +296,21 @@ async fn load(
             detail: "the LOAD finished before the rows were all read".into(),
         }),
         (Some(Ok((rows, bytes))), Ok(())) => {
-            check_stored(dst, rows, what).await?;
+            check_stored(dst, rows, upsert, what).await?;
             Ok((rows, bytes))
         }
     }
 }
 
 /// Rows sent must equal rows stored, with no warning (LOAD DATA LOCAL reports truncations,
-/// conversions and duplicate keys as warnings and goes on).
-async fn check_stored(dst: &mut Conn, sent: u64, what: &str) -> Result<(), CopyError> {
+/// conversions and duplicate keys as warnings and goes on). An upsert counts a replaced row as a
+/// delete plus an insert, so there at least every row sent must have been stored.
+async fn check_stored(
+    dst: &mut Conn,
+    sent: u64,
+    upsert: bool,
+    what: &str,
+) -> Result<(), CopyError> {
     let stored = dst.affected_rows();
     if dst.get_warnings() > 0 {
         let warnings: Vec<(String, u32, String)> = dst
@@ -308,7 +327,7 @@ async fn check_stored(dst: &mut Conn, sent: u64, what: &str) -> Result<(), CopyE
             warnings: text,
         });
     }
-    if stored != sent {
+    if (upsert && stored < sent) || (!upsert && stored != sent) {
         return Err(CopyError::RowCountMismatch {
             chunk: what.to_owned(),
             sent,
@@ -397,11 +416,12 @@ async fn insert(
     dst: &mut Conn,
     shape: &TableShape,
     select: Vec<u8>,
+    upsert: bool,
     progress: &(dyn Fn(ChunkProgress) + Send + Sync),
     what: &str,
 ) -> Result<(u64, u64), CopyError> {
     let read_err = |e| CopyError::source_sql(what, "reading the rows", e);
-    let mut encoder = InsertEncoder::new(shape, INSERT_STATEMENT_BYTES);
+    let mut encoder = InsertEncoder::new(shape, INSERT_STATEMENT_BYTES, upsert);
     let (mut rows, mut bytes) = (0u64, 0u64);
     let mut result = src.query_iter(select).await.map_err(read_err)?;
     let mut stream = result
@@ -429,7 +449,7 @@ async fn insert(
             dst.query_drop(sql)
                 .await
                 .map_err(|e| CopyError::dest_sql(what, "inserting the rows", e))?;
-            check_stored(dst, n, what).await?;
+            check_stored(dst, n, upsert, what).await?;
             progress(ChunkProgress {
                 rows: n,
                 bytes: sql_bytes,

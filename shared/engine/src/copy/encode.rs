@@ -11,15 +11,18 @@ use super::sql::{SqlBuf, qualified, quote_ident};
 /// The `LOAD DATA` statement for a table: binary character set (bytes stored as sent), explicit
 /// field/line terminators and escape, every column by name (invisible ones too). No user
 /// variables and no SET clause: every kind loads directly (see `ColumnKind::Bit`).
-pub fn load_data_sql(shape: &TableShape) -> String {
+/// With `replace`, a row whose key exists replaces it (an incremental chunk's upsert; MariaDB
+/// deletes and inserts, which is why destination triggers are set aside during such a load).
+pub fn load_data_sql(shape: &TableShape, replace: bool) -> String {
     let targets: Vec<String> = shape
         .columns
         .iter()
         .map(|c| quote_ident(&c.dest_name))
         .collect();
     format!(
-        "LOAD DATA LOCAL INFILE 'tidemark-chunk' INTO TABLE {} CHARACTER SET binary \
+        "LOAD DATA LOCAL INFILE 'tidemark-chunk' {}INTO TABLE {} CHARACTER SET binary \
          FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({})",
+        if replace { "REPLACE " } else { "" },
         qualified(&shape.spec.dest_db, &shape.spec.dest_table),
         targets.join(", ")
     )
@@ -101,14 +104,16 @@ pub struct InsertEncoder<'a> {
 }
 
 impl<'a> InsertEncoder<'a> {
-    pub fn new(shape: &'a TableShape, max_bytes: usize) -> InsertEncoder<'a> {
+    /// With `replace`, `REPLACE INTO` (an incremental chunk's upsert) instead of `INSERT INTO`.
+    pub fn new(shape: &'a TableShape, max_bytes: usize, replace: bool) -> InsertEncoder<'a> {
         let columns: Vec<String> = shape
             .columns
             .iter()
             .map(|c| quote_ident(&c.dest_name))
             .collect();
         let head = format!(
-            "INSERT INTO {} ({}) VALUES ",
+            "{} INTO {} ({}) VALUES ",
+            if replace { "REPLACE" } else { "INSERT" },
             qualified(&shape.spec.dest_db, &shape.spec.dest_table),
             columns.join(", ")
         );
@@ -212,7 +217,7 @@ mod tests {
     #[test]
     fn load_data_names_every_column_and_uses_no_set_clause() {
         assert_eq!(
-            load_data_sql(&shape()),
+            load_data_sql(&shape(), false),
             "LOAD DATA LOCAL INFILE 'tidemark-chunk' INTO TABLE `d`.`t``2` CHARACTER SET binary \
              FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' \
              (`a_d`, `b_d`, `c_d`)"
@@ -235,7 +240,7 @@ mod tests {
     #[test]
     fn inserts_escape_through_the_one_function_and_split_by_size() {
         let shape = shape();
-        let mut enc = InsertEncoder::new(&shape, 10);
+        let mut enc = InsertEncoder::new(&shape, 10, false);
         let b = |s: &[u8]| Some(Value::Bytes(s.to_vec()));
         enc.push_row(&[b(b"1"), b(b"5"), b(b"it's")]);
         let (sql, rows) = enc.take_full().unwrap();

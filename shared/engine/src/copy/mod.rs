@@ -28,10 +28,11 @@ pub mod sql;
 pub mod verify;
 
 pub use chunk::{ChunkOptions, ChunkProgress, ChunkReport, WriteMethod, copy_chunk};
-pub use plan::{Chunk, chunk_bytes, plan_chunks};
+pub use plan::{Chunk, RowWindow, chunk_bytes, plan_chunks, plan_window_chunks};
 pub use range::{KeyBound, KeyRange, KeyValue};
 pub use runner::{
     CopyEvent, CopyOptions, TablePlan, TableReport, Verification, copy_tables, plan_table,
+    plan_table_in_window,
 };
 pub use session::CopyEndpoints;
 pub use shape::{Column, ColumnKind, TableCopySpec, TableShape, read_shape};

@@ -23,6 +23,27 @@ const ER_FK_DUP_NAME: u16 = 1826;
 /// Runs the statements of `phase`, in order; returns how many ran.
 #[tracing::instrument(skip_all, fields(phase = phase.as_str()))]
 pub async fn apply(conn: &mut Conn, plan: &SchemaPlan, phase: Phase) -> Result<usize, SchemaError> {
+    let statements: Vec<&DdlStatement> = plan.phase(phase).collect();
+    apply_statements(conn, &statements, OnExisting::Fail).await
+}
+
+/// What [`apply_statements`] does with an object that already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnExisting {
+    /// [`SchemaError::AlreadyExists`] (databases excepted: their DDL says IF NOT EXISTS).
+    Fail,
+    /// Leave it and go on: the object is taken to be the one an earlier attempt of the same plan
+    /// made (an incremental task's first cycle, run again after a failure).
+    Keep,
+}
+
+/// Runs `statements` in order under the applier's session handling; returns how many ran
+/// (kept existing objects included).
+pub async fn apply_statements(
+    conn: &mut Conn,
+    statements: &[&DdlStatement],
+    on_existing: OnExisting,
+) -> Result<usize, SchemaError> {
     let session_err = |e: mysql_async::Error| SchemaError::Session {
         detail: e.to_string(),
     };
@@ -48,7 +69,7 @@ pub async fn apply(conn: &mut Conn, plan: &SchemaPlan, phase: Phase) -> Result<u
         character_set_client: client,
         collation_connection: collation,
     };
-    let result = run_all(conn, plan, phase, &original).await;
+    let result = run_all(conn, statements, on_existing, &original).await;
     let restore = format!(
         "{}, foreign_key_checks = {}",
         original.set_statement(),
@@ -62,13 +83,17 @@ pub async fn apply(conn: &mut Conn, plan: &SchemaPlan, phase: Phase) -> Result<u
 
 async fn run_all(
     conn: &mut Conn,
-    plan: &SchemaPlan,
-    phase: Phase,
+    statements: &[&DdlStatement],
+    on_existing: OnExisting,
     original: &SessionVars,
 ) -> Result<usize, SchemaError> {
     let mut count = 0;
-    for statement in plan.phase(phase) {
-        run_one(conn, statement, original).await?;
+    for statement in statements {
+        match run_one(conn, statement, original).await {
+            Ok(()) => {}
+            Err(SchemaError::AlreadyExists { .. }) if on_existing == OnExisting::Keep => {}
+            Err(e) => return Err(e),
+        }
         count += 1;
     }
     Ok(count)

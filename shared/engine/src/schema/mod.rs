@@ -35,7 +35,7 @@ pub mod rewrite;
 pub mod table;
 pub mod table_ddl;
 
-pub use apply::apply;
+pub use apply::{OnExisting, apply, apply_statements};
 pub use catalog::{SourceSchema, read_source_schema};
 pub use error::SchemaError;
 pub use names::NameMap;

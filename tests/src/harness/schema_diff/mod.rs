@@ -423,10 +423,20 @@ fn security(side: Side, stored: &str) -> String {
     }
 }
 
+/// One information_schema query. It is read-only, so a failure is retried twice: other tests
+/// create and drop databases all the time, and a read of information_schema can trip over that.
 async fn rows(conn: &mut Conn, sql: &str, db: &str) -> Vec<Row> {
-    match conn.exec(sql, (db,)).await {
-        Ok(rows) => rows,
-        Err(e) => panic!("schema snapshot query failed: {e}\n{sql}"),
+    let mut attempt = 0;
+    loop {
+        match conn.exec(sql, (db,)).await {
+            Ok(rows) => return rows,
+            Err(e) if attempt < 2 => {
+                attempt += 1;
+                eprintln!("schema snapshot query failed ({e}); retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("schema snapshot query failed: {e}\n{sql}"),
+        }
     }
 }
 

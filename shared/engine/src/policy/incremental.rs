@@ -1,0 +1,255 @@
+//! The incremental policy's SQL: the window, column drift, and destination triggers set aside
+//! while a window is upserted.
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Row};
+use tidemark_core::policy::IncrementalWindow;
+
+use super::PolicyError;
+use crate::schema::TablePlan;
+use crate::schema::plan::SessionVars;
+use crate::schema::quote::{quote_ident, quote_qualified};
+
+/// Reads one table's window, once, on a source session of its own (its time zone is changed).
+///
+/// `high = LEAST(MAX(col), NOW(6) - lag)`. A TIMESTAMP column is read and compared in UTC (the
+/// copy sessions are UTC too); a DATETIME column has no zone, so `NOW(6)` is taken in the source
+/// server's own time zone, the zone its writers' `NOW()` used. `low = previous - lookback`.
+/// `unchanged` when no row is newer than the previous watermark.
+pub async fn read_window(
+    source: &mut Conn,
+    database: &str,
+    table: &str,
+    column: &str,
+    lag_seconds: u32,
+    lookback_seconds: u32,
+    previous: Option<&str>,
+) -> Result<IncrementalWindow, PolicyError> {
+    let object = quote_qualified(database, table);
+    let data_type: Option<String> = source
+        .exec_first(
+            "SELECT LOWER(DATA_TYPE) FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND COLUMN_NAME = ?",
+            (database, table, column),
+        )
+        .await
+        .map_err(PolicyError::sql(
+            "reading the timestamp column's type",
+            &object,
+        ))?;
+    let data_type = data_type.unwrap_or_else(|| "missing".into());
+    let zone = match data_type.as_str() {
+        "timestamp" => "'+00:00'",
+        "datetime" => "@@global.time_zone",
+        _ => {
+            return Err(PolicyError::NotATimestamp {
+                table: object,
+                column: quote_ident(column),
+                data_type,
+            });
+        }
+    };
+    source
+        .query_drop(format!("SET SESSION time_zone = {zone}"))
+        .await
+        .map_err(PolicyError::sql("setting the session time zone", &object))?;
+    let sql = format!(
+        "SELECT CAST(h AS CHAR), CAST(CAST(? AS DATETIME(6)) - INTERVAL ? SECOND AS CHAR), \
+         h <= CAST(? AS DATETIME(6)) \
+         FROM (SELECT LEAST(MAX({c}), NOW(6) - INTERVAL ? SECOND) AS h FROM {object}) w",
+        c = quote_ident(column)
+    );
+    let row: Option<(Option<String>, Option<String>, Option<i64>)> = source
+        .exec_first(sql, (previous, lookback_seconds, previous, lag_seconds))
+        .await
+        .map_err(PolicyError::sql("reading the incremental window", &object))?;
+    let (high, low, not_newer) = row.unwrap_or((None, None, None));
+    Ok(IncrementalWindow {
+        table: format!("{database}.{table}"),
+        column: column.to_owned(),
+        low,
+        high: high.clone(),
+        previous: previous.map(str::to_owned),
+        // An empty table, or nothing newer than the watermark: nothing to copy this time.
+        unchanged: previous.is_some() && (high.is_none() || not_newer == Some(1)),
+    })
+}
+
+/// The destination table's column names, in order; empty when the table does not exist.
+pub async fn destination_columns(
+    dst: &mut Conn,
+    database: &str,
+    table: &str,
+) -> Result<Vec<String>, PolicyError> {
+    dst.exec(
+        "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+        (database, table),
+    )
+    .await
+    .map_err(PolicyError::sql(
+        "reading the destination's columns",
+        quote_qualified(database, table),
+    ))
+}
+
+/// Checks that the destination table still has exactly the columns the source's plan maps to:
+/// a column added or dropped on the source since the destination table was made is an error
+/// naming the column and the fix, never a silently misaligned copy.
+pub fn check_columns(plan: &TablePlan, destination: &[String]) -> Result<(), PolicyError> {
+    let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    let drift = |column: &str, change| PolicyError::ColumnDrift {
+        table: quote_qualified(&plan.source_database, &plan.source_table),
+        dest_table: quote_qualified(&plan.target_database, &plan.target_table),
+        column: quote_ident(column),
+        change,
+    };
+    for column in &plan.columns {
+        if !destination.iter().any(|d| same(d, &column.target)) {
+            return Err(drift(&column.source, "added"));
+        }
+    }
+    for column in destination {
+        if !plan.columns.iter().any(|c| same(&c.target, column)) {
+            return Err(drift(column, "dropped"));
+        }
+    }
+    Ok(())
+}
+
+/// A destination trigger set aside for an incremental load, with what recreates it as it was.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SavedTrigger {
+    pub database: String,
+    pub name: String,
+    /// `SHOW CREATE TRIGGER`'s original statement (its name is not qualified: it runs in
+    /// `database`).
+    pub sql: String,
+    pub sql_mode: String,
+    pub character_set_client: String,
+    pub collation_connection: String,
+}
+
+/// Reads and drops the triggers of a destination table, in their action order, so that the
+/// upsert (a REPLACE: a delete and an insert per existing row) does not fire them for copied
+/// rows. The caller records them and restores them with [`restore_triggers`] whatever happens.
+pub async fn set_aside_triggers(
+    dst: &mut Conn,
+    database: &str,
+    table: &str,
+) -> Result<Vec<SavedTrigger>, PolicyError> {
+    let object = quote_qualified(database, table);
+    let names: Vec<String> = dst
+        .exec(
+            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS \
+             WHERE EVENT_OBJECT_SCHEMA = ? AND EVENT_OBJECT_TABLE = ? \
+             ORDER BY EVENT_MANIPULATION, ACTION_TIMING, ACTION_ORDER",
+            (database, table),
+        )
+        .await
+        .map_err(PolicyError::sql(
+            "listing the destination's triggers",
+            &object,
+        ))?;
+    let mut saved = Vec::with_capacity(names.len());
+    for name in names {
+        let trigger = quote_qualified(database, &name);
+        let row: Option<Row> = dst
+            .query_first(format!("SHOW CREATE TRIGGER {trigger}"))
+            .await
+            .map_err(PolicyError::sql("reading the trigger", &trigger))?;
+        let text = |row: &Row, i: usize| -> String {
+            row.get_opt::<String, usize>(i)
+                .and_then(Result::ok)
+                .unwrap_or_default()
+        };
+        let Some(row) = row else { continue };
+        saved.push(SavedTrigger {
+            database: database.to_owned(),
+            name: name.clone(),
+            sql_mode: text(&row, 1),
+            sql: text(&row, 2),
+            character_set_client: text(&row, 3),
+            collation_connection: text(&row, 4),
+        });
+    }
+    for trigger in &saved {
+        let name = quote_qualified(&trigger.database, &trigger.name);
+        dst.query_drop(format!("DROP TRIGGER IF EXISTS {name}"))
+            .await
+            .map_err(PolicyError::sql("setting the trigger aside", &name))?;
+    }
+    Ok(saved)
+}
+
+/// Recreates set-aside triggers, each under its stored session settings, in the order they were
+/// read. The session's default database and settings are changed: use a session of its own.
+pub async fn restore_triggers(dst: &mut Conn, saved: &[SavedTrigger]) -> Result<(), PolicyError> {
+    for trigger in saved {
+        let name = quote_qualified(&trigger.database, &trigger.name);
+        let fail = |e: mysql_async::Error| PolicyError::TriggerRestore {
+            trigger: name.clone(),
+            detail: e.to_string(),
+            sql: trigger.sql.clone(),
+        };
+        dst.query_drop(format!("USE {}", quote_ident(&trigger.database)))
+            .await
+            .map_err(fail)?;
+        let session = SessionVars {
+            sql_mode: trigger.sql_mode.clone(),
+            character_set_client: trigger.character_set_client.clone(),
+            collation_connection: trigger.collation_connection.clone(),
+        };
+        dst.query_drop(session.set_statement())
+            .await
+            .map_err(fail)?;
+        dst.query_drop(trigger.sql.as_str()).await.map_err(fail)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::ColumnPlan;
+
+    fn plan() -> TablePlan {
+        let col = |s: &str, t: &str| ColumnPlan {
+            source: s.into(),
+            target: t.into(),
+            generated: false,
+            invisible: false,
+        };
+        TablePlan {
+            source_database: "shop".into(),
+            source_table: "orders".into(),
+            target_database: "dw".into(),
+            target_table: "orders_v2".into(),
+            columns: vec![col("id", "id"), col("note", "memo")],
+            key_columns: vec!["id".into()],
+        }
+    }
+
+    #[test]
+    fn column_drift_names_the_column_the_table_and_the_fix() {
+        let p = plan();
+        assert!(check_columns(&p, &["ID".into(), "memo".into()]).is_ok());
+        let added = check_columns(&p, &["id".into()]).unwrap_err().to_string();
+        assert!(
+            added.contains("`note`") && added.contains("added"),
+            "{added}"
+        );
+        assert!(
+            added.contains("`shop`.`orders`")
+                && added.contains("Drop the destination table `dw`.`orders_v2`"),
+            "{added}"
+        );
+        let dropped = check_columns(&p, &["id".into(), "memo".into(), "x".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            dropped.contains("`x`") && dropped.contains("dropped"),
+            "{dropped}"
+        );
+    }
+}

@@ -1,0 +1,252 @@
+//! Timestamp-based incremental: a table's first cycle creates it and copies it in full; later
+//! cycles copy one window per table, read once at the start of the run:
+//! `low = watermark - lookback <= column <= high = LEAST(MAX(column), NOW(6) - lag)`, each chunk
+//! upserting and never clearing its range. The watermark moves to `high` only after every chunk
+//! of every table committed. Deletes on the source are not carried.
+//!
+//! - A table whose destination copy is gone is treated as a first cycle again: dropping the
+//!   destination table is how a user asks for a full reload (and the fix a column change names).
+//! - A column added or dropped on the source since the destination table was made fails the run
+//!   with the table, the column and that fix: the destination is never silently misaligned.
+//! - Destination triggers of the loaded tables are set aside (recorded on the run, dropped) for
+//!   the load and recreated after it, also after a failed load: a REPLACE deletes and inserts,
+//!   and a trigger must not fire for copied rows.
+//! - When no row is newer than the watermark, the table is not copied at all this cycle.
+
+use std::collections::HashSet;
+
+use tidemark_core::IncrementalPolicy;
+use tidemark_core::policy::IncrementalWindow;
+use tidemark_core::state::{RunPhase, Watermark};
+use tidemark_engine::copy::RowWindow;
+use tidemark_engine::policy::incremental::{
+    SavedTrigger, check_columns, destination_columns, read_window, restore_triggers,
+    set_aside_triggers,
+};
+use tidemark_engine::schema::{
+    DdlStatement, ObjectKind, OnExisting, Phase, SchemaPlan, TablePlan, apply_statements,
+};
+
+use crate::cycle::{CopyJob, Ctx, TableOutcome, copy};
+use crate::error::ServiceError;
+
+/// One table's part of a run.
+struct TableRun<'p> {
+    table: &'p TablePlan,
+    window: IncrementalWindow,
+    /// No destination copy yet (or it was dropped): schema + full copy.
+    first: bool,
+}
+
+fn table_key(t: &TablePlan) -> String {
+    format!("{}.{}", t.source_database, t.source_table)
+}
+
+/// The timestamp column the spec names for a source table.
+fn timestamp_column(ctx: &Ctx<'_>, t: &TablePlan) -> Result<String, ServiceError> {
+    ctx.spec()
+        .objects
+        .iter()
+        .filter(|db| db.database == t.source_database)
+        .flat_map(|db| db.tables.iter().flatten())
+        .find(|s| s.name.eq_ignore_ascii_case(&t.source_table))
+        .and_then(|s| s.timestamp_column.clone())
+        .ok_or_else(|| ServiceError::Invalid {
+            field: "objects".into(),
+            message: format!(
+                "table {} has no timestamp_column; an incremental task names one for every table",
+                table_key(t)
+            ),
+        })
+}
+
+pub(crate) async fn run(
+    ctx: &mut Ctx<'_>,
+    policy: &IncrementalPolicy,
+) -> Result<Vec<TableOutcome>, ServiceError> {
+    let objects = ctx.spec().objects.clone();
+    let plan = ctx.read_plan(&objects).await?;
+    let mut dst = ctx.destination_conn().await?;
+    let mut src = ctx.source_conn().await?;
+
+    // The windows, read once, before anything is written.
+    let mut runs = Vec::with_capacity(plan.tables.len());
+    for table in &plan.tables {
+        let column = timestamp_column(ctx, table)?;
+        let existing =
+            destination_columns(&mut dst, &table.target_database, &table.target_table).await?;
+        let first = existing.is_empty();
+        let previous = if first {
+            None
+        } else {
+            check_columns(table, &existing)?;
+            ctx.store
+                .get_watermark(&ctx.key.task_id, &table_key(table))
+                .await?
+                .map(|m| m.value)
+        };
+        let window = read_window(
+            &mut src,
+            &table.source_database,
+            &table.source_table,
+            &column,
+            policy.lag_seconds,
+            policy.lookback_seconds,
+            previous.as_deref(),
+        )
+        .await?;
+        // A destination table without a watermark (a first cycle that failed after creating
+        // it) is copied in full again.
+        let first = first || previous.is_none();
+        let window = if first {
+            IncrementalWindow {
+                low: None,
+                unchanged: false,
+                ..window
+            }
+        } else {
+            window
+        };
+        runs.push(TableRun {
+            table,
+            window,
+            first,
+        });
+    }
+    let _ = src.disconnect().await;
+    ctx.record.insert(
+        "windows".into(),
+        serde_json::json!(runs.iter().map(|r| &r.window).collect::<Vec<_>>()),
+    );
+    ctx.save_record().await?;
+
+    let firsts: HashSet<(String, String)> = runs
+        .iter()
+        .filter(|r| r.first)
+        .map(|r| {
+            (
+                r.table.target_database.clone(),
+                r.table.target_table.clone(),
+            )
+        })
+        .collect();
+    let everything_first = firsts.len() == runs.len();
+    if ctx.with_schema() && !firsts.is_empty() {
+        let pre = first_cycle_ddl(&plan, Phase::PreData, &firsts, everything_first);
+        apply_statements(&mut dst, &pre.iter().collect::<Vec<_>>(), OnExisting::Keep).await?;
+    }
+
+    let mut tables = Vec::new();
+    if ctx.with_data() {
+        ctx.phase(RunPhase::Copying).await?;
+        let jobs: Vec<CopyJob<'_>> = runs
+            .iter()
+            .filter(|r| !r.window.unchanged)
+            .map(|r| CopyJob {
+                table: r.table,
+                window: if r.first {
+                    None
+                } else {
+                    r.window.high.as_ref().map(|high| RowWindow {
+                        column: r.window.column.clone(),
+                        low: r.window.low.clone(),
+                        high: high.clone(),
+                    })
+                },
+            })
+            .collect();
+        tables = copy_with_triggers_aside(ctx, &mut dst, &jobs).await?;
+    }
+
+    if ctx.with_schema() && !firsts.is_empty() {
+        ctx.phase(RunPhase::Finalizing).await?;
+        let post = first_cycle_ddl(&plan, Phase::PostData, &firsts, everything_first);
+        apply_statements(&mut dst, &post.iter().collect::<Vec<_>>(), OnExisting::Keep).await?;
+    }
+    let _ = dst.disconnect().await;
+
+    // Every chunk committed: the watermarks move.
+    for r in &runs {
+        let Some(high) = &r.window.high else { continue };
+        if r.window.unchanged {
+            continue;
+        }
+        advance_watermark(ctx, &table_key(r.table), high).await?;
+    }
+    Ok(tables)
+}
+
+/// The DDL of the tables on their first cycle (the whole plan on the task's first cycle).
+fn first_cycle_ddl(
+    plan: &SchemaPlan,
+    phase: Phase,
+    firsts: &HashSet<(String, String)>,
+    everything: bool,
+) -> Vec<DdlStatement> {
+    plan.phase(phase)
+        .filter(|s| {
+            everything
+                || s.object.kind == ObjectKind::Database
+                || (!matches!(
+                    s.object.kind,
+                    ObjectKind::View
+                        | ObjectKind::Trigger
+                        | ObjectKind::Procedure
+                        | ObjectKind::Function
+                ) && firsts.contains(&(s.object.database.clone(), s.object.name.clone())))
+        })
+        .cloned()
+        .collect()
+}
+
+/// Copies with the destination triggers of the copied tables set aside (recorded on the run
+/// first), and recreates them whatever the copy's outcome.
+async fn copy_with_triggers_aside(
+    ctx: &mut Ctx<'_>,
+    dst: &mut mysql_async::Conn,
+    jobs: &[CopyJob<'_>],
+) -> Result<Vec<TableOutcome>, ServiceError> {
+    let mut saved: Vec<SavedTrigger> = Vec::new();
+    let mut set_aside = Ok(());
+    for job in jobs {
+        match set_aside_triggers(dst, &job.table.target_database, &job.table.target_table).await {
+            Ok(mut triggers) => {
+                saved.append(&mut triggers);
+                ctx.record
+                    .insert("triggers_set_aside".into(), serde_json::json!(saved));
+                ctx.save_record().await?;
+            }
+            Err(e) => {
+                set_aside = Err(ServiceError::from(e));
+                break;
+            }
+        }
+    }
+    let copied = match set_aside {
+        Ok(()) => copy(ctx, jobs).await,
+        Err(e) => Err(e),
+    };
+    let restored = restore_triggers(dst, &saved).await;
+    let tables = copied?;
+    restored?;
+    ctx.record.remove("triggers_set_aside");
+    Ok(tables)
+}
+
+async fn advance_watermark(ctx: &Ctx<'_>, table: &str, high: &str) -> Result<(), ServiceError> {
+    loop {
+        let current = ctx.store.get_watermark(&ctx.key.task_id, table).await?;
+        let mark = Watermark {
+            task_id: ctx.key.task_id.clone(),
+            table: table.to_owned(),
+            value: high.to_owned(),
+            updated_at: ctx.clock.now(),
+            version: current.as_ref().map_or(0, |m| m.version),
+        };
+        match ctx.store.put_watermark(&mark).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_conflict() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
