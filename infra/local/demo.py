@@ -68,7 +68,7 @@ def demo(name, policy, objects):
         if status == 200:
             break
         time.sleep(0.1)
-    checks = report.get("checks", [])
+    checks = (report.get("report") or report).get("checks", [])
     failed = [c["id"] for c in checks if c["status"] == "fail"]
     warned = [c["id"] for c in checks if c["status"] == "warn"]
     print(f"precheck: {len(checks)} checks, failed {failed or 'none'}, warned {warned or 'none'}")

@@ -70,6 +70,8 @@ CREATE VIEW big_orders AS SELECT o.id, c.name, o.amount FROM orders o JOIN custo
   WHERE o.amount > 90;
 CREATE TRIGGER orders_audit AFTER INSERT ON orders FOR EACH ROW
   INSERT INTO audit (what) VALUES (CONCAT('order ', NEW.id, ' placed'));
+INSERT INTO orders (id, customer_id, amount, note) VALUES
+  ($rows + 1, 1, 42.00, 'placed after the trigger'), ($rows + 2, 2, 17.50, NULL);
 CREATE FUNCTION order_total(c INT) RETURNS DECIMAL(14,2) READS SQL DATA
   RETURN (SELECT COALESCE(SUM(amount), 0) FROM orders WHERE customer_id = c);
 CREATE PROCEDURE top_customers(IN n INT) READS SQL DATA
