@@ -6,12 +6,14 @@
 #
 # - MariaDB server and client, mydumper, tzdata: Debian's packages.
 # - moto's server (the AWS emulator): a pinned virtual environment in $TIDEMARK_TOOLS_DIR/moto.
+# - schemathesis (the API property test): a pinned virtual environment in $TIDEMARK_TOOLS_DIR/schemathesis.
 # - the deploy tools (cargo-lambda, cfn-lint, aws-sam-cli): a pinned virtual environment in
 #   $TIDEMARK_TOOLS_DIR/deploy.
 set -euo pipefail
 
 TOOLS_DIR=${TIDEMARK_TOOLS_DIR:-$HOME/.cache/tidemark-tools}
 MOTO_PINS=("moto[server]==5.2.5")
+SCHEMATHESIS_PINS=("schemathesis==4.32.5")
 DEPLOY_PINS=("cfn-lint==1.58.0" "aws-sam-cli==1.170.0" "cargo-lambda==1.9.2")
 deploy_tools=1
 for arg in "$@"; do
@@ -65,6 +67,7 @@ venv() { # name pins...: a virtual environment holding exactly these pins
 
 mkdir -p "$TOOLS_DIR"
 venv moto "${MOTO_PINS[@]}"
+venv schemathesis "${SCHEMATHESIS_PINS[@]}"
 if [[ $deploy_tools == 1 ]]; then
   venv deploy "${DEPLOY_PINS[@]}"
 fi

@@ -32,3 +32,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
 cargo test --workspace --locked
+
+step "API property test: schemathesis against tidemark serve (loopback only)"
+"$here/api-fuzz.sh" "$repo/target/debug/tidemark"
