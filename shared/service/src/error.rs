@@ -47,15 +47,6 @@ pub enum ServiceError {
     Scheduler(#[from] SchedulerError),
     #[error(transparent)]
     Policy(#[from] PolicyError),
-    /// The previous run of the task was still going when this cycle fired: recorded as skipped.
-    #[error(
-        "the run scheduled at {running} was still running, so the cycle scheduled at \
-         {scheduled_time} was skipped; a cycle runs after the previous one has finished"
-    )]
-    Skipped {
-        scheduled_time: String,
-        running: String,
-    },
     /// The run for this scheduled time already finished; nothing was done.
     #[error("the run scheduled at {scheduled_time} already {status}; nothing to do")]
     AlreadyRan {

@@ -130,7 +130,6 @@ impl IntoResponse for ApiError {
             // The destination's state stops the policy (a namesake database, a column added on
             // the source): the message names it and the fix.
             ServiceError::Policy(_) => (StatusCode::CONFLICT, "policy_conflict"),
-            ServiceError::Skipped { .. } => (StatusCode::CONFLICT, "run_skipped"),
             ServiceError::Store(StoreError::Conflict { .. }) => (StatusCode::CONFLICT, "conflict"),
             ServiceError::Store(StoreError::BadCursor) => {
                 body["field"] = json!("next");
