@@ -12,7 +12,8 @@
 //! left, the schedule is removed and the task is `completed`.
 //!
 //! At start, runs left `pending` or `running` by a process that stopped are resumed (the cycle
-//! takes over its run record and starts it again; chunks are idempotent).
+//! takes over its run record and starts it again; chunks are idempotent). A run whose heartbeat
+//! is older than [`RUN_LEASE`] is failed by the loop under the task's failure policy.
 //!
 //! [`Clock`]: tidemark_core::ports::Clock
 
@@ -22,7 +23,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use tidemark_core::ports::TaskScheduler;
 use tidemark_core::schedule::Schedule;
-use tidemark_core::state::{RunKey, RunStatus, RunTrigger, TaskStatus};
+use tidemark_core::state::{RunKey, RunStatus, RunTrigger, TaskRecord, TaskStatus};
 use tidemark_local::LocalScheduler;
 
 use crate::error::ServiceError;
@@ -32,6 +33,11 @@ use crate::tasks::TaskService;
 /// How late the loop may see a cycle and still run it.
 pub const MISFIRE_GRACE: SignedDuration = SignedDuration::from_secs(300);
 
+/// How long a run may go without progress before the loop fails it under the task's failure
+/// policy. The heartbeat moves at every phase and every committed chunk, and a chunk is sized to
+/// take seconds, so a quarter of an hour without one means the run is stuck or its process died.
+pub const RUN_LEASE: SignedDuration = SignedDuration::from_secs(15 * 60);
+
 /// What one pass of the loop did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FireReport {
@@ -39,6 +45,8 @@ pub struct FireReport {
     pub missed: Vec<RunKey>,
     pub skipped: Vec<RunKey>,
     pub completed: Vec<String>,
+    /// Runs failed for making no progress for longer than [`RUN_LEASE`].
+    pub stalled: Vec<RunKey>,
 }
 
 impl TaskService {
@@ -55,6 +63,7 @@ impl TaskService {
                 scheduler.remove_schedule(id).await?;
                 continue;
             };
+            report.stalled.extend(self.fail_stalled(&task, now).await?);
             let schedule = match Schedule::from_spec(&task.spec.schedule) {
                 Ok(s) => s,
                 Err(e) => {
@@ -122,6 +131,38 @@ impl TaskService {
             }
         }
         Ok(report)
+    }
+
+    /// Fails the task's runs whose heartbeat is older than [`RUN_LEASE`], then applies the task's
+    /// failure policy, so no run can stall forever. The run is recorded as failed first; a cycle
+    /// hung in this process is then cancelled, so it cannot write after being failed.
+    async fn fail_stalled(
+        self: &Arc<Self>,
+        task: &TaskRecord,
+        now: Timestamp,
+    ) -> Result<Vec<RunKey>, ServiceError> {
+        let mut failed = Vec::new();
+        let runs = self.ports.store.list_runs(&task.id, 20, None).await?;
+        for run in runs.items.into_iter().filter(|r| !r.status.is_final()) {
+            let idle = now.duration_since(run.heartbeat);
+            if idle <= RUN_LEASE {
+                continue;
+            }
+            let error = format!(
+                "no progress for {} s (the lease is {} s): the run was stopped; check that both \
+                 endpoints answer, then run it again",
+                idle.as_secs(),
+                RUN_LEASE.as_secs()
+            );
+            self.finish_run(&run.key, RunStatus::Failed, Some(error.clone()))
+                .await;
+            self.jobs.cancel(&run.key).await;
+            self.after_run(&run.key, run.trigger, task.spec.failure_policy, Some(error))
+                .await;
+            tracing::warn!(task = %task.id, run = %run.key.time_key(), "a stalled run was failed");
+            failed.push(run.key);
+        }
+        Ok(failed)
     }
 
     async fn record(

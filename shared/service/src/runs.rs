@@ -139,7 +139,7 @@ impl TaskService {
 
     /// The task's status after a run: back to `scheduled` while a schedule is installed, or
     /// `stopped` when a scheduled run failed under the `stop` failure policy.
-    async fn after_run(
+    pub(crate) async fn after_run(
         &self,
         key: &RunKey,
         trigger: RunTrigger,

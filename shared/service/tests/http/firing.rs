@@ -231,3 +231,68 @@ async fn a_run_left_unfinished_by_a_stopped_server_is_resumed_at_start() {
     );
     drop_databases(&[&db, &target]).await;
 }
+
+#[tokio::test]
+async fn a_run_without_progress_past_its_lease_is_failed_under_the_failure_policy() {
+    use tidemark_core::ports::StateStore;
+    use tidemark_core::state::{RunKey, RunPhase, RunRecord, RunStatus, RunTrigger};
+
+    for (policy, task_after) in [("stop", "stopped"), ("continue", "scheduled")] {
+        let api = Api::start().await;
+        let db = unique_name("http_stall");
+        sample(&db, 5).await;
+        let mut task = spec(&db, &format!("{db}_dw"));
+        task["failure_policy"] = policy.into();
+        let id = api.create(&task).await;
+        assert_eq!(api.precheck(&id).await["state"], "passed");
+        let (status, body) = api.post(&format!("/tasks/{id}/start"), &json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+
+        // A run a process left running: its heartbeat stopped at 02:30:10.
+        let store = tidemark_local::SqliteStore::open(&api.dir.path().join("state.sqlite"))
+            .expect("the service's store");
+        let at = |s: &str| s.parse::<jiff::Timestamp>().expect("a time");
+        let key = RunKey {
+            task_id: id.clone(),
+            scheduled_time: at("2026-12-01T02:30:00Z"),
+        };
+        let stalled = RunRecord {
+            key: key.clone(),
+            trigger: RunTrigger::Schedule,
+            status: RunStatus::Running,
+            phase: Some(RunPhase::Copying),
+            error: None,
+            created_at: at("2026-12-01T02:30:00Z"),
+            finished_at: None,
+            heartbeat: at("2026-12-01T02:30:10Z"),
+            chunks_total: 4,
+            chunks_done: 1,
+            plan: serde_json::Value::Null,
+            version: 1,
+        };
+        assert!(store.create_run(&stalled).await.expect("plant the run"));
+
+        // Within the lease: left alone.
+        api.clock.set("2026-12-01T02:40:00Z");
+        let report = api.service.fire_due(&api.scheduler).await.expect("a pass");
+        assert!(report.stalled.is_empty(), "{report:?}");
+        // Past it: failed, with the reason, and the failure policy applied.
+        api.clock.set("2026-12-01T02:46:00Z");
+        let report = api.service.fire_due(&api.scheduler).await.expect("a pass");
+        assert_eq!(report.stalled, vec![key.clone()], "{report:?}");
+        let run = store.get_run(&key).await.expect("get").expect("the run");
+        assert_eq!(run.status, RunStatus::Failed);
+        assert!(
+            run.error
+                .as_deref()
+                .unwrap_or_default()
+                .contains("no progress for"),
+            "{run:?}"
+        );
+        let (_, task) = api.get(&format!("/tasks/{id}")).await;
+        assert_eq!(task["status"], task_after, "{policy}: {task}");
+        let schedules = api.scheduler.list().await.expect("schedules");
+        assert_eq!(schedules.is_empty(), policy == "stop", "{policy}");
+        drop_databases(&[&db]).await;
+    }
+}
