@@ -296,3 +296,70 @@ async fn a_run_without_progress_past_its_lease_is_failed_under_the_failure_polic
         drop_databases(&[&db]).await;
     }
 }
+
+#[tokio::test]
+async fn a_cycle_that_fires_while_the_previous_run_goes_on_is_recorded_as_skipped() {
+    use mysql_async::prelude::Queryable;
+    use tidemark_tests::harness::PrivateServer;
+
+    let api = Api::start().await;
+    let db = unique_name("http_skip");
+    sample(&db, 5).await;
+    // A destination of the test's own: a global read lock there holds the run up and touches no
+    // other test.
+    let private = PrivateServer::start("skip_dest", &[]);
+    let mut task = spec(&db, &format!("{db}_dw"));
+    task["destination"] = private.server.endpoint_json();
+    let id = api.create(&task).await;
+    assert_eq!(api.precheck(&id).await["state"], "passed");
+    let (status, body) = api.post(&format!("/tasks/{id}/start"), &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let mut lock = private.server.conn().await;
+    lock.query_drop("FLUSH TABLES WITH READ LOCK")
+        .await
+        .expect("lock the destination");
+    api.clock.set("2026-12-01T02:30:01Z");
+    let report = api.service.fire_due(&api.scheduler).await.expect("a pass");
+    assert_eq!(report.started.len(), 1, "{report:?}");
+    api.wait_for(&format!("/tasks/{id}/runs/2026-12-01T02:30:00Z"), |_, r| {
+        r["status"] == "running"
+    })
+    .await;
+
+    // The next day's cycle comes due while the first run still goes on. A long run that makes
+    // progress moves its heartbeat with every chunk; do that for it here, or the scheduler would
+    // (rightly) fail it as stalled.
+    api.clock.set("2026-12-02T02:30:01Z");
+    {
+        use tidemark_core::ports::StateStore;
+        let store = tidemark_local::SqliteStore::open(&api.dir.path().join("state.sqlite"))
+            .expect("the service's store");
+        let key = tidemark_core::state::RunKey {
+            task_id: id.clone(),
+            scheduled_time: "2026-12-01T02:30:00Z".parse().expect("a time"),
+        };
+        let mut run = store.get_run(&key).await.expect("get").expect("the run");
+        run.heartbeat = "2026-12-02T02:29:00Z".parse().expect("a time");
+        store.update_run(&run).await.expect("move the heartbeat");
+    }
+    let report = api.service.fire_due(&api.scheduler).await.expect("a pass");
+    assert!(report.stalled.is_empty(), "{report:?}");
+    assert_eq!(report.skipped.len(), 1, "{report:?}");
+    assert!(report.started.is_empty(), "{report:?}");
+    let (_, skipped) = api
+        .get(&format!("/tasks/{id}/runs/2026-12-02T02:30:00Z"))
+        .await;
+    assert_eq!(skipped["status"], "skipped", "{skipped}");
+
+    // Released, the first run finishes.
+    lock.query_drop("UNLOCK TABLES").await.expect("unlock");
+    let first = api
+        .wait_for(&format!("/tasks/{id}/runs/2026-12-01T02:30:00Z"), |_, r| {
+            r["status"] != "running" && r["status"] != "pending"
+        })
+        .await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    drop(lock);
+    drop_databases(&[&db]).await;
+}
