@@ -2,7 +2,7 @@
 //! reports on stdout (text or --json), records the run in --data-dir, does nothing twice for one
 //! scheduled time, and keeps the CLI contract's exit codes.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use secrecy::ExposeSecret;
@@ -259,5 +259,6 @@ fn a_bad_spec_exits_2_naming_the_field() {
         "{}",
         text(&out.stderr)
     );
-    assert!(!Path::new(&work.data_dir()).join("nothing").exists());
+    // A rejected spec writes nothing: not even the data directory.
+    assert!(!work.data_dir().exists(), "a bad spec created the state");
 }
