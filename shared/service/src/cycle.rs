@@ -1,33 +1,35 @@
-//! One cycle of a task, run to the end in this process: what `tidemark run` does, and what the
-//! local scheduler will do for each scheduled time.
+//! One cycle of a task run to the end in this process (`tidemark run`, `tidemark serve`), over
+//! the same steps a Lambda worker runs one by one (see [`crate::steps`]):
 //!
 //! ```text
 //! run record (keyed by task + scheduled time: a second trigger for the same time finds it)
-//!   -> schema: read and plan the source schema, apply the pre-data phase
-//!   -> copying: plan each table's chunks, copy them `channel.workers` at a time, each chunk
-//!      verified and committed on its own, per-table counters added in the state store
-//!   -> finalizing: the post-data phase (indexes, foreign keys, routines, views, triggers)
-//!   -> succeeded | failed (with the error, which names the object and the fix)
+//!   -> schema: the policy's preparation and pre-data DDL, every table's chunks planned and
+//!      written as steps
+//!   -> copying: the chunk steps not yet done, `channel.workers` at a time, each verified and
+//!      committed on its own, per-table counters added in the state store
+//!   -> finalizing: the policy's ending (post-data DDL, swap, watermarks, old replicas)
+//!   -> succeeded | failed (cleaned up, with the error, which names the object and the fix)
 //! ```
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use secrecy::SecretString;
-use tidemark_core::ports::{Clock, ProgressDelta, StateStore, StoreError};
-use tidemark_core::state::{RunKey, RunPhase, RunRecord, RunStatus, RunTrigger};
-use tidemark_core::{DatabaseSelection, MigrationType, Policy, TaskSpec};
+use tidemark_core::ports::{Clock, StateStore, StoreError};
+use tidemark_core::state::{
+    RunKey, RunPhase, RunRecord, RunStatus, RunTrigger, StepKind, StepStatus,
+};
+use tidemark_core::{DatabaseSelection, MigrationType, TaskSpec};
 use tidemark_engine::copy::{
-    CopyEndpoints, CopyEvent, CopyOptions, RowWindow, TableCopySpec, chunk_bytes, copy_tables,
-    plan_table, plan_table_in_window,
+    CopyEndpoints, RowWindow, TableCopySpec, TablePlan as EnginePlan, chunk_bytes, plan_table,
+    plan_table_in_window,
 };
 use tidemark_engine::schema::{SchemaPlan, TablePlan};
 use tidemark_engine::{ConnectOptions, connect, plan_from_source};
-use tokio::sync::mpsc;
 
 use crate::error::ServiceError;
+use crate::steps::{self, TableEntry, Takeover};
 
 /// One table's outcome; `table` and `dest_table` are `db.table` (source and destination names).
 pub use tidemark_engine::copy::TableReport as TableOutcome;
@@ -74,10 +76,14 @@ pub struct CycleReport {
     pub elapsed: Duration,
 }
 
-type Events = Arc<dyn Fn(CycleEvent) + Send + Sync>;
+pub type Events = Arc<dyn Fn(CycleEvent) + Send + Sync>;
 
-/// Runs one cycle to its end and records it. `Ok` carries a run that succeeded; a failed run is
-/// recorded as failed (with its error) and returned as `Err`.
+/// Runs one cycle to its end in this process and records it: creates the run (or takes over one
+/// a dead process left), then runs its steps — the Schema step unless a complete plan exists,
+/// every chunk not yet done (`channel.workers` at once), the Finalize step. A run taken over
+/// after a restart resumes from its steps: committed chunks are not copied again. `Ok` carries a
+/// run that succeeded; a failed run is cleaned up, recorded as failed (with its error) and
+/// returned as `Err`.
 pub async fn run_cycle(
     store: &dyn StateStore,
     clock: &dyn Clock,
@@ -91,39 +97,20 @@ pub async fn run_cycle(
     };
     start_run(store, clock, &key, input.trigger).await?;
 
-    let mut ctx = Ctx {
-        store,
-        clock,
-        key: &key,
-        input: &input,
-        source: ConnectOptions::from_endpoint(&input.spec.source, input.source_password.clone()),
-        destination: ConnectOptions::from_endpoint(
-            &input.spec.destination,
-            input.destination_password.clone(),
-        ),
-        on_event: &on_event,
-        warnings: Vec::new(),
-        record: serde_json::Map::new(),
-    };
-    let outcome = execute(&mut ctx).await;
-    let warnings = std::mem::take(&mut ctx.warnings);
-    let mut record = std::mem::take(&mut ctx.record);
-    record.insert("warnings".into(), serde_json::json!(warnings));
-    let now = clock.now();
-    let run = update_run(store, &key, |run| {
-        run.phase = None;
-        run.finished_at = Some(now);
-        run.heartbeat = now;
-        match &outcome {
-            Ok(_) => run.status = RunStatus::Succeeded,
-            Err(e) => {
-                run.status = RunStatus::Failed;
-                run.error = Some(e.to_string());
-            }
-        }
-        run.plan = serde_json::Value::Object(record.clone());
-    })
-    .await?;
+    let mut ctx = Ctx::new(store, clock, &key, &input, &on_event).await?;
+    let owner = steps::owner_id("local");
+    let outcome = drive(&mut ctx, &owner).await;
+    if outcome.is_err() {
+        let finish = match store.list_steps(&key).await {
+            Ok(list) => steps::finalize_of(&list)
+                .and_then(|s| steps::finalize_payload(s).ok())
+                .map(|p| p.finish),
+            Err(_) => None,
+        };
+        steps::abort(&mut ctx, finish.as_ref()).await;
+    }
+    let run = ctx.finish_run(&outcome).await?;
+    let warnings = ctx.warnings.clone();
     let tables = outcome?;
     Ok(CycleReport {
         run,
@@ -133,8 +120,119 @@ pub async fn run_cycle(
     })
 }
 
+/// The steps of a run, in this process.
+async fn drive(ctx: &mut Ctx<'_>, owner: &str) -> Result<Vec<TableOutcome>, ServiceError> {
+    // Both endpoints answer (an error names which one does not) before the pools open.
+    ctx.source_conn().await?.disconnect().await.ok();
+    ctx.destination_conn().await?.disconnect().await.ok();
+    let endpoints = Arc::new(
+        CopyEndpoints::open(&ctx.source, &ctx.destination, ctx.spec().channel.workers).await?,
+    );
+    let list = ctx.store.list_steps(ctx.key).await?;
+    if steps::finalize_of(&list).is_none() {
+        steps::ensure_schema_step(ctx).await?;
+        let claimed = steps::claim(ctx, steps::SCHEMA_STEP, owner, Takeover::Any).await?;
+        let schema = steps::schema(ctx, &endpoints).await;
+        if let Some(record) = claimed {
+            let settled = schema
+                .as_ref()
+                .map(|_| (0, 0, None))
+                .map_err(ToString::to_string);
+            steps::settle(ctx, record, settled).await?;
+        }
+        schema?;
+    } else {
+        tracing::info!(task = %ctx.key.task_id, run = %ctx.key.time_key(), "resuming the run from its steps");
+    }
+    let list = ctx.store.list_steps(ctx.key).await?;
+    let Some(finalize) = steps::finalize_of(&list).cloned() else {
+        return Err(ServiceError::Store(StoreError::Backend {
+            detail: "the run's plan was not written".into(),
+            retryable: false,
+        }));
+    };
+    let payload = steps::finalize_payload(&finalize)?;
+    for t in &payload.tables {
+        (ctx.on_event)(CycleEvent::TablePlanned {
+            table: t.table.clone(),
+            dest_table: t.dest_table.clone(),
+            chunks: t.chunks,
+            estimated_rows: t.estimated_rows,
+        });
+    }
+    if finalize.status == StepStatus::Done {
+        return Ok(steps::outcomes(ctx, &payload.tables, &list));
+    }
+    ctx.phase(RunPhase::Copying).await?;
+    let pending: Vec<u32> = list
+        .iter()
+        .filter(|s| s.kind == StepKind::Chunk && s.status != StepStatus::Done)
+        .map(|s| s.n)
+        .collect();
+    run_chunks(ctx, &endpoints, owner, pending).await?;
+    let record = steps::claim(ctx, finalize.n, owner, Takeover::Any)
+        .await?
+        .ok_or_else(|| {
+            ServiceError::Store(StoreError::Backend {
+                detail: "the run's Finalize step could not be claimed".into(),
+                retryable: true,
+            })
+        })?;
+    let outcome = steps::finalize(ctx, record.clone()).await;
+    if let Err(e) = &outcome {
+        let _ = steps::settle(ctx, record, Err(e.to_string())).await;
+    }
+    let tables = outcome?;
+    if let Ok(endpoints) = Arc::try_unwrap(endpoints) {
+        endpoints.disconnect().await;
+    }
+    Ok(tables)
+}
+
+/// Runs the chunk steps `channel.workers` at a time. The first failure stops new chunks from
+/// starting; chunks already running finish (each commits or rolls back on its own).
+async fn run_chunks(
+    ctx: &Ctx<'_>,
+    endpoints: &CopyEndpoints,
+    owner: &str,
+    pending: Vec<u32>,
+) -> Result<(), ServiceError> {
+    let workers = usize::try_from(ctx.spec().channel.workers.max(1)).unwrap_or(1);
+    let mut queue = pending.into_iter();
+    let mut running = futures_util::stream::FuturesUnordered::new();
+    let mut first_error: Option<ServiceError> = None;
+    loop {
+        while first_error.is_none() && running.len() < workers {
+            let Some(n) = queue.next() else { break };
+            running.push(async move {
+                let Some(record) = steps::claim(ctx, n, owner, Takeover::Any).await? else {
+                    return Ok(());
+                };
+                match steps::chunk(ctx, endpoints, record.clone()).await {
+                    Ok(_) => Ok(()),
+                    Err(e) => {
+                        let _ = steps::settle(ctx, record, Err(e.to_string())).await;
+                        Err(e)
+                    }
+                }
+            });
+        }
+        match futures_util::StreamExt::next(&mut running).await {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                first_error.get_or_insert(e);
+            }
+            None => break,
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 /// Creates the run, or takes over one for the same scheduled time that a dead process left
-/// unfinished. A finished one is not run again.
+/// unfinished (its steps say where it stopped). A finished one is not run again.
 async fn start_run(
     store: &dyn StateStore,
     clock: &dyn Clock,
@@ -173,11 +271,8 @@ async fn start_run(
     }
     update_run(store, key, |r| {
         r.status = RunStatus::Running;
-        r.phase = Some(RunPhase::Schema);
         r.error = None;
         r.heartbeat = now;
-        r.chunks_total = 0;
-        r.chunks_done = 0;
     })
     .await?;
     Ok(())
@@ -185,7 +280,7 @@ async fn start_run(
 
 /// Reads the run, changes it and writes it back, again on a lost race (a chunk's counter moved
 /// its version): the change is applied to what is stored now, never to a stale copy.
-async fn update_run(
+pub(crate) async fn update_run(
     store: &dyn StateStore,
     key: &RunKey,
     change: impl Fn(&mut RunRecord),
@@ -223,7 +318,74 @@ pub(crate) struct Ctx<'a> {
     pub record: serde_json::Map<String, serde_json::Value>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// A run's context, with what the run recorded so far (a run taken over keeps its record).
+    pub async fn new(
+        store: &'a dyn StateStore,
+        clock: &'a dyn Clock,
+        key: &'a RunKey,
+        input: &'a CycleInput<'a>,
+        on_event: &'a Events,
+    ) -> Result<Ctx<'a>, ServiceError> {
+        let record = match store.get_run(key).await? {
+            Some(run) => match run.plan {
+                serde_json::Value::Object(map) => map,
+                _ => serde_json::Map::new(),
+            },
+            None => serde_json::Map::new(),
+        };
+        let warnings = record
+            .get("warnings")
+            .and_then(|w| serde_json::from_value(w.clone()).ok())
+            .unwrap_or_default();
+        Ok(Ctx {
+            store,
+            clock,
+            key,
+            input,
+            source: ConnectOptions::from_endpoint(
+                &input.spec.source,
+                input.source_password.clone(),
+            ),
+            destination: ConnectOptions::from_endpoint(
+                &input.spec.destination,
+                input.destination_password.clone(),
+            ),
+            on_event,
+            warnings,
+            record,
+        })
+    }
+
+    /// Records the run's end: succeeded, or failed with the error (unless it already ended —
+    /// cancelled, or failed by the reaper — which stays as it is).
+    pub async fn finish_run<T>(
+        &mut self,
+        outcome: &Result<T, ServiceError>,
+    ) -> Result<RunRecord, ServiceError> {
+        self.record
+            .insert("warnings".into(), serde_json::json!(self.warnings));
+        let record = serde_json::Value::Object(self.record.clone());
+        let now = self.clock.now();
+        update_run(self.store, self.key, |run| {
+            if run.status.is_final() {
+                return;
+            }
+            run.phase = None;
+            run.finished_at = Some(now);
+            run.heartbeat = now;
+            match outcome {
+                Ok(_) => run.status = RunStatus::Succeeded,
+                Err(e) => {
+                    run.status = RunStatus::Failed;
+                    run.error = Some(e.to_string());
+                }
+            }
+            run.plan = record.clone();
+        })
+        .await
+    }
+
     pub fn spec(&self) -> &TaskSpec {
         self.input.spec
     }
@@ -237,6 +399,9 @@ impl Ctx<'_> {
     }
 
     pub fn warn(&mut self, warning: String) {
+        if self.warnings.contains(&warning) {
+            return;
+        }
         (self.on_event)(CycleEvent::Warning(warning.clone()));
         self.warnings.push(warning);
     }
@@ -295,14 +460,6 @@ impl Ctx<'_> {
     }
 }
 
-async fn execute(ctx: &mut Ctx<'_>) -> Result<Vec<TableOutcome>, ServiceError> {
-    match ctx.spec().policy.clone() {
-        Policy::MultiReplica(policy) => crate::policies::replica::run(ctx, &policy).await,
-        Policy::Resync(_) => crate::policies::resync::run(ctx).await,
-        Policy::Incremental(policy) => crate::policies::incremental::run(ctx, &policy).await,
-    }
-}
-
 /// One table to copy, and the window of an incremental run (`None`: the whole table).
 pub(crate) struct CopyJob<'a> {
     pub table: &'a TablePlan,
@@ -322,21 +479,19 @@ async fn read_plan(
     Ok(plan?)
 }
 
-/// Copies the jobs' tables, `channel.workers` chunks at a time, counting each committed chunk
-/// in the store and refreshing the run's heartbeat.
-pub(crate) async fn copy(
+/// Plans the jobs' chunks (the tables exist on the destination, with their primary keys) and
+/// describes each table for the run's report.
+pub(crate) async fn plan_copy(
     ctx: &mut Ctx<'_>,
+    endpoints: &CopyEndpoints,
     jobs: &[CopyJob<'_>],
-) -> Result<Vec<TableOutcome>, ServiceError> {
-    let (store, key, spec, on_event, clock) =
-        (ctx.store, ctx.key, ctx.input.spec, ctx.on_event, ctx.clock);
-    let (source, destination) = (&ctx.source, &ctx.destination);
-    let mut warnings = Vec::new();
-    let endpoints = Arc::new(CopyEndpoints::open(source, destination, spec.channel.workers).await?);
-    let target = chunk_bytes(spec.channel.chunk_mb);
+) -> Result<(Vec<EnginePlan>, Vec<TableEntry>), ServiceError> {
+    if !ctx.with_data() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let target = chunk_bytes(ctx.spec().channel.chunk_mb);
     let mut plans = Vec::with_capacity(jobs.len());
-    // The copier names tables `` `db`.`table` ``; events and the store use `db.table`.
-    let mut names: HashMap<String, String> = HashMap::new();
+    let mut entries = Vec::with_capacity(jobs.len());
     for job in jobs {
         let table = job.table;
         let copy_spec = TableCopySpec {
@@ -354,99 +509,23 @@ pub(crate) async fn copy(
             ),
         };
         let table_plan = match &job.window {
-            Some(window) => plan_table_in_window(&endpoints, &copy_spec, target, window).await?,
-            None => plan_table(&endpoints, &copy_spec, target).await?,
+            Some(window) => plan_table_in_window(endpoints, &copy_spec, target, window).await?,
+            None => plan_table(endpoints, &copy_spec, target).await?,
         };
-        let name = format!("{}.{}", table.source_database, table.source_table);
         if let Some(warning) = &table_plan.shape.key_warning {
-            warnings.push(warning.clone());
+            ctx.warn(warning.clone());
         }
-        on_event(CycleEvent::TablePlanned {
-            table: name.clone(),
+        entries.push(TableEntry {
+            table: format!("{}.{}", table.source_database, table.source_table),
             dest_table: format!("{}.{}", table.target_database, table.target_table),
             chunks: u32::try_from(table_plan.chunks.len()).unwrap_or(u32::MAX),
             estimated_rows: table_plan.chunks.iter().map(|c| c.estimated_rows).sum(),
+            upsert: job.window.is_some(),
+            warning: table_plan.shape.key_warning.clone(),
         });
-        names.insert(copy_spec.display(), name);
         plans.push(table_plan);
     }
-    let chunks_total: usize = plans.iter().map(|p| p.chunks.len()).sum();
-    update_run(store, key, |r| {
-        r.chunks_total = u32::try_from(chunks_total).unwrap_or(u32::MAX);
-    })
-    .await?;
-
-    // The copier's callback is synchronous; committed chunks go through a channel to be
-    // counted in the store while the copy goes on.
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
-    let forward = Arc::clone(on_event);
-    let names = Arc::new(names);
-    let callback_names = Arc::clone(&names);
-    let callback: Arc<dyn Fn(CopyEvent) + Send + Sync> = Arc::new(move |event| {
-        let plain = |t: &str| {
-            callback_names
-                .get(t)
-                .cloned()
-                .unwrap_or_else(|| t.to_owned())
-        };
-        match event {
-            CopyEvent::Progress {
-                table, rows, bytes, ..
-            } => forward(CycleEvent::Progress {
-                table: plain(&table),
-                rows,
-                bytes,
-            }),
-            CopyEvent::ChunkDone { table, report } => {
-                let table = plain(&table);
-                forward(CycleEvent::ChunkDone {
-                    table: table.clone(),
-                });
-                let _ = done_tx.send((table, report));
-            }
-        }
-    });
-    let record = async {
-        while let Some((table, report)) = done_rx.recv().await {
-            let delta = ProgressDelta {
-                rows: report.rows,
-                bytes: report.bytes,
-                chunks_done: 1,
-                elapsed_ms: u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
-                verified: u32::from(report.checksum.is_some()),
-                mismatched: 0,
-            };
-            store.add_progress(key, &table, &delta).await?;
-            store.increment_chunks_done(key).await?;
-            let now = clock.now();
-            update_run(store, key, |r| r.heartbeat = now)
-                .await
-                .map_err(|e| match e {
-                    ServiceError::Store(e) => e,
-                    other => StoreError::Backend {
-                        detail: other.to_string(),
-                        retryable: false,
-                    },
-                })?;
-        }
-        Ok::<(), StoreError>(())
-    };
-    let options = CopyOptions::from(&spec.channel);
-    let (copied, recorded) = tokio::join!(
-        copy_tables(endpoints, Arc::new(plans), options, callback),
-        record
-    );
-    for warning in warnings {
-        ctx.warn(warning);
-    }
-    recorded?;
-    let mut tables = copied?;
-    for (report, job) in tables.iter_mut().zip(jobs) {
-        let table = job.table;
-        report.table = format!("{}.{}", table.source_database, table.source_table);
-        report.dest_table = format!("{}.{}", table.target_database, table.target_table);
-    }
-    Ok(tables)
+    Ok((plans, entries))
 }
 
 /// The scheduled time a manual run takes: now, to the minute (as EventBridge delivers it).

@@ -31,10 +31,13 @@ pub mod passwords;
 pub mod policies;
 pub mod precheck;
 pub mod runs;
+pub mod steps;
 pub mod tasks;
+pub mod worker;
 
 pub use allowlist::Allowlist;
 pub use cycle::{CycleEvent, CycleReport, TableOutcome, run_cycle};
 pub use error::ServiceError;
 pub use http::router;
 pub use tasks::{Ports, TaskService};
+pub use worker::{CycleStart, StepOutcome, WorkerConfig};

@@ -154,11 +154,10 @@ impl TaskService {
                 idle.as_secs(),
                 RUN_LEASE.as_secs()
             );
-            self.finish_run(&run.key, RunStatus::Failed, Some(error.clone()))
-                .await;
+            let finish = self.finish_of(&run.key).await;
+            self.fail_run(&run.key, &error, finish.as_ref()).await;
+            // A cycle hung in this process is dropped; its run is over already.
             self.jobs.cancel(&run.key).await;
-            self.after_run(&run.key, run.trigger, task.spec.failure_policy, Some(error))
-                .await;
             tracing::warn!(task = %task.id, run = %run.key.time_key(), "a stalled run was failed");
             failed.push(run.key);
         }

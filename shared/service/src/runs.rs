@@ -128,9 +128,9 @@ impl TaskService {
             Ok(reply) = &mut cancelled => {
                 // The cycle's future is dropped here: its chunk tasks are aborted, each chunk's
                 // transaction rolls back, and the run's committed chunks stay as they are.
-                self.finish_run(key, RunStatus::Cancelled, Some("cancelled by the user".into()))
+                let finish = self.finish_of(key).await;
+                self.end_run(key, RunStatus::Cancelled, "cancelled by the user", finish.as_ref())
                     .await;
-                self.after_run(key, trigger, FailurePolicy::Continue, None).await;
                 tracing::info!(task = %id, run = %key.time_key(), "run cancelled");
                 let _ = reply.send(());
             }
@@ -269,10 +269,14 @@ impl TaskService {
             return Err(run_over(&current.run));
         }
         if !self.jobs.cancel(&key).await {
-            self.finish_run(
+            // Not running in this process (a queue-driven run, or one a dead process left):
+            // recorded as cancelled and cleaned up; a chunk in flight finds it over.
+            let finish = self.finish_of(&key).await;
+            self.end_run(
                 &key,
                 RunStatus::Cancelled,
-                Some("cancelled by the user".into()),
+                "cancelled by the user",
+                finish.as_ref(),
             )
             .await;
         }

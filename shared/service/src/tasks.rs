@@ -44,6 +44,7 @@ pub struct TaskService {
     pub(crate) ports: Ports,
     pub(crate) allowlist: Allowlist,
     pub(crate) jobs: Jobs,
+    pub(crate) worker: crate::worker::WorkerSlot,
 }
 
 impl TaskService {
@@ -52,6 +53,7 @@ impl TaskService {
             ports,
             allowlist,
             jobs: Jobs::default(),
+            worker: crate::worker::WorkerSlot::new(),
         })
     }
 

@@ -31,8 +31,8 @@ pub use chunk::{ChunkOptions, ChunkProgress, ChunkReport, WriteMethod, copy_chun
 pub use plan::{Chunk, RowWindow, chunk_bytes, plan_chunks, plan_window_chunks};
 pub use range::{KeyBound, KeyRange, KeyValue};
 pub use runner::{
-    CopyEvent, CopyOptions, TablePlan, TableReport, Verification, copy_tables, plan_table,
-    plan_table_in_window,
+    CopyEvent, CopyOptions, TablePlan, TableReport, Verification, copy_chunk_retrying, copy_tables,
+    plan_table, plan_table_in_window, unique_checks_off,
 };
 pub use session::CopyEndpoints;
 pub use shape::{Column, ColumnKind, TableCopySpec, TableShape, read_shape};

@@ -185,9 +185,7 @@ pub async fn copy_tables(
             let table = plan.shape.spec.display();
             let chunk_options = ChunkOptions {
                 verify: options.verify,
-                unique_checks_off: plan.dest_was_empty
-                    && plan.chunks.len() == 1
-                    && chunk.window.is_none(),
+                unique_checks_off: unique_checks_off(plan, chunk),
                 method: options.method,
             };
             let started = Instant::now();
@@ -199,28 +197,14 @@ pub async fn copy_tables(
                     bytes: p.bytes,
                 })
             };
-            // A chunk is idempotent (its range is cleared in the same transaction as the load),
-            // so a retryable failure (a deadlock between neighbouring chunks, a lost connection,
-            // a restarted server) is retried a few times with backoff before it fails the copy.
-            let mut attempt = 0;
-            let result = loop {
-                let result = copy_chunk(
-                    &endpoints,
-                    &plan.shape,
-                    chunk,
-                    &chunk_options,
-                    &report_progress,
-                )
-                .await;
-                match result {
-                    Err(e) if e.is_retryable() && attempt < CHUNK_RETRIES => {
-                        attempt += 1;
-                        tracing::warn!(chunk = %chunk.display(), attempt, error = %e, "retrying a chunk");
-                        tokio::time::sleep(retry_backoff(attempt)).await;
-                    }
-                    other => break other,
-                }
-            };
+            let result = copy_chunk_retrying(
+                &endpoints,
+                &plan.shape,
+                chunk,
+                &chunk_options,
+                &report_progress,
+            )
+            .await;
             if let Ok(report) = &result {
                 on_event(CopyEvent::ChunkDone {
                     table: table.clone(),
@@ -253,6 +237,36 @@ pub async fn copy_tables(
         out.push(report);
     }
     Ok(out)
+}
+
+/// Copies one chunk, retrying a retryable failure a few times with backoff. A chunk is
+/// idempotent (its range is cleared in the same transaction as the load), so a deadlock between
+/// neighbouring chunks, a lost connection or a restarted server is retried before it fails the
+/// copy.
+pub async fn copy_chunk_retrying(
+    endpoints: &CopyEndpoints,
+    shape: &TableShape,
+    chunk: &Chunk,
+    options: &ChunkOptions,
+    progress: &(dyn Fn(ChunkProgress) + Send + Sync),
+) -> Result<ChunkReport, CopyError> {
+    let mut attempt = 0;
+    loop {
+        match copy_chunk(endpoints, shape, chunk, options, progress).await {
+            Err(e) if e.is_retryable() && attempt < CHUNK_RETRIES => {
+                attempt += 1;
+                tracing::warn!(chunk = %chunk.display(), attempt, error = %e, "retrying a chunk");
+                tokio::time::sleep(retry_backoff(attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether a chunk of a table planned as `plan` loads with `unique_checks = 0`: only an empty
+/// destination table copied as one chunk, outside an incremental window.
+pub fn unique_checks_off(plan: &TablePlan, chunk: &Chunk) -> bool {
+    plan.dest_was_empty && plan.chunks.len() == 1 && chunk.window.is_none()
 }
 
 /// How often a retryable chunk failure is retried before it fails the copy.

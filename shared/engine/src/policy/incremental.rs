@@ -182,8 +182,12 @@ pub async fn set_aside_triggers(
     Ok(saved)
 }
 
+/// MariaDB's "Trigger already exists".
+const ER_TRG_ALREADY_EXISTS: u16 = 1359;
+
 /// Recreates set-aside triggers, each under its stored session settings, in the order they were
-/// read. The session's default database and settings are changed: use a session of its own.
+/// read; one that exists already (a restore run again) is left as it is. The session's default
+/// database and settings are changed: use a session of its own.
 pub async fn restore_triggers(dst: &mut Conn, saved: &[SavedTrigger]) -> Result<(), PolicyError> {
     for trigger in saved {
         let name = quote_qualified(&trigger.database, &trigger.name);
@@ -203,7 +207,11 @@ pub async fn restore_triggers(dst: &mut Conn, saved: &[SavedTrigger]) -> Result<
         dst.query_drop(session.set_statement())
             .await
             .map_err(fail)?;
-        dst.query_drop(trigger.sql.as_str()).await.map_err(fail)?;
+        match dst.query_drop(trigger.sql.as_str()).await {
+            // Recreated by an earlier attempt of the same restore (a step run again).
+            Err(mysql_async::Error::Server(e)) if e.code == ER_TRG_ALREADY_EXISTS => {}
+            other => other.map_err(fail)?,
+        }
     }
     Ok(())
 }

@@ -17,7 +17,7 @@ use std::collections::HashSet;
 
 use tidemark_core::IncrementalPolicy;
 use tidemark_core::policy::IncrementalWindow;
-use tidemark_core::state::{RunPhase, Watermark};
+use tidemark_core::state::Watermark;
 use tidemark_engine::copy::RowWindow;
 use tidemark_engine::policy::incremental::{
     SavedTrigger, check_columns, destination_columns, read_window, restore_triggers,
@@ -27,8 +27,11 @@ use tidemark_engine::schema::{
     DdlStatement, ObjectKind, OnExisting, Phase, SchemaPlan, TablePlan, apply_statements,
 };
 
-use crate::cycle::{CopyJob, Ctx, TableOutcome, copy};
+use tidemark_engine::copy::CopyEndpoints;
+
+use crate::cycle::{CopyJob, Ctx, plan_copy};
 use crate::error::ServiceError;
+use crate::steps::{Finish, Prepared};
 
 /// One table's part of a run.
 struct TableRun<'p> {
@@ -60,13 +63,29 @@ fn timestamp_column(ctx: &Ctx<'_>, t: &TablePlan) -> Result<String, ServiceError
         })
 }
 
-pub(crate) async fn run(
+/// The Schema step: triggers an earlier attempt set aside restored, the windows read once, the
+/// first-cycle tables created, the copied tables' triggers set aside (recorded on the run
+/// first), the chunks planned. A failure restores the triggers.
+pub(crate) async fn prepare(
     ctx: &mut Ctx<'_>,
+    endpoints: &CopyEndpoints,
     policy: &IncrementalPolicy,
-) -> Result<Vec<TableOutcome>, ServiceError> {
+) -> Result<Prepared, ServiceError> {
+    let mut dst = ctx.destination_conn().await?;
+    // Triggers a crashed attempt of this step set aside: back first, so they are set aside (and
+    // recorded) again below, never lost.
+    let earlier: Vec<SavedTrigger> = ctx
+        .record
+        .get("triggers_set_aside")
+        .and_then(|t| serde_json::from_value(t.clone()).ok())
+        .unwrap_or_default();
+    if !earlier.is_empty() {
+        restore_triggers(&mut dst, &earlier).await?;
+        ctx.record.remove("triggers_set_aside");
+        ctx.save_record().await?;
+    }
     let objects = ctx.spec().objects.clone();
     let plan = ctx.read_plan(&objects).await?;
-    let mut dst = ctx.destination_conn().await?;
     let mut src = ctx.source_conn().await?;
 
     // The windows, read once, before anything is written.
@@ -136,44 +155,110 @@ pub(crate) async fn run(
         apply_statements(&mut dst, &pre.iter().collect::<Vec<_>>(), OnExisting::Keep).await?;
     }
 
-    let mut tables = Vec::new();
-    if ctx.with_data() {
-        ctx.phase(RunPhase::Copying).await?;
-        let jobs: Vec<CopyJob<'_>> = runs
-            .iter()
-            .filter(|r| !r.window.unchanged)
-            .map(|r| CopyJob {
-                table: r.table,
-                window: if r.first {
-                    None
-                } else {
-                    r.window.high.as_ref().map(|high| RowWindow {
-                        column: r.window.column.clone(),
-                        low: r.window.low.clone(),
-                        high: high.clone(),
-                    })
-                },
-            })
-            .collect();
-        tables = copy_with_triggers_aside(ctx, &mut dst, &jobs).await?;
+    let jobs: Vec<CopyJob<'_>> = runs
+        .iter()
+        .filter(|r| !r.window.unchanged)
+        .map(|r| CopyJob {
+            table: r.table,
+            window: if r.first {
+                None
+            } else {
+                r.window.high.as_ref().map(|high| RowWindow {
+                    column: r.window.column.clone(),
+                    low: r.window.low.clone(),
+                    high: high.clone(),
+                })
+            },
+        })
+        .collect();
+    let mut triggers: Vec<SavedTrigger> = Vec::new();
+    let planned = async {
+        if ctx.with_data() {
+            for job in &jobs {
+                let mut set_aside = set_aside_triggers(
+                    &mut dst,
+                    &job.table.target_database,
+                    &job.table.target_table,
+                )
+                .await?;
+                triggers.append(&mut set_aside);
+                ctx.record
+                    .insert("triggers_set_aside".into(), serde_json::json!(triggers));
+                ctx.save_record().await?;
+            }
+        }
+        plan_copy(ctx, endpoints, &jobs).await
     }
+    .await;
+    let (plans, tables) = match planned {
+        Ok(planned) => planned,
+        Err(e) => {
+            if let Err(restore) = restore_triggers(&mut dst, &triggers).await {
+                ctx.warn(format!(
+                    "the destination's triggers were not restored: {restore}"
+                ));
+            } else {
+                ctx.record.remove("triggers_set_aside");
+            }
+            let _ = dst.disconnect().await;
+            return Err(e);
+        }
+    };
+    let _ = dst.disconnect().await;
+    let marks = runs
+        .iter()
+        .filter(|r| !r.window.unchanged)
+        .filter_map(|r| r.window.high.clone().map(|high| (table_key(r.table), high)))
+        .collect();
+    Ok(Prepared {
+        plans,
+        tables,
+        finish: Finish::Incremental {
+            firsts: firsts.into_iter().collect(),
+            everything_first,
+            triggers,
+            marks,
+        },
+    })
+}
 
+/// The Finalize step: the triggers set aside restored (every chunk committed), the first-cycle
+/// tables' post-data DDL, then the watermarks moved. Each part may run again harmlessly.
+pub(crate) async fn finalize(
+    ctx: &mut Ctx<'_>,
+    firsts: &[(String, String)],
+    everything_first: bool,
+    triggers: &[SavedTrigger],
+    marks: &[(String, String)],
+) -> Result<(), ServiceError> {
+    let mut dst = ctx.destination_conn().await?;
+    restore_triggers(&mut dst, triggers).await?;
+    ctx.record.remove("triggers_set_aside");
     if ctx.with_schema() && !firsts.is_empty() {
-        ctx.phase(RunPhase::Finalizing).await?;
+        let objects = ctx.spec().objects.clone();
+        let plan = ctx.read_plan(&objects).await?;
+        let firsts: HashSet<(String, String)> = firsts.iter().cloned().collect();
         let post = first_cycle_ddl(&plan, Phase::PostData, &firsts, everything_first);
         apply_statements(&mut dst, &post.iter().collect::<Vec<_>>(), OnExisting::Keep).await?;
     }
     let _ = dst.disconnect().await;
-
     // Every chunk committed: the watermarks move.
-    for r in &runs {
-        let Some(high) = &r.window.high else { continue };
-        if r.window.unchanged {
-            continue;
-        }
-        advance_watermark(ctx, &table_key(r.table), high).await?;
+    for (table, high) in marks {
+        advance_watermark(ctx, table, high).await?;
     }
-    Ok(tables)
+    Ok(())
+}
+
+/// A failed run gives the destination its triggers back.
+pub(crate) async fn abort(
+    ctx: &mut Ctx<'_>,
+    triggers: &[SavedTrigger],
+) -> Result<(), ServiceError> {
+    let mut dst = ctx.destination_conn().await?;
+    restore_triggers(&mut dst, triggers).await?;
+    ctx.record.remove("triggers_set_aside");
+    let _ = dst.disconnect().await;
+    Ok(())
 }
 
 /// The DDL of the tables on their first cycle (the whole plan on the task's first cycle).
@@ -197,40 +282,6 @@ fn first_cycle_ddl(
         })
         .cloned()
         .collect()
-}
-
-/// Copies with the destination triggers of the copied tables set aside (recorded on the run
-/// first), and recreates them whatever the copy's outcome.
-async fn copy_with_triggers_aside(
-    ctx: &mut Ctx<'_>,
-    dst: &mut mysql_async::Conn,
-    jobs: &[CopyJob<'_>],
-) -> Result<Vec<TableOutcome>, ServiceError> {
-    let mut saved: Vec<SavedTrigger> = Vec::new();
-    let mut set_aside = Ok(());
-    for job in jobs {
-        match set_aside_triggers(dst, &job.table.target_database, &job.table.target_table).await {
-            Ok(mut triggers) => {
-                saved.append(&mut triggers);
-                ctx.record
-                    .insert("triggers_set_aside".into(), serde_json::json!(saved));
-                ctx.save_record().await?;
-            }
-            Err(e) => {
-                set_aside = Err(ServiceError::from(e));
-                break;
-            }
-        }
-    }
-    let copied = match set_aside {
-        Ok(()) => copy(ctx, jobs).await,
-        Err(e) => Err(e),
-    };
-    let restored = restore_triggers(dst, &saved).await;
-    let tables = copied?;
-    restored?;
-    ctx.record.remove("triggers_set_aside");
-    Ok(tables)
 }
 
 async fn advance_watermark(ctx: &Ctx<'_>, table: &str, high: &str) -> Result<(), ServiceError> {

@@ -7,14 +7,16 @@ use tidemark_core::MultiReplicaPolicy;
 use tidemark_core::policy::{ReplicaPlan, replica_database_name, replicas_to_drop};
 use tidemark_core::state::{RunRecord, RunStatus};
 use tidemark_core::{DatabaseSelection, TaskSpec};
+use tidemark_engine::copy::{CopyEndpoints, TablePlan as EnginePlan};
 use tidemark_engine::policy::PolicyError;
 use tidemark_engine::policy::objects::{database_exists, drop_database};
+use tidemark_engine::schema::{DdlStatement, OnExisting, apply_statements};
 use tidemark_engine::{Phase, apply};
 
 use super::invalid;
-use crate::cycle::{CopyJob, Ctx, TableOutcome, copy};
+use crate::cycle::{CopyJob, Ctx, plan_copy};
 use crate::error::ServiceError;
-use tidemark_core::state::RunPhase;
+use crate::steps::{Finish, Prepared, TableEntry};
 
 /// The selection with every database renamed to its replica of the cycle at `scheduled`.
 pub fn replica_objects(
@@ -32,10 +34,13 @@ pub fn replica_objects(
         .collect())
 }
 
-pub(crate) async fn run(
+/// The Schema step: the replica names recorded, leftovers of this run's own earlier attempt
+/// dropped (another database of that name is an error, never dropped), the pre-data DDL, the
+/// chunks planned. A failure drops what it made.
+pub(crate) async fn prepare(
     ctx: &mut Ctx<'_>,
-    policy: &MultiReplicaPolicy,
-) -> Result<Vec<TableOutcome>, ServiceError> {
+    endpoints: &CopyEndpoints,
+) -> Result<Prepared, ServiceError> {
     let objects = replica_objects(ctx.spec(), ctx.key.scheduled_time)?;
     let replicas: Vec<String> = objects.iter().filter_map(|db| db.rename.clone()).collect();
     // A run taken over after a crash recorded these names itself: they are its own to redo.
@@ -62,57 +67,81 @@ pub(crate) async fn run(
         .insert("replicas".into(), serde_json::json!(replicas));
     ctx.save_record().await?;
 
-    let outcome = load(ctx, &objects, &mut dst).await;
-    let tables = match outcome {
-        Ok(tables) => tables,
+    let outcome = load(ctx, endpoints, &objects, &mut dst).await;
+    let _ = dst.disconnect().await;
+    match outcome {
+        Ok((plans, tables)) => Ok(Prepared {
+            plans,
+            tables,
+            finish: Finish::Replica { replicas },
+        }),
         Err(e) => {
-            for name in &replicas {
-                if let Err(drop_err) = drop_database(&mut dst, name).await {
-                    ctx.warn(format!(
-                        "the failed run's replica was not dropped: {drop_err}"
-                    ));
-                }
-            }
-            let _ = dst.disconnect().await;
-            return Err(e);
+            abort(ctx, &replicas).await.ok();
+            Err(e)
         }
-    };
+    }
+}
+
+async fn load(
+    ctx: &mut Ctx<'_>,
+    endpoints: &CopyEndpoints,
+    objects: &[DatabaseSelection],
+    dst: &mut mysql_async::Conn,
+) -> Result<(Vec<EnginePlan>, Vec<TableEntry>), ServiceError> {
+    let plan = ctx.read_plan(objects).await?;
+    if ctx.with_schema() {
+        apply(dst, &plan, Phase::PreData).await?;
+    }
+    let jobs: Vec<CopyJob<'_>> = plan
+        .tables
+        .iter()
+        .map(|table| CopyJob {
+            table,
+            window: None,
+        })
+        .collect();
+    plan_copy(ctx, endpoints, &jobs).await
+}
+
+/// The Finalize step: the post-data DDL (objects an earlier attempt of this step made are kept),
+/// then the replicas beyond `keep_replicas` dropped.
+pub(crate) async fn finalize(
+    ctx: &mut Ctx<'_>,
+    policy: &MultiReplicaPolicy,
+    replicas: &[String],
+    retry: bool,
+) -> Result<(), ServiceError> {
+    let objects = replica_objects(ctx.spec(), ctx.key.scheduled_time)?;
+    let mut dst = ctx.destination_conn().await?;
+    if ctx.with_schema() {
+        let plan = ctx.read_plan(&objects).await?;
+        let post: Vec<&DdlStatement> = plan.phase(Phase::PostData).collect();
+        let on_existing = if retry {
+            OnExisting::Keep
+        } else {
+            OnExisting::Fail
+        };
+        apply_statements(&mut dst, &post, on_existing).await?;
+    }
+    ctx.record
+        .insert("replicas".into(), serde_json::json!(replicas));
     if let Some(keep) = policy.keep_replicas {
         let dropped = drop_old_replicas(ctx, &mut dst, keep).await?;
         ctx.record
             .insert("dropped".into(), serde_json::json!(dropped));
     }
     let _ = dst.disconnect().await;
-    Ok(tables)
+    Ok(())
 }
 
-async fn load(
-    ctx: &mut Ctx<'_>,
-    objects: &[DatabaseSelection],
-    dst: &mut mysql_async::Conn,
-) -> Result<Vec<TableOutcome>, ServiceError> {
-    let plan = ctx.read_plan(objects).await?;
-    if ctx.with_schema() {
-        apply(dst, &plan, Phase::PreData).await?;
+/// A failed run drops its own replicas.
+pub(crate) async fn abort(ctx: &mut Ctx<'_>, replicas: &[String]) -> Result<(), ServiceError> {
+    let mut dst = ctx.destination_conn().await?;
+    for name in replicas {
+        drop_database(&mut dst, name).await?;
     }
-    let mut tables = Vec::new();
-    if ctx.with_data() {
-        ctx.phase(RunPhase::Copying).await?;
-        let jobs: Vec<CopyJob<'_>> = plan
-            .tables
-            .iter()
-            .map(|table| CopyJob {
-                table,
-                window: None,
-            })
-            .collect();
-        tables = copy(ctx, &jobs).await?;
-    }
-    if ctx.with_schema() {
-        ctx.phase(RunPhase::Finalizing).await?;
-        apply(dst, &plan, Phase::PostData).await?;
-    }
-    Ok(tables)
+    let _ = dst.disconnect().await;
+    Ok(())
 }
 
 /// Drops the replicas beyond the newest `keep`, from this task's own run records (this run

@@ -18,7 +18,6 @@
 use std::collections::HashMap;
 
 use tidemark_core::policy::{retired_table_name, shadow_table_name};
-use tidemark_core::state::RunPhase;
 use tidemark_core::{DatabaseSelection, TableSelection};
 use tidemark_engine::policy::objects::{
     SwapTable, drop_tables, existing_tables, swap, swap_statement,
@@ -29,8 +28,11 @@ use tidemark_engine::schema::{
 
 use tidemark_engine::plan_from_source;
 
-use crate::cycle::{CopyJob, Ctx, TableOutcome, copy};
+use tidemark_engine::copy::{CopyEndpoints, TablePlan as EnginePlan};
+
+use crate::cycle::{CopyJob, Ctx, plan_copy};
 use crate::error::ServiceError;
+use crate::steps::{Finish, Prepared, TableEntry};
 
 /// A resync's plan: the task's own (its names, views, routines, triggers), the shadows' (the
 /// same tables under their shadow names), and the swap.
@@ -192,7 +194,13 @@ pub async fn plan(
     })
 }
 
-pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Vec<TableOutcome>, ServiceError> {
+/// The Schema step: the plan, leftovers of an earlier attempt dropped (deterministic names),
+/// the shadow tables created with their primary keys, their chunks planned. A failure drops the
+/// shadows.
+pub(crate) async fn prepare(
+    ctx: &mut Ctx<'_>,
+    endpoints: &CopyEndpoints,
+) -> Result<Prepared, ServiceError> {
     let mut dst = ctx.destination_conn().await?;
     let mut src = ctx.source_conn().await?;
     let objects = ctx.spec().objects.clone();
@@ -212,48 +220,32 @@ pub(crate) async fn run(ctx: &mut Ctx<'_>) -> Result<Vec<TableOutcome>, ServiceE
         ),
     );
     ctx.save_record().await?;
-    drop_tables(&mut dst, &plan.working_tables()).await?;
-
-    let loaded = load_shadows(ctx, &plan, &mut dst).await;
-    let tables = match loaded {
-        Ok(tables) => tables,
-        Err(e) => {
-            if let Err(cleanup) = drop_tables(&mut dst, &plan.working_tables()).await {
-                ctx.warn(format!(
-                    "the failed run's shadow tables were not dropped: {cleanup}"
-                ));
-            }
-            let _ = dst.disconnect().await;
-            return Err(e);
-        }
-    };
-
-    ctx.phase(RunPhase::Finalizing).await?;
-    swap(&mut dst, &plan.tables).await?;
-    let retired: Vec<(String, String)> = plan
-        .tables
-        .iter()
-        .map(|t| (t.database.clone(), t.retired.clone()))
-        .collect();
-    drop_tables(&mut dst, &retired).await?;
-    if ctx.with_schema() {
-        let after = plan.after_swap();
-        let refs: Vec<&DdlStatement> = after.iter().collect();
-        apply_statements(&mut dst, &refs, OnExisting::Fail).await?;
-    }
+    let working = plan.working_tables();
+    drop_tables(&mut dst, &working).await?;
+    let created = create_shadows(ctx, endpoints, &plan, &mut dst).await;
     let _ = dst.disconnect().await;
-    Ok(tables)
+    match created {
+        Ok((plans, tables)) => Ok(Prepared {
+            plans,
+            tables,
+            finish: Finish::Resync { working },
+        }),
+        Err(e) => {
+            abort(ctx, &working).await.ok();
+            Err(e)
+        }
+    }
 }
 
-async fn load_shadows(
+async fn create_shadows(
     ctx: &mut Ctx<'_>,
+    endpoints: &CopyEndpoints,
     plan: &ResyncPlan,
     dst: &mut mysql_async::Conn,
-) -> Result<Vec<TableOutcome>, ServiceError> {
+) -> Result<(Vec<EnginePlan>, Vec<TableEntry>), ServiceError> {
     let pre = plan.pre_load();
     let refs: Vec<&DdlStatement> = pre.iter().collect();
     apply_statements(dst, &refs, OnExisting::Fail).await?;
-    ctx.phase(RunPhase::Copying).await?;
     let jobs: Vec<CopyJob<'_>> = plan
         .shadow
         .tables
@@ -263,20 +255,80 @@ async fn load_shadows(
             window: None,
         })
         .collect();
-    let mut tables = copy(ctx, &jobs).await?;
+    let (plans, mut tables) = plan_copy(ctx, endpoints, &jobs).await?;
     // Report the tables by the names readers use, not the shadows'.
-    for report in tables.iter_mut() {
+    for entry in tables.iter_mut() {
         if let Some(live) = plan
             .live
             .tables
             .iter()
-            .find(|t| format!("{}.{}", t.source_database, t.source_table) == report.table)
+            .find(|t| format!("{}.{}", t.source_database, t.source_table) == entry.table)
         {
-            report.dest_table = format!("{}.{}", live.target_database, live.target_table);
+            entry.dest_table = format!("{}.{}", live.target_database, live.target_table);
         }
     }
-    let indexes = plan.shadow_indexes();
-    let refs: Vec<&DdlStatement> = indexes.iter().collect();
-    apply_statements(dst, &refs, OnExisting::Fail).await?;
-    Ok(tables)
+    Ok((plans, tables))
+}
+
+/// The Finalize step: the shadows' secondary indexes, the swap, the previous copies dropped,
+/// then foreign keys, views, routines and triggers. Run again after a crash, it finds where the
+/// last attempt stopped: shadows still there = not swapped yet; none left = swapped.
+pub(crate) async fn finalize(ctx: &mut Ctx<'_>, retry: bool) -> Result<(), ServiceError> {
+    let mut dst = ctx.destination_conn().await?;
+    let mut src = ctx.source_conn().await?;
+    let objects = ctx.spec().objects.clone();
+    let planned = plan(&mut src, &objects, Some(&mut dst)).await;
+    let _ = src.disconnect().await;
+    let plan = planned?;
+    let on_existing = if retry {
+        OnExisting::Keep
+    } else {
+        OnExisting::Fail
+    };
+    let mut shadows_left = 0;
+    for t in &plan.tables {
+        let existing = existing_tables(&mut dst, &t.database).await?;
+        if existing.iter().any(|n| n.eq_ignore_ascii_case(&t.shadow)) {
+            shadows_left += 1;
+        }
+    }
+    if shadows_left == plan.tables.len() {
+        let indexes = plan.shadow_indexes();
+        let refs: Vec<&DdlStatement> = indexes.iter().collect();
+        apply_statements(&mut dst, &refs, on_existing).await?;
+        swap(&mut dst, &plan.tables).await?;
+    } else if shadows_left > 0 {
+        return Err(ServiceError::Invalid {
+            field: "objects".into(),
+            message: format!(
+                "{shadows_left} of {} shadow tables are left on the destination, the others are                  gone: the selection or the destination changed during the run; run it again",
+                plan.tables.len()
+            ),
+        });
+    }
+    let retired: Vec<(String, String)> = plan
+        .tables
+        .iter()
+        .map(|t| (t.database.clone(), t.retired.clone()))
+        .collect();
+    drop_tables(&mut dst, &retired).await?;
+    if ctx.with_schema() {
+        let after = plan.after_swap();
+        let refs: Vec<&DdlStatement> = after.iter().collect();
+        apply_statements(&mut dst, &refs, on_existing).await?;
+    }
+    let _ = dst.disconnect().await;
+    Ok(())
+}
+
+/// A failed run drops its shadow and retired tables (never a live one): before the swap the
+/// previous copy stays as it was.
+pub(crate) async fn abort(
+    ctx: &mut Ctx<'_>,
+    working: &[(String, String)],
+) -> Result<(), ServiceError> {
+    let mut dst = ctx.destination_conn().await?;
+    drop_tables(&mut dst, working).await?;
+    let _ = dst.disconnect().await;
+    Ok(())
 }

@@ -1,0 +1,504 @@
+//! A run as steps, each recorded under the run and idempotent on retry, so that any process
+//! (a Lambda invocation, `tidemark serve` after a restart) can pick a run up where it stopped:
+//!
+//! ```text
+//! STEP#0        Schema    the policy's preparation (names, leftovers dropped, pre-data DDL,
+//!                         windows, triggers set aside), then every table's chunks planned and
+//!                         written as the steps below — the Finalize step last, so its presence
+//!                         says the plan is complete
+//! STEP#1..=N    Chunk     one key range of one table, copied and verified in one transaction
+//!                         (a retry clears the range first; an incremental chunk only upserts)
+//! STEP#N+1      Finalize  the policy's ending (indexes, swap, foreign keys, views, routines,
+//!                         triggers, watermarks, old replicas), then the run's report
+//! ```
+//!
+//! A step is claimed by writing a lease on its record, conditional on the version read, so two
+//! workers never run one step at once; a lost race is an ordinary outcome. A step whose lease
+//! has expired was left by a worker that died and may be claimed again. What a failed run leaves
+//! is cleaned up by [`abort`] from the Finalize step's payload (shadow tables, half-made
+//! replicas, triggers set aside).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
+use tidemark_core::Policy;
+use tidemark_core::ports::{ProgressDelta, StoreError};
+use tidemark_core::state::{RunKey, RunPhase, StepKind, StepRecord, StepStatus};
+use tidemark_engine::copy::{
+    Chunk, ChunkOptions, ChunkProgress, CopyEndpoints, TablePlan as EnginePlan, TableShape,
+    Verification, copy_chunk_retrying, unique_checks_off,
+};
+use tidemark_engine::policy::incremental::SavedTrigger;
+
+use crate::cycle::{Ctx, CycleEvent, TableOutcome, update_run};
+use crate::error::ServiceError;
+
+/// The Schema step's number; chunks follow it, the Finalize step closes the list.
+pub const SCHEMA_STEP: u32 = 0;
+
+/// How long a claimed step belongs to its claimer: longer than the longest invocation (the
+/// worker's timeout is 15 minutes), so a live worker never loses its step, and a dead one's step
+/// is free again after it.
+pub const STEP_LEASE: SignedDuration = SignedDuration::from_secs(20 * 60);
+
+/// One table of a run, as its report names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableEntry {
+    /// `db.table` on the source.
+    pub table: String,
+    /// `db.table` on the destination, under the name readers use (not a shadow's).
+    pub dest_table: String,
+    pub chunks: u32,
+    pub estimated_rows: u64,
+    /// An incremental window, upserted (counted, not checksummed against the whole range).
+    pub upsert: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+/// A Chunk step's input.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ChunkPayload {
+    /// `db.table` on the source (the per-table counters' name).
+    pub table: String,
+    pub shape: TableShape,
+    pub chunk: Chunk,
+    pub unique_checks_off: bool,
+}
+
+/// The Finalize step's input: what the policy's ending and a failed run's clean-up need.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct FinalizePayload {
+    pub tables: Vec<TableEntry>,
+    pub finish: Finish,
+}
+
+/// What each policy's ending needs beyond the schema plan (which the Finalize step reads from
+/// the source again, so no step record has to hold DDL).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "policy", rename_all = "snake_case")]
+pub(crate) enum Finish {
+    Replica {
+        replicas: Vec<String>,
+    },
+    Resync {
+        /// Shadow and retired tables, `(database, table)`: what a failed run drops.
+        working: Vec<(String, String)>,
+    },
+    Incremental {
+        /// Tables on their first cycle, `(database, table)` on the destination.
+        firsts: Vec<(String, String)>,
+        everything_first: bool,
+        /// Destination triggers set aside for the load.
+        triggers: Vec<SavedTrigger>,
+        /// Watermarks to advance once every chunk committed: `(db.table, high)`.
+        marks: Vec<(String, String)>,
+    },
+}
+
+/// What the Schema step's policy part hands over.
+pub(crate) struct Prepared {
+    pub plans: Vec<EnginePlan>,
+    pub tables: Vec<TableEntry>,
+    pub finish: Finish,
+}
+
+fn step(run: &RunKey, n: u32, kind: StepKind, payload: serde_json::Value) -> StepRecord {
+    StepRecord {
+        run: run.clone(),
+        n,
+        kind,
+        status: StepStatus::Pending,
+        lease_owner: None,
+        lease_until: None,
+        attempts: 0,
+        rows: 0,
+        bytes: 0,
+        checksum: None,
+        error: None,
+        payload,
+        version: 1,
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<serde_json::Value, ServiceError> {
+    serde_json::to_value(value).map_err(|e| {
+        ServiceError::Store(StoreError::Backend {
+            detail: format!("a step does not encode: {e}"),
+            retryable: false,
+        })
+    })
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(step: &StepRecord) -> Result<T, ServiceError> {
+    serde_json::from_value(step.payload.clone()).map_err(|e| {
+        ServiceError::Store(StoreError::Backend {
+            detail: format!(
+                "step {} of run {} does not decode: {e}",
+                step.n,
+                step.run.time_key()
+            ),
+            retryable: false,
+        })
+    })
+}
+
+/// The Finalize step of a complete plan, if the plan is complete.
+pub(crate) fn finalize_of(steps: &[StepRecord]) -> Option<&StepRecord> {
+    steps.iter().find(|s| s.kind == StepKind::Finalize)
+}
+
+pub(crate) fn finalize_payload(step: &StepRecord) -> Result<FinalizePayload, ServiceError> {
+    decode(step)
+}
+
+/// Makes sure the Schema step's record exists (a run's first step).
+pub(crate) async fn ensure_schema_step(ctx: &Ctx<'_>) -> Result<(), ServiceError> {
+    ctx.store
+        .put_steps(&[step(
+            ctx.key,
+            SCHEMA_STEP,
+            StepKind::Schema,
+            serde_json::Value::Null,
+        )])
+        .await?;
+    Ok(())
+}
+
+/// Who may claim a step now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Takeover {
+    /// Only a step nobody holds, or whose lease expired (a worker among many).
+    Expired,
+    /// Any step not done: this process owns the run and every other holder is dead (the local
+    /// host after a restart).
+    Any,
+}
+
+/// Claims step `n` for `owner`: the claimed record, or `None` when it is done, failed, or held
+/// by someone else (a lost race included).
+pub(crate) async fn claim(
+    ctx: &Ctx<'_>,
+    n: u32,
+    owner: &str,
+    takeover: Takeover,
+) -> Result<Option<StepRecord>, ServiceError> {
+    let now = ctx.clock.now();
+    loop {
+        let Some(mut record) = ctx.store.get_step(ctx.key, n).await? else {
+            return Ok(None);
+        };
+        match record.status {
+            StepStatus::Done | StepStatus::Failed => return Ok(None),
+            StepStatus::Leased
+                if takeover == Takeover::Expired
+                    && record.lease_owner.as_deref() != Some(owner)
+                    && record.lease_until.is_some_and(|until| until > now) =>
+            {
+                return Ok(None);
+            }
+            _ => {}
+        }
+        let taken_over = record.status == StepStatus::Leased;
+        record.status = StepStatus::Leased;
+        record.lease_owner = Some(owner.to_owned());
+        record.lease_until = Some(now.saturating_add(STEP_LEASE).unwrap_or(now));
+        record.attempts += 1;
+        record.error = None;
+        match ctx.store.update_step(&record).await {
+            Ok(version) => {
+                record.version = version;
+                if taken_over && record.kind == StepKind::Chunk {
+                    // The dead holder's worker slot goes back with its step.
+                    ctx.store.release_slot(ctx.key).await?;
+                }
+                return Ok(Some(record));
+            }
+            Err(e) if e.is_conflict() => {
+                if takeover == Takeover::Expired {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Gives a claimed step back untouched (its work postponed), for another delivery to take.
+pub(crate) async fn release(ctx: &Ctx<'_>, mut record: StepRecord) -> Result<(), ServiceError> {
+    record.status = StepStatus::Pending;
+    record.lease_owner = None;
+    record.lease_until = None;
+    record.attempts = record.attempts.saturating_sub(1);
+    match ctx.store.update_step(&record).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_conflict() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Records a claimed step as done (or failed, with its error).
+pub(crate) async fn settle(
+    ctx: &Ctx<'_>,
+    mut record: StepRecord,
+    outcome: Result<(u64, u64, Option<String>), String>,
+) -> Result<StepRecord, ServiceError> {
+    record.lease_until = None;
+    match outcome {
+        Ok((rows, bytes, checksum)) => {
+            record.status = StepStatus::Done;
+            record.rows = rows;
+            record.bytes = bytes;
+            record.checksum = checksum;
+        }
+        Err(error) => {
+            record.status = StepStatus::Failed;
+            record.error = Some(error);
+        }
+    }
+    record.version = ctx.store.update_step(&record).await?;
+    Ok(record)
+}
+
+/// The Schema step's work: the policy's preparation, then the chunk and Finalize steps written
+/// (the Finalize step last). Returns the number of chunks. A run taken over after a crash may
+/// find steps of an earlier, incomplete attempt: they are overwritten.
+pub(crate) async fn schema(
+    ctx: &mut Ctx<'_>,
+    endpoints: &CopyEndpoints,
+) -> Result<u32, ServiceError> {
+    ctx.phase(RunPhase::Schema).await?;
+    let prepared = match ctx.spec().policy.clone() {
+        Policy::MultiReplica(_) => crate::policies::replica::prepare(ctx, endpoints).await?,
+        Policy::Resync(_) => crate::policies::resync::prepare(ctx, endpoints).await?,
+        Policy::Incremental(policy) => {
+            crate::policies::incremental::prepare(ctx, endpoints, &policy).await?
+        }
+    };
+    let mut chunks = Vec::new();
+    for (plan, entry) in prepared.plans.iter().zip(&prepared.tables) {
+        for chunk in &plan.chunks {
+            let payload = ChunkPayload {
+                table: entry.table.clone(),
+                shape: plan.shape.clone(),
+                chunk: chunk.clone(),
+                unique_checks_off: unique_checks_off(plan, chunk),
+            };
+            let n = u32::try_from(chunks.len() + 1).unwrap_or(u32::MAX);
+            chunks.push(step(ctx.key, n, StepKind::Chunk, encode(&payload)?));
+        }
+    }
+    let total = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
+    let finalize = step(
+        ctx.key,
+        total + 1,
+        StepKind::Finalize,
+        encode(&FinalizePayload {
+            tables: prepared.tables,
+            finish: prepared.finish,
+        })?,
+    );
+    write_steps(ctx, chunks).await?;
+    update_run(ctx.store, ctx.key, |r| {
+        r.chunks_total = total;
+        r.chunks_done = 0;
+    })
+    .await?;
+    write_steps(ctx, vec![finalize]).await?;
+    ctx.save_record().await?;
+    Ok(total)
+}
+
+/// Writes steps, replacing any of the same number an earlier attempt left.
+async fn write_steps(ctx: &Ctx<'_>, steps: Vec<StepRecord>) -> Result<(), ServiceError> {
+    let existing: HashMap<u32, u64> = ctx
+        .store
+        .list_steps(ctx.key)
+        .await?
+        .into_iter()
+        .filter(|s| s.n != SCHEMA_STEP)
+        .map(|s| (s.n, s.version))
+        .collect();
+    let (replace, create): (Vec<StepRecord>, Vec<StepRecord>) =
+        steps.into_iter().partition(|s| existing.contains_key(&s.n));
+    for batch in create.chunks(25) {
+        ctx.store.put_steps(batch).await?;
+    }
+    for mut s in replace {
+        s.version = existing[&s.n];
+        ctx.store.update_step(&s).await?;
+    }
+    Ok(())
+}
+
+/// What one committed chunk did.
+pub(crate) struct ChunkDone {
+    /// The run's committed chunks after this one (the last chunk's worker enqueues Finalize).
+    pub chunks_done: u32,
+}
+
+/// A claimed Chunk step's work: the copy (retried on a retryable failure), the step settled, the
+/// table's counters and the run's count added to.
+pub(crate) async fn chunk(
+    ctx: &Ctx<'_>,
+    endpoints: &CopyEndpoints,
+    record: StepRecord,
+) -> Result<ChunkDone, ServiceError> {
+    let payload: ChunkPayload = decode(&record)?;
+    let options = ChunkOptions {
+        verify: ctx.spec().channel.verify,
+        unique_checks_off: payload.unique_checks_off,
+        method: None,
+    };
+    let table = payload.table.clone();
+    let on_event = Arc::clone(ctx.on_event);
+    let progress_table = table.clone();
+    let progress = move |p: ChunkProgress| {
+        on_event(CycleEvent::Progress {
+            table: progress_table.clone(),
+            rows: p.rows,
+            bytes: p.bytes,
+        });
+    };
+    let started = Instant::now();
+    let report = copy_chunk_retrying(
+        endpoints,
+        &payload.shape,
+        &payload.chunk,
+        &options,
+        &progress,
+    )
+    .await?;
+    let checksum = report.checksum.as_ref().map(|c| format!("{c:?}"));
+    settle(ctx, record, Ok((report.rows, report.bytes, checksum))).await?;
+    let delta = ProgressDelta {
+        rows: report.rows,
+        bytes: report.bytes,
+        chunks_done: 1,
+        elapsed_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        verified: u32::from(report.checksum.is_some()),
+        mismatched: 0,
+    };
+    ctx.store.add_progress(ctx.key, &table, &delta).await?;
+    let chunks_done = ctx.store.increment_chunks_done(ctx.key).await?;
+    let now = ctx.clock.now();
+    update_run(ctx.store, ctx.key, |r| r.heartbeat = now).await?;
+    (ctx.on_event)(CycleEvent::ChunkDone { table });
+    Ok(ChunkDone { chunks_done })
+}
+
+/// A claimed Finalize step's work: the policy's ending, then the tables' report from the chunk
+/// steps (each counted once, whatever number of times it ran).
+pub(crate) async fn finalize(
+    ctx: &mut Ctx<'_>,
+    record: StepRecord,
+) -> Result<Vec<TableOutcome>, ServiceError> {
+    ctx.phase(RunPhase::Finalizing).await?;
+    let payload = finalize_payload(&record)?;
+    let retry = record.attempts > 1;
+    match (&ctx.spec().policy.clone(), &payload.finish) {
+        (Policy::MultiReplica(policy), Finish::Replica { replicas }) => {
+            crate::policies::replica::finalize(ctx, policy, replicas, retry).await?;
+        }
+        (Policy::Resync(_), Finish::Resync { .. }) => {
+            crate::policies::resync::finalize(ctx, retry).await?;
+        }
+        (
+            Policy::Incremental(_),
+            Finish::Incremental {
+                firsts,
+                everything_first,
+                triggers,
+                marks,
+            },
+        ) => {
+            crate::policies::incremental::finalize(ctx, firsts, *everything_first, triggers, marks)
+                .await?;
+        }
+        _ => {
+            return Err(ServiceError::Invalid {
+                field: "policy".into(),
+                message: "the run was planned under another policy than the task's".into(),
+            });
+        }
+    }
+    let steps = ctx.store.list_steps(ctx.key).await?;
+    let outcomes = outcomes(ctx, &payload.tables, &steps);
+    settle(ctx, record, Ok((0, 0, None))).await?;
+    Ok(outcomes)
+}
+
+/// The run's per-table report, from the done chunk steps.
+pub(crate) fn outcomes(
+    ctx: &Ctx<'_>,
+    tables: &[TableEntry],
+    steps: &[StepRecord],
+) -> Vec<TableOutcome> {
+    let mut sums: HashMap<&str, (u64, u64, u32)> = HashMap::new();
+    let payloads: Vec<(String, &StepRecord)> = steps
+        .iter()
+        .filter(|s| s.kind == StepKind::Chunk && s.status == StepStatus::Done)
+        .filter_map(|s| {
+            s.payload
+                .get("table")
+                .and_then(|t| t.as_str())
+                .map(|t| (t.to_owned(), s))
+        })
+        .collect();
+    for (table, s) in &payloads {
+        let entry = sums.entry(table.as_str()).or_default();
+        entry.0 += s.rows;
+        entry.1 += s.bytes;
+        entry.2 += 1;
+    }
+    let verify = ctx.spec().channel.verify;
+    tables
+        .iter()
+        .map(|t| {
+            let (rows, bytes, chunks) = sums.get(t.table.as_str()).copied().unwrap_or_default();
+            TableOutcome {
+                table: t.table.clone(),
+                dest_table: t.dest_table.clone(),
+                rows,
+                bytes,
+                chunks,
+                elapsed: Duration::ZERO,
+                verification: match (verify, t.upsert) {
+                    (false, _) => Verification::Off,
+                    (true, true) => Verification::Counted,
+                    (true, false) => Verification::Verified,
+                },
+                warning: t.warning.clone(),
+            }
+        })
+        .collect()
+}
+
+/// Cleans up after a failed or cancelled run, from its plan (when the Schema step completed
+/// one): shadow tables dropped, a half-made replica dropped, triggers set aside restored. What
+/// cannot be cleaned up is a warning on the run, never a second error.
+pub(crate) async fn abort(ctx: &mut Ctx<'_>, finish: Option<&Finish>) {
+    let result = match finish {
+        Some(Finish::Replica { replicas }) => crate::policies::replica::abort(ctx, replicas).await,
+        Some(Finish::Resync { working }) => crate::policies::resync::abort(ctx, working).await,
+        Some(Finish::Incremental { triggers, .. }) => {
+            crate::policies::incremental::abort(ctx, triggers).await
+        }
+        None => Ok(()),
+    };
+    if let Err(e) = result {
+        ctx.warn(format!("the failed run was not fully cleaned up: {e}"));
+    }
+}
+
+/// The owner name a lease carries: the process (and, on Lambda, the invocation).
+pub fn owner_id(prefix: &str) -> String {
+    format!(
+        "{prefix}:{}:{}",
+        std::process::id(),
+        Timestamp::now().as_millisecond()
+    )
+}
