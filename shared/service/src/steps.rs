@@ -195,7 +195,6 @@ pub(crate) async fn claim(
             StepStatus::Done | StepStatus::Failed => return Ok(None),
             StepStatus::Leased
                 if takeover == Takeover::Expired
-                    && record.lease_owner.as_deref() != Some(owner)
                     && record.lease_until.is_some_and(|until| until > now) =>
             {
                 return Ok(None);

@@ -79,6 +79,11 @@ pub enum StepOutcome {
     Postponed(&'static str),
 }
 
+/// How long a queue-driven run may go without progress before it is failed: longer than a
+/// step's message takes to come back after its worker died (the step queue's visibility
+/// timeout, 30 minutes) plus a step's lease, so a crashed worker's step is retried first.
+pub const QUEUE_RUN_LEASE: jiff::SignedDuration = jiff::SignedDuration::from_secs(60 * 60);
+
 /// Retryable failures of one step, across deliveries, before the run fails.
 const STEP_ATTEMPTS: u32 = 5;
 
@@ -449,14 +454,14 @@ impl TaskService {
         let runs = self.ports.store.list_runs(task_id, 20, None).await?;
         for run in runs.items.into_iter().filter(|r| !r.status.is_final()) {
             let idle = now.duration_since(run.heartbeat);
-            if idle <= crate::local_schedule::RUN_LEASE {
+            if idle <= QUEUE_RUN_LEASE {
                 continue;
             }
             let error = format!(
                 "no progress for {} s (the lease is {} s): the run was stopped; check that both \
                  endpoints answer and the run-worker function's logs, then run it again",
                 idle.as_secs(),
-                crate::local_schedule::RUN_LEASE.as_secs()
+                QUEUE_RUN_LEASE.as_secs()
             );
             let finish = self.finish_of(&run.key).await;
             self.fail_run(&run.key, &error, finish.as_ref()).await;

@@ -21,6 +21,7 @@ mod schema_diff;
 mod schema_hostile;
 mod schema_mapping;
 mod stack;
+mod steps_queue;
 mod store_dynamodb;
 mod store_sqlite;
 mod tls;
