@@ -524,7 +524,12 @@ impl TaskService {
             tidemark_core::FailurePolicy::Continue
         };
         self.after_run(key, run.trigger, policy, failed).await;
-        tracing::warn!(task = %key.task_id, run = %key.time_key(), ?status, error, "run ended");
+        if status == RunStatus::Failed {
+            // The failed-run metric filter (template.yaml) counts this message.
+            tracing::warn!(task = %key.task_id, run = %key.time_key(), error, "run failed");
+        } else {
+            tracing::info!(task = %key.task_id, run = %key.time_key(), ?status, error, "run ended");
+        }
     }
 
     pub(crate) async fn passwords(
