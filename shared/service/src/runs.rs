@@ -34,16 +34,35 @@ impl TaskService {
             task_id: task.id.clone(),
             scheduled_time: manual_scheduled_time(now),
         };
+        if self.worker.get().is_some() {
+            // Queue-driven (Lambda): this process may freeze once it answers, so the run goes
+            // to the workers through the step queue.
+            return match self
+                .begin_cycle(id, key.scheduled_time, RunTrigger::Manual)
+                .await?
+            {
+                crate::worker::CycleStart::Started(key) => self
+                    .ports
+                    .store
+                    .get_run(&key)
+                    .await?
+                    .ok_or_else(|| run_not_found(&key)),
+                crate::worker::CycleStart::Duplicate(key) => Err(run_exists(id, &key)),
+                crate::worker::CycleStart::Skipped(_) => Err(ServiceError::Conflict {
+                    code: "run_in_progress",
+                    message: format!(
+                        "task {id} has a run in progress: wait for it to end or cancel it (POST /tasks/{id}/runs/{{run}}/cancel)"
+                    ),
+                    checks: Vec::new(),
+                }),
+                crate::worker::CycleStart::Ignored(reason) => {
+                    Err(ServiceError::NotFound { what: reason })
+                }
+            };
+        }
         let run = new_run(&key, RunTrigger::Manual, RunStatus::Pending, now);
         if !self.ports.store.create_run(&run).await? {
-            return Err(ServiceError::Conflict {
-                code: "run_exists",
-                message: format!(
-                    "task {id} already has a run for {}: runs are kept one per minute; wait for the next minute",
-                    key.time_key()
-                ),
-                checks: Vec::new(),
-            });
+            return Err(run_exists(id, &key));
         }
         if !self.launch_cycle(key, RunTrigger::Manual) {
             return Err(conflict_shutting_down());
@@ -322,6 +341,17 @@ fn run_key(id: &str, run: &str) -> Result<RunKey, ServiceError> {
         task_id: id.to_owned(),
         scheduled_time,
     })
+}
+
+fn run_exists(id: &str, key: &RunKey) -> ServiceError {
+    ServiceError::Conflict {
+        code: "run_exists",
+        message: format!(
+            "task {id} already has a run for {}: runs are kept one per minute; wait for the next minute",
+            key.time_key()
+        ),
+        checks: Vec::new(),
+    }
 }
 
 fn run_not_found(key: &RunKey) -> ServiceError {
