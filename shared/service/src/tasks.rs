@@ -6,8 +6,8 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use secrecy::SecretString;
 use tidemark_core::ports::{
@@ -19,6 +19,7 @@ use tidemark_core::{EndpointSpec, PasswordSource, TaskSpec, parse_task_spec};
 use crate::allowlist::Allowlist;
 use crate::error::ServiceError;
 use crate::jobs::Jobs;
+use crate::queued_precheck::QueuedPrechecks;
 
 /// The ports the use cases run over.
 #[derive(Clone)]
@@ -44,6 +45,8 @@ pub struct TaskService {
     pub(crate) ports: Ports,
     pub(crate) allowlist: Allowlist,
     pub(crate) jobs: Jobs,
+    /// Set where prechecks go through a queue (Lambda); unset, they run in this process.
+    pub(crate) precheck_queue: OnceLock<QueuedPrechecks>,
 }
 
 impl TaskService {
@@ -52,6 +55,7 @@ impl TaskService {
             ports,
             allowlist,
             jobs: Jobs::default(),
+            precheck_queue: OnceLock::new(),
         })
     }
 
