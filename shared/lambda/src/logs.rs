@@ -4,9 +4,9 @@
 //!
 //! The level comes from `AWS_LAMBDA_LOG_LEVEL` (the function's `LoggingConfig`), else
 //! `RUST_LOG`, else `info`. Whatever is asked for, the crates that log a request's *content* at
-//! debug or trace — the Lambda runtime logs each raw event (a `POST /tasks` body holds the
-//! passwords), the SDK's HTTP stack its requests (a CreateSecret holds a password) — stay at
-//! `info` at most: a secret never reaches a log line.
+//! debug or trace stay at `info` at most, so a secret never reaches a log line: the Lambda
+//! runtime logs each raw event (a `POST /tasks` body holds the passwords), the SDK signs and logs
+//! each request with its headers (a session token among them) and the HTTP stack its traffic.
 
 use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
@@ -14,31 +14,28 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::util::SubscriberInitExt;
 
-/// Crates whose debug or trace lines can carry a request's content.
-pub const CAPPED_TARGETS: [&str; 13] = [
-    "lambda_runtime",
-    "lambda_runtime_api_client",
-    "lambda_http",
-    "aws_smithy_runtime",
-    "aws_smithy_runtime_api",
-    "aws_smithy_http",
-    "aws_smithy_http_client",
-    "aws_smithy_types",
-    "aws_config",
-    "hyper",
-    "hyper_util",
-    "h2",
-    "rustls",
-];
+/// Target prefixes whose debug or trace lines can carry a request's content or credentials
+/// (a directive's target matches every target that starts with it: `aws_` is every AWS SDK
+/// crate, `lambda_` the runtime and lambda_http).
+pub const CAPPED_TARGETS: [&str; 5] = ["aws_", "lambda_", "hyper", "h2", "rustls"];
 
 /// The filter for a level spec (`info`, `DEBUG`, `tidemark_service=debug,warn`): unparseable
 /// parts are ignored, and the capped targets never go below `info`.
 pub fn filter(spec: &str) -> EnvFilter {
     // Lambda's levels are upper case, and it knows FATAL, which tracing calls error.
     let spec = spec.trim().to_ascii_lowercase().replace("fatal", "error");
+    // A directive naming a capped crate (`lambda_runtime=trace`) would be more specific than
+    // the cap: it is dropped.
+    let spec: Vec<&str> = spec
+        .split(',')
+        .filter(|directive| {
+            let target = directive.split(['=', '[']).next().unwrap_or("").trim();
+            !CAPPED_TARGETS.iter().any(|c| target.starts_with(c))
+        })
+        .collect();
     let mut filter = EnvFilter::builder()
         .with_default_directive(LevelFilter::INFO.into())
-        .parse_lossy(&spec);
+        .parse_lossy(spec.join(","));
     let cap = filter
         .max_level_hint()
         .unwrap_or(LevelFilter::INFO)
@@ -139,10 +136,18 @@ mod tests {
 
     #[test]
     fn the_runtime_and_the_sdk_never_log_below_info_whatever_is_asked() {
-        for level in ["trace", "TRACE", "lambda_runtime=trace,trace", "debug"] {
+        for level in [
+            "trace",
+            "TRACE",
+            "lambda_runtime=trace,trace",
+            "lambda_runtime,aws_sigv4[span]=trace,debug",
+            "debug",
+        ] {
             let lines = capture(level, || {
                 tracing::trace!(target: "lambda_runtime::layers::api_response", body = "{\"password\":\"x\"}", "raw JSON event received from Lambda");
                 tracing::debug!(target: "aws_smithy_runtime::client::orchestrator", "request body");
+                tracing::trace!(target: "aws_sigv4::http_request::sign", "signing request");
+                tracing::debug!(target: "aws_sdk_secretsmanager::operation", "CreateSecret");
                 tracing::info!(target: "lambda_runtime", "an info line passes");
                 tracing::debug!(target: "tidemark_service::tasks", "ours follow the level");
             });
