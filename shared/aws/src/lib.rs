@@ -10,7 +10,8 @@
 //! - [`secrets`]: [`SecretsManagerStore`], inline passwords as secrets in RDS's JSON format.
 //! - [`scheduler`]: [`EventBridgeScheduler`], one schedule per task; [`schedule_request`] builds
 //!   every parameter as a pure function, so the cron, zone, window and input are unit-tested.
-//! - [`queue`]: [`SqsStepQueue`], run steps as SQS messages.
+//! - [`queue`]: [`SqsStepQueue`] and [`SqsPrecheckQueue`], run steps and prechecks as SQS
+//!   messages, both sent by one [`SqsSender`].
 //! - `error.rs`: SDK errors reduced to a detail and whether retrying can help.
 //!
 //! Every adapter takes an SDK client built by the caller: credentials, region and endpoint are
@@ -24,7 +25,7 @@ pub mod scheduler;
 pub mod secrets;
 
 pub use dynamodb::{DynamoDbStore, create_table};
-pub use queue::SqsStepQueue;
+pub use queue::{SqsPrecheckQueue, SqsSender, SqsStepQueue};
 pub use scheduler::{
     EventBridgeScheduler, ScheduleRequest, SchedulerConfig, SchedulerInput, schedule_request,
 };

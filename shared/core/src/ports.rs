@@ -282,9 +282,9 @@ pub struct StepMessage {
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
-    #[error("the step message does not encode: {detail}")]
+    #[error("the queue message does not encode: {detail}")]
     Encode { detail: String },
-    #[error("the step queue failed: {detail}")]
+    #[error("the message queue failed: {detail}")]
     Backend { detail: String, retryable: bool },
 }
 
@@ -309,6 +309,22 @@ pub trait StepQueue: Send + Sync {
         message: &StepMessage,
         delay: Option<Duration>,
     ) -> Result<(), QueueError>;
+}
+
+/// "Run the precheck of task `task_id` started at `at`": the body of a precheck-queue message.
+/// `at` names the precheck, so a late or duplicate delivery of an older one can tell that a newer
+/// precheck owns the task's report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrecheckMessage {
+    pub task_id: String,
+    pub at: Timestamp,
+}
+
+/// Carries prechecks to the function that runs them, where the process that answers
+/// `POST /tasks/{id}/precheck` cannot run them itself (on Lambda it freezes once it answers).
+#[async_trait]
+pub trait PrecheckQueue: Send + Sync {
+    async fn send_precheck(&self, task_id: &str, at: Timestamp) -> Result<(), QueueError>;
 }
 
 /// The time, injectable so tests never sleep until a wall-clock time.

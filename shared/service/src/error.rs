@@ -2,7 +2,7 @@
 //! object and the fix.
 
 use tidemark_core::SpecErrors;
-use tidemark_core::ports::{SchedulerError, SecretError, StoreError};
+use tidemark_core::ports::{QueueError, SchedulerError, SecretError, StoreError};
 use tidemark_engine::policy::PolicyError;
 use tidemark_engine::{ConnectError, CopyError, SchemaError};
 
@@ -38,7 +38,7 @@ pub enum ServiceError {
     },
     /// An endpoint outside the allowlist: nothing was connected to.
     #[error(
-        "{field}: host `{host}` is not in this server's allowed hosts (--allow-hosts); nothing was connected to"
+        "{field}: host `{host}` is not in this server's allowed hosts (--allow-hosts locally, the AllowHosts parameter on AWS); nothing was connected to"
     )]
     HostNotAllowed { field: String, host: String },
     #[error(transparent)]
@@ -47,6 +47,8 @@ pub enum ServiceError {
     Scheduler(#[from] SchedulerError),
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
     /// The run for this scheduled time already finished; nothing was done.
     #[error("the run scheduled at {scheduled_time} already {status}; nothing to do")]
     AlreadyRan {

@@ -151,7 +151,8 @@ impl IntoResponse for ApiError {
             }
             ServiceError::Store(StoreError::Backend { .. })
             | ServiceError::Secret(_)
-            | ServiceError::Scheduler(_) => {
+            | ServiceError::Scheduler(_)
+            | ServiceError::Queue(_) => {
                 tracing::error!(error = %message, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }

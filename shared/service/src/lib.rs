@@ -8,6 +8,8 @@
 //!   store), list, read, patch (invalidates the precheck), delete (with the task's secrets).
 //! - [`lifecycle`]: test connection, precheck in the background, start (only after a passed,
 //!   fresh precheck), stop, schedule preview.
+//! - [`queued_precheck`]: prechecks through a queue where the answering process cannot run them
+//!   (Lambda): enqueue, run a delivered one once, and the rule for "still running".
 //! - [`runs`]: run now, run history, one run with per-table progress, cancel.
 //! - [`local_schedule`]: the local scheduler's loop (due cycles fired, missed ones recorded),
 //!   resuming unfinished runs, graceful shutdown.
@@ -30,6 +32,7 @@ pub mod local_schedule;
 pub mod passwords;
 pub mod policies;
 pub mod precheck;
+pub mod queued_precheck;
 pub mod runs;
 pub mod steps;
 pub mod tasks;
@@ -39,5 +42,6 @@ pub use allowlist::Allowlist;
 pub use cycle::{CycleEvent, CycleReport, TableOutcome, run_cycle};
 pub use error::ServiceError;
 pub use http::router;
+pub use queued_precheck::QueuedPrecheck;
 pub use tasks::{Ports, TaskService};
 pub use worker::{CycleStart, StepOutcome, WorkerConfig};

@@ -8,7 +8,7 @@ use std::time::Instant;
 use jiff::{Timestamp, ZonedDateTime};
 use serde::Serialize;
 use tidemark_core::EndpointSpec;
-use tidemark_core::ports::TaskSchedule;
+use tidemark_core::ports::{StoreError, TaskSchedule};
 use tidemark_core::precheck::{CheckResult, PrecheckReport, ids};
 use tidemark_core::schedule::Schedule;
 use tidemark_core::state::{PrecheckState, PrecheckSummary, TaskRecord, TaskStatus};
@@ -113,30 +113,19 @@ impl TaskService {
     }
 
     /// Starts a precheck in the background and answers at once with the task (`prechecking`).
-    /// A precheck already running in this process is not started twice.
+    /// A precheck already running is not started twice. With a precheck queue
+    /// ([`TaskService::with_precheck_queue`]) the precheck is sent to it instead of run here.
     pub async fn start_precheck(self: &Arc<Self>, id: &str) -> Result<TaskRecord, ServiceError> {
         let task = self.get(id).await?;
         self.check_hosts(&task.spec)?;
+        if let Some(queued) = self.precheck_queue.get() {
+            return self.enqueue_precheck(queued, task).await;
+        }
         if !self.jobs.begin_precheck(id) {
             return Ok(task);
         }
         let at = self.ports.clock.now();
-        let marked = self
-            .modify_task(id, |t| {
-                t.precheck = Some(PrecheckSummary {
-                    at,
-                    state: PrecheckState::Running,
-                    failed: Vec::new(),
-                    warned: Vec::new(),
-                });
-                if !matches!(t.status, TaskStatus::Scheduled | TaskStatus::Running) {
-                    t.status = TaskStatus::Prechecking;
-                    t.status_reason = None;
-                }
-                true
-            })
-            .await;
-        let task = match marked {
+        let task = match self.mark_precheck_running(id, at).await {
             Ok(task) => task,
             Err(e) => {
                 self.jobs.end_precheck(id);
@@ -146,7 +135,12 @@ impl TaskService {
         let this = Arc::clone(self);
         let spec_task = task.clone();
         let spawned = self.jobs.spawn(async move {
-            this.run_precheck(&spec_task, at).await;
+            match this.run_precheck(&spec_task, at).await {
+                Ok(passed) => tracing::info!(task = %spec_task.id, passed, "precheck finished"),
+                Err(e) => {
+                    tracing::error!(task = %spec_task.id, error = %e, "precheck not recorded");
+                }
+            }
             this.jobs.end_precheck(&spec_task.id);
         });
         if !spawned {
@@ -156,7 +150,36 @@ impl TaskService {
         Ok(task)
     }
 
-    async fn run_precheck(&self, task: &TaskRecord, at: Timestamp) {
+    /// Records a precheck started at `at` as running: the task's summary, and its status unless
+    /// it is scheduled or running.
+    pub(crate) async fn mark_precheck_running(
+        &self,
+        id: &str,
+        at: Timestamp,
+    ) -> Result<TaskRecord, ServiceError> {
+        self.modify_task(id, |t| {
+            t.precheck = Some(PrecheckSummary {
+                at,
+                state: PrecheckState::Running,
+                failed: Vec::new(),
+                warned: Vec::new(),
+            });
+            if !matches!(t.status, TaskStatus::Scheduled | TaskStatus::Running) {
+                t.status = TaskStatus::Prechecking;
+                t.status_reason = None;
+            }
+            true
+        })
+        .await
+    }
+
+    /// Runs the precheck started at `at` and stores its report and summary; whether it passed.
+    /// A newer precheck keeps the summary: this one's report is stored under its own time only.
+    pub(crate) async fn run_precheck(
+        &self,
+        task: &TaskRecord,
+        at: Timestamp,
+    ) -> Result<bool, ServiceError> {
         let spec = &task.spec;
         let source = self.password(&spec.source, "source").await;
         let destination = self.password(&spec.destination, "destination").await;
@@ -174,39 +197,34 @@ impl TaskService {
             failed: report.failed_ids(),
             warned: report.warned_ids(),
         };
-        let stored = match serde_json::to_value(&report) {
-            Ok(value) => self.ports.store.put_precheck(&task.id, at, &value).await,
-            Err(e) => {
-                tracing::error!(task = %task.id, error = %e, "precheck report does not encode");
-                return;
-            }
-        };
-        if let Err(e) = stored {
-            tracing::error!(task = %task.id, error = %e, "precheck report not stored");
-            return;
-        }
-        let passed = summary.state == PrecheckState::Passed;
-        let recorded = self
-            .modify_task(&task.id, |t| {
-                // A newer precheck owns the summary now.
-                if t.precheck.as_ref().is_none_or(|p| p.at != at) {
-                    return false;
-                }
-                t.precheck = Some(summary.clone());
-                if t.status == TaskStatus::Prechecking {
-                    t.status = if passed {
-                        TaskStatus::Prechecked
-                    } else {
-                        TaskStatus::PrecheckFailed
-                    };
-                }
-                true
+        let value = serde_json::to_value(&report).map_err(|e| {
+            ServiceError::Store(StoreError::Backend {
+                detail: format!(
+                    "the precheck report of task {} does not encode: {e}",
+                    task.id
+                ),
+                retryable: false,
             })
-            .await;
-        match recorded {
-            Ok(_) => tracing::info!(task = %task.id, passed, "precheck finished"),
-            Err(e) => tracing::warn!(task = %task.id, error = %e, "precheck summary not recorded"),
-        }
+        })?;
+        self.ports.store.put_precheck(&task.id, at, &value).await?;
+        let passed = summary.state == PrecheckState::Passed;
+        self.modify_task(&task.id, |t| {
+            // A newer precheck owns the summary now.
+            if t.precheck.as_ref().is_none_or(|p| p.at != at) {
+                return false;
+            }
+            t.precheck = Some(summary.clone());
+            if t.status == TaskStatus::Prechecking {
+                t.status = if passed {
+                    TaskStatus::Prechecked
+                } else {
+                    TaskStatus::PrecheckFailed
+                };
+            }
+            true
+        })
+        .await?;
+        Ok(passed)
     }
 
     /// A report for a precheck that could not connect because a password is unreadable.
@@ -240,13 +258,20 @@ impl TaskService {
             });
         };
         if summary.state == PrecheckState::Running {
-            if self.jobs.precheck_running(id) {
+            if self.jobs.precheck_running(id) || self.queued_precheck_running(&summary) {
                 return Ok(PrecheckView::Running { at: summary.at });
             }
+            let why = match self.precheck_queue.get() {
+                Some(queued) => format!(
+                    "did not report within {} of its start",
+                    queued.describe_window()
+                ),
+                None => "was interrupted (the server stopped)".to_owned(),
+            };
             return Err(ServiceError::Conflict {
                 code: "precheck_interrupted",
                 message: format!(
-                    "the precheck of task {id} was interrupted (the server stopped): start it again with POST /tasks/{id}/precheck"
+                    "the precheck of task {id} {why}: start it again with POST /tasks/{id}/precheck"
                 ),
                 checks: Vec::new(),
             });

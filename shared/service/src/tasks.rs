@@ -6,8 +6,8 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use secrecy::SecretString;
 use tidemark_core::ports::{
@@ -19,6 +19,7 @@ use tidemark_core::{EndpointSpec, PasswordSource, TaskSpec, parse_task_spec};
 use crate::allowlist::Allowlist;
 use crate::error::ServiceError;
 use crate::jobs::Jobs;
+use crate::queued_precheck::QueuedPrechecks;
 
 /// The ports the use cases run over.
 #[derive(Clone)]
@@ -45,6 +46,8 @@ pub struct TaskService {
     pub(crate) allowlist: Allowlist,
     pub(crate) jobs: Jobs,
     pub(crate) worker: crate::worker::WorkerSlot,
+    /// Set where prechecks go through a queue (Lambda); unset, they run in this process.
+    pub(crate) precheck_queue: OnceLock<QueuedPrechecks>,
 }
 
 impl TaskService {
@@ -54,6 +57,7 @@ impl TaskService {
             allowlist,
             jobs: Jobs::default(),
             worker: crate::worker::WorkerSlot::new(),
+            precheck_queue: OnceLock::new(),
         })
     }
 

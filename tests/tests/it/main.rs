@@ -8,6 +8,7 @@ mod copy_keys;
 mod copy_support;
 mod copy_verify;
 mod docs;
+mod lambda;
 mod policy_incremental;
 mod policy_replica;
 mod policy_resync;

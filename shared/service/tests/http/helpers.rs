@@ -58,6 +58,11 @@ pub struct Api {
 impl Api {
     /// The API with only loopback allowed, its clock a day before the fixtures' schedule starts.
     pub async fn start() -> Api {
+        Api::start_with(|service| service).await
+    }
+
+    /// [`Api::start`] with the service changed by `configure` before it serves (a builder).
+    pub async fn start_with(configure: impl FnOnce(Arc<TaskService>) -> Arc<TaskService>) -> Api {
         let dir = tempfile::tempdir().expect("temp dir");
         let clock = TestClock::at("2026-11-30T00:00:00Z");
         let store = SqliteStore::open(&dir.path().join("state.sqlite")).expect("store");
@@ -73,6 +78,7 @@ impl Api {
             },
             Allowlist::parse("127.0.0.1/32,::1").expect("allowlist"),
         );
+        let service = configure(service);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

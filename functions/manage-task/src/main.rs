@@ -1,0 +1,8 @@
+//! The manage-task function: every other route of the HTTP API. Wiring only; the handler lives in tidemark-lambda.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    tidemark_lambda::init_logs();
+    let service = tidemark_lambda::task_service_from_env().await?;
+    tidemark_lambda::api::serve(service).await
+}

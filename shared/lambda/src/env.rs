@@ -1,0 +1,296 @@
+//! A function's configuration, read once from its environment (template.yaml's `Globals`), and
+//! the AWS ports built from it with one SDK configuration.
+//!
+//! [`FunctionEnv::from_env`] fails fast with the name of the first variable that is missing;
+//! [`AwsWiring::new`] takes any [`SdkConfig`], so tests build exactly what a function builds,
+//! pointed at the emulator.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use tidemark_aws::{
+    DynamoDbStore, EventBridgeScheduler, SchedulerConfig, SecretsManagerStore, SqsPrecheckQueue,
+    SqsStepQueue,
+};
+use tidemark_core::ports::SystemClock;
+use tidemark_service::WorkerConfig;
+use tidemark_service::{Allowlist, Ports, TaskService};
+
+/// The DynamoDB table holding every record.
+pub const TABLE: &str = "TIDEMARK_TABLE";
+/// The run steps' SQS queue (the run-worker function consumes it).
+pub const STEP_QUEUE_URL: &str = "TIDEMARK_STEP_QUEUE_URL";
+/// The prechecks' SQS queue (the precheck function consumes it).
+pub const PRECHECK_QUEUE_URL: &str = "TIDEMARK_PRECHECK_QUEUE_URL";
+/// The EventBridge Scheduler group holding one schedule per started task.
+pub const SCHEDULE_GROUP: &str = "TIDEMARK_SCHEDULE_GROUP";
+/// Hosts and CIDRs endpoints must be in; empty allows any.
+pub const ALLOW_HOSTS: &str = "TIDEMARK_ALLOW_HOSTS";
+/// The name prefix of the secrets Tidemark creates (and the only ones it deletes).
+pub const SECRET_PREFIX: &str = "TIDEMARK_SECRET_PREFIX";
+/// What a task's schedule invokes: the run-cycle function's ARN.
+pub const RUN_CYCLE_ARN: &str = "TIDEMARK_RUN_CYCLE_ARN";
+/// The role EventBridge Scheduler assumes to invoke run-cycle.
+pub const SCHEDULER_ROLE_ARN: &str = "TIDEMARK_SCHEDULER_ROLE_ARN";
+/// Where EventBridge Scheduler sends the invocations it gave up on.
+pub const SCHEDULER_DEAD_LETTER_ARN: &str = "TIDEMARK_SCHEDULER_DEAD_LETTER_ARN";
+
+/// Optional: the time a run step is expected to need at most; run-worker does not start a step
+/// closer than this to its invocation's deadline (default [`DEFAULT_STEP_BUDGET`]).
+pub const STEP_BUDGET_SECONDS: &str = "TIDEMARK_STEP_BUDGET_SECONDS";
+/// Two minutes: a chunk is sized to take seconds, the Schema and Finalize steps tens of them.
+pub const DEFAULT_STEP_BUDGET: Duration = Duration::from_secs(120);
+
+/// Every variable a function reads (each is set in template.yaml's `Globals`; a test holds the
+/// two to each other).
+pub const VARIABLES: [&str; 9] = [
+    TABLE,
+    STEP_QUEUE_URL,
+    PRECHECK_QUEUE_URL,
+    SCHEDULE_GROUP,
+    ALLOW_HOSTS,
+    SECRET_PREFIX,
+    RUN_CYCLE_ARN,
+    SCHEDULER_ROLE_ARN,
+    SCHEDULER_DEAD_LETTER_ARN,
+];
+
+/// The precheck function's timeout (template.yaml's `PrecheckFunction.Timeout`; a test holds the
+/// two to each other).
+pub const PRECHECK_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a precheck message may wait in its queue before the function takes it.
+pub const PRECHECK_QUEUE_WAIT: Duration = Duration::from_secs(60);
+/// How long a queued precheck counts as running after its POST: past it, GET answers 409
+/// `precheck_interrupted` and a late delivery is dropped.
+pub const PRECHECK_WINDOW: Duration =
+    Duration::from_secs(PRECHECK_TIMEOUT.as_secs() + PRECHECK_QUEUE_WAIT.as_secs());
+
+/// Why a function cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    #[error(
+        "{name} is not set ({what}): deploy the function with template.yaml, which sets it in Globals, or set it by hand"
+    )]
+    Missing {
+        name: &'static str,
+        what: &'static str,
+    },
+    #[error("{name} is not usable: {message}")]
+    Invalid { name: &'static str, message: String },
+}
+
+/// A function's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionEnv {
+    pub table: String,
+    pub step_queue_url: String,
+    pub precheck_queue_url: String,
+    pub schedule_group: String,
+    /// As given; empty allows any host.
+    pub allow_hosts: String,
+    pub secret_prefix: String,
+    pub run_cycle_arn: String,
+    pub scheduler_role_arn: String,
+    pub scheduler_dead_letter_arn: String,
+    /// [`STEP_BUDGET_SECONDS`].
+    pub step_budget: Duration,
+}
+
+impl FunctionEnv {
+    /// From the process environment.
+    pub fn from_env() -> Result<FunctionEnv, EnvError> {
+        FunctionEnv::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// From any lookup of a variable by name (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<FunctionEnv, EnvError> {
+        let required = |name: &'static str, what: &'static str| match lookup(name) {
+            Some(value) if !value.trim().is_empty() => Ok(value.trim().to_owned()),
+            _ => Err(EnvError::Missing { name, what }),
+        };
+        Ok(FunctionEnv {
+            table: required(TABLE, "the DynamoDB table")?,
+            step_queue_url: required(STEP_QUEUE_URL, "the step queue's URL")?,
+            precheck_queue_url: required(PRECHECK_QUEUE_URL, "the precheck queue's URL")?,
+            schedule_group: required(SCHEDULE_GROUP, "the EventBridge Scheduler group")?,
+            // Present but empty is the template's default: any host.
+            allow_hosts: lookup(ALLOW_HOSTS).ok_or(EnvError::Missing {
+                name: ALLOW_HOSTS,
+                what: "the allowed endpoint hosts; empty allows any",
+            })?,
+            secret_prefix: required(SECRET_PREFIX, "the prefix of the secrets Tidemark creates")?,
+            run_cycle_arn: required(RUN_CYCLE_ARN, "the run-cycle function's ARN")?,
+            scheduler_role_arn: required(SCHEDULER_ROLE_ARN, "the scheduler's role ARN")?,
+            scheduler_dead_letter_arn: required(
+                SCHEDULER_DEAD_LETTER_ARN,
+                "the scheduler's dead-letter queue ARN",
+            )?,
+            step_budget: match lookup(STEP_BUDGET_SECONDS) {
+                None => DEFAULT_STEP_BUDGET,
+                Some(value) => value
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|s| (1..=900).contains(s))
+                    .map(Duration::from_secs)
+                    .ok_or_else(|| EnvError::Invalid {
+                        name: STEP_BUDGET_SECONDS,
+                        message: format!(
+                            "`{value}` is not a number of seconds from 1 to 900 (leave it unset for 120)"
+                        ),
+                    })?,
+            },
+        })
+    }
+
+    /// The endpoint allowlist: none when the variable is empty.
+    pub fn allowlist(&self) -> Result<Allowlist, EnvError> {
+        if self.allow_hosts.trim().is_empty() {
+            return Ok(Allowlist::allow_all());
+        }
+        Allowlist::parse(&self.allow_hosts).map_err(|message| EnvError::Invalid {
+            name: ALLOW_HOSTS,
+            message: format!("{message} (fix the AllowHosts parameter)"),
+        })
+    }
+}
+
+/// The AWS adapters of every port a function may use, built once per cold start.
+#[derive(Clone)]
+pub struct AwsWiring {
+    pub ports: Ports,
+    pub step_budget: Duration,
+    pub allowlist: Allowlist,
+    pub precheck_queue: Arc<SqsPrecheckQueue>,
+    pub step_queue: Arc<SqsStepQueue>,
+}
+
+impl AwsWiring {
+    /// The adapters over `sdk` (the function's own configuration, or the emulator's in tests).
+    pub fn new(env: &FunctionEnv, sdk: &SdkConfig) -> Result<AwsWiring, EnvError> {
+        let allowlist = env.allowlist()?;
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let scheduler = EventBridgeScheduler::new(
+            aws_sdk_scheduler::Client::new(sdk),
+            SchedulerConfig::new(
+                &env.schedule_group,
+                &env.run_cycle_arn,
+                &env.scheduler_role_arn,
+                &env.scheduler_dead_letter_arn,
+            ),
+        );
+        Ok(AwsWiring {
+            step_budget: env.step_budget,
+            ports: Ports {
+                store: Arc::new(DynamoDbStore::new(
+                    aws_sdk_dynamodb::Client::new(sdk),
+                    &env.table,
+                )),
+                secrets: Arc::new(SecretsManagerStore::new(
+                    aws_sdk_secretsmanager::Client::new(sdk),
+                    &env.secret_prefix,
+                )),
+                scheduler: Arc::new(scheduler),
+                clock: Arc::new(SystemClock),
+            },
+            allowlist,
+            precheck_queue: Arc::new(SqsPrecheckQueue::new(sqs.clone(), &env.precheck_queue_url)),
+            step_queue: Arc::new(SqsStepQueue::new(sqs, &env.step_queue_url)),
+        })
+    }
+
+    /// The use cases as every Lambda function runs them: prechecks go through the queue.
+    pub fn task_service(&self) -> Arc<TaskService> {
+        let service = TaskService::new(self.ports.clone(), self.allowlist.clone())
+            .with_precheck_queue(self.precheck_queue.clone(), PRECHECK_WINDOW);
+        // Runs go through the step queue: run-cycle and run-now send, run-worker takes.
+        let mut worker = WorkerConfig::new(self.step_queue.clone(), "lambda");
+        worker.step_budget = self.step_budget;
+        service.set_worker(worker);
+        service
+    }
+}
+
+/// The function's wiring from its environment, with one load of the SDK's configuration
+/// (region and credentials from Lambda's environment). The error names the variable to fix.
+pub async fn wiring_from_env() -> Result<AwsWiring, EnvError> {
+    let env = FunctionEnv::from_env()?;
+    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    AwsWiring::new(&env, &sdk)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn full() -> HashMap<&'static str, String> {
+        VARIABLES
+            .iter()
+            .map(|name| (*name, format!("value-of-{name}")))
+            .collect()
+    }
+
+    fn read(vars: &HashMap<&'static str, String>) -> Result<FunctionEnv, EnvError> {
+        FunctionEnv::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn every_variable_is_read_into_its_field() {
+        let env = read(&full()).expect("complete");
+        assert_eq!(env.table, "value-of-TIDEMARK_TABLE");
+        assert_eq!(
+            env.precheck_queue_url,
+            "value-of-TIDEMARK_PRECHECK_QUEUE_URL"
+        );
+        assert_eq!(env.run_cycle_arn, "value-of-TIDEMARK_RUN_CYCLE_ARN");
+        assert_eq!(
+            env.scheduler_dead_letter_arn,
+            "value-of-TIDEMARK_SCHEDULER_DEAD_LETTER_ARN"
+        );
+    }
+
+    #[test]
+    fn a_missing_or_blank_variable_is_named_in_the_error() {
+        for name in VARIABLES {
+            let mut vars = full();
+            vars.remove(name);
+            let e = read(&vars).expect_err(name);
+            assert!(
+                matches!(e, EnvError::Missing { name: n, .. } if n == name),
+                "{name}: {e}"
+            );
+            assert!(
+                e.to_string().starts_with(&format!("{name} is not set")),
+                "{e}"
+            );
+            assert!(e.to_string().contains("template.yaml"), "{e}");
+            if name != ALLOW_HOSTS {
+                vars.insert(name, "  ".into());
+                assert!(read(&vars).is_err(), "{name} blank");
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_allowlist_allows_any_host_and_a_bad_one_is_refused() {
+        let mut vars = full();
+        vars.insert(ALLOW_HOSTS, String::new());
+        let env = read(&vars).expect("empty allow hosts is fine");
+        assert!(!env.allowlist().expect("allow all").is_restricted());
+        vars.insert(ALLOW_HOSTS, "10.0.0.0/8, db.internal".into());
+        assert!(
+            read(&vars)
+                .expect("env")
+                .allowlist()
+                .expect("a list")
+                .is_restricted()
+        );
+        vars.insert(ALLOW_HOSTS, "10.0.0.0/99".into());
+        let e = read(&vars).expect("env").allowlist().expect_err("bad CIDR");
+        assert!(e.to_string().starts_with(ALLOW_HOSTS), "{e}");
+        assert!(e.to_string().contains("AllowHosts"), "{e}");
+    }
+}
