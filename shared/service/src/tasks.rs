@@ -229,6 +229,19 @@ impl TaskService {
         let task = self.get(id).await?;
         self.ports.scheduler.remove_schedule(id).await?;
         self.jobs.cancel_task(id).await;
+        // Runs no process of this host holds (queue-driven ones): ended and cleaned up while
+        // the passwords still exist; a step still in flight finds its run over.
+        let runs = self.ports.store.list_runs(id, 20, None).await?;
+        for run in runs.items.into_iter().filter(|r| !r.status.is_final()) {
+            let finish = self.finish_of(&run.key).await;
+            self.end_run(
+                &run.key,
+                tidemark_core::state::RunStatus::Cancelled,
+                "the task was deleted",
+                finish.as_ref(),
+            )
+            .await;
+        }
         for reference in &task.owned_secrets {
             match self.ports.secrets.delete_secret(reference).await {
                 Ok(()) | Err(SecretError::NotOwned { .. }) => {}

@@ -515,3 +515,93 @@ async fn a_step_in_the_dead_letter_queue_fails_its_run_and_stops_the_task_under_
     assert_eq!(late.deliveries, 1, "{late:?}");
     assert_eq!(late.ran, 0, "{late:?}");
 }
+
+#[tokio::test]
+async fn a_task_deleted_while_its_run_goes_on_ends_the_run_and_leaves_no_shadows_or_secrets() {
+    let (src, dst) = (source(), destination());
+    let db = source_db(&src, 1, 40_000).await;
+    let rig = rig(Duration::from_secs(1)).await;
+    let id = create_task(
+        &rig,
+        &task_json(&src, &db, serde_json::json!({"mode": "resync"})),
+    )
+    .await;
+    let owned = rig.service.get(&id).await.expect("task").owned_secrets;
+    assert_eq!(owned.len(), 2, "both inline passwords became secrets");
+    let at: jiff::Timestamp = "2026-12-01T02:30:00Z".parse().expect("time");
+    rig.service
+        .begin_cycle(&id, at, RunTrigger::Schedule)
+        .await
+        .expect("trigger");
+    let key = RunKey {
+        task_id: id.clone(),
+        scheduled_time: at,
+    };
+    // The Schema step (shadow tables made), then the task is deleted.
+    let first = drain_one(&rig).await;
+    assert_eq!(first, Some(StepOutcome::Ran));
+    let shadows = count(
+        &dst,
+        &format!("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{db}'"),
+    )
+    .await;
+    assert!(shadows >= 1, "the Schema step made the shadow table");
+    rig.service.delete(&id).await.expect("delete");
+
+    let rest = drain(&rig).await;
+    assert!(rest.deliveries >= 1, "{rest:?}");
+    assert_eq!(rest.ran, 0, "a step ran for a deleted task: {rest:?}");
+    let run = rig.service.ports().store.get_run(&key).await.expect("read");
+    assert!(
+        run.is_none_or(|r| r.status == RunStatus::Cancelled),
+        "the run goes with its task or ends cancelled"
+    );
+    let left = count(
+        &dst,
+        &format!("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{db}'"),
+    )
+    .await;
+    assert_eq!(left, 0, "the deleted task's shadow tables were left");
+    for reference in owned {
+        assert!(
+            rig.service
+                .ports()
+                .secrets
+                .read_password(&reference)
+                .await
+                .is_err(),
+            "{reference} outlived its task"
+        );
+    }
+}
+
+/// Hands one message from the queue to `run_step`; `None` when none came.
+async fn drain_one(rig: &Rig) -> Option<StepOutcome> {
+    let received = rig
+        .sqs
+        .receive_message()
+        .queue_url(&rig.queue_url)
+        .max_number_of_messages(1)
+        .wait_time_seconds(2)
+        .send()
+        .await
+        .expect("receive")
+        .messages
+        .unwrap_or_default();
+    let message = received.into_iter().next()?;
+    let step: StepMessage =
+        serde_json::from_str(message.body.as_deref().unwrap_or_default()).expect("step");
+    let outcome = rig
+        .service
+        .run_step(&step, Some(Instant::now() + Duration::from_secs(60)))
+        .await
+        .expect("step");
+    rig.sqs
+        .delete_message()
+        .queue_url(&rig.queue_url)
+        .receipt_handle(message.receipt_handle.unwrap_or_default())
+        .send()
+        .await
+        .expect("delete");
+    Some(outcome)
+}

@@ -7,3 +7,4 @@ mod errors;
 mod firing;
 mod helpers;
 mod queued_precheck;
+mod races;
