@@ -31,6 +31,7 @@ use tidemark_engine::copy::{
     Chunk, ChunkOptions, ChunkProgress, CopyEndpoints, TablePlan as EnginePlan, TableShape,
     Verification, copy_chunk_retrying, unique_checks_off,
 };
+use tidemark_engine::crash;
 use tidemark_engine::policy::incremental::SavedTrigger;
 
 use crate::cycle::{Ctx, CycleEvent, TableOutcome, update_run};
@@ -278,6 +279,8 @@ pub(crate) async fn schema(
             crate::policies::incremental::prepare(ctx, endpoints, &policy).await?
         }
     };
+    // Test hook: the policy prepared the destination, no step is written yet.
+    crash::point("schema.planned");
     let mut chunks = Vec::new();
     for (plan, entry) in prepared.plans.iter().zip(&prepared.tables) {
         for chunk in &plan.chunks {
@@ -309,6 +312,8 @@ pub(crate) async fn schema(
     .await?;
     write_steps(ctx, vec![finalize]).await?;
     ctx.save_record().await?;
+    // Test hook: the plan is complete, the Schema step is not marked done.
+    crash::point("schema.steps_written");
     Ok(total)
 }
 
@@ -372,8 +377,12 @@ pub(crate) async fn chunk(
         &progress,
     )
     .await?;
+    // Test hook: the chunk committed, its step is not recorded done.
+    crash::point("chunk.committed");
     let checksum = report.checksum.as_ref().map(|c| format!("{c:?}"));
     settle(ctx, record, Ok((report.rows, report.bytes, checksum))).await?;
+    // Test hook: the step is done, the run's counters are not added to.
+    crash::point("chunk.recorded");
     let delta = ProgressDelta {
         rows: report.rows,
         bytes: report.bytes,
@@ -427,6 +436,8 @@ pub(crate) async fn finalize(
     }
     let steps = ctx.store.list_steps(ctx.key).await?;
     let outcomes = outcomes(ctx, &payload.tables, &steps);
+    // Test hook: the policy's ending is done, the step is not recorded done.
+    crash::point("finalize.before_done");
     settle(ctx, record, Ok((0, 0, None))).await?;
     Ok(outcomes)
 }
