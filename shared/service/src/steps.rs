@@ -435,11 +435,59 @@ pub(crate) async fn finalize(
         }
     }
     let steps = ctx.store.list_steps(ctx.key).await?;
+    reconcile_counters(ctx, &steps).await?;
     let outcomes = outcomes(ctx, &payload.tables, &steps);
     // Test hook: the policy's ending is done, the step is not recorded done.
     crash::point("finalize.before_done");
     settle(ctx, record, Ok((0, 0, None))).await?;
     Ok(outcomes)
+}
+
+/// Makes the run's counters agree with its done chunk steps. A chunk's step is recorded done
+/// before the counters are added to (so no chunk is ever counted twice); a process that dies
+/// between the two leaves the counters short, and this makes up the difference, once every chunk
+/// is done. Run again, it adds nothing.
+async fn reconcile_counters(ctx: &Ctx<'_>, steps: &[StepRecord]) -> Result<(), ServiceError> {
+    let mut sums: HashMap<String, ProgressDelta> = HashMap::new();
+    let mut done = 0u32;
+    for s in steps
+        .iter()
+        .filter(|s| s.kind == StepKind::Chunk && s.status == StepStatus::Done)
+    {
+        done += 1;
+        let Some(table) = s.payload.get("table").and_then(|t| t.as_str()) else {
+            continue;
+        };
+        let sum = sums.entry(table.to_owned()).or_default();
+        sum.rows += s.rows;
+        sum.bytes += s.bytes;
+        sum.chunks_done += 1;
+        sum.verified += u32::from(s.checksum.is_some());
+    }
+    let current = ctx.store.list_progress(ctx.key).await?;
+    for (table, sum) in &sums {
+        let have = current.iter().find(|p| &p.table == table);
+        let missing = ProgressDelta {
+            rows: sum.rows.saturating_sub(have.map_or(0, |p| p.rows)),
+            bytes: sum.bytes.saturating_sub(have.map_or(0, |p| p.bytes)),
+            chunks_done: sum
+                .chunks_done
+                .saturating_sub(have.map_or(0, |p| p.chunks_done)),
+            elapsed_ms: 0,
+            verified: sum.verified.saturating_sub(have.map_or(0, |p| p.verified)),
+            mismatched: 0,
+        };
+        if missing.rows > 0 || missing.bytes > 0 || missing.chunks_done > 0 || missing.verified > 0
+        {
+            tracing::info!(task = %ctx.key.task_id, run = %ctx.key.time_key(), %table, chunks = missing.chunks_done, rows = missing.rows, "counters of chunks done before a crash added");
+            ctx.store.add_progress(ctx.key, table, &missing).await?;
+        }
+    }
+    let run = ctx.store.get_run(ctx.key).await?;
+    if run.is_some_and(|r| r.chunks_done != done) {
+        update_run(ctx.store, ctx.key, |r| r.chunks_done = done).await?;
+    }
+    Ok(())
 }
 
 /// The run's per-table report, from the done chunk steps.
