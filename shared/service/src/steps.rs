@@ -193,7 +193,11 @@ pub(crate) async fn claim(
             return Ok(None);
         };
         match record.status {
-            StepStatus::Done | StepStatus::Failed => return Ok(None),
+            StepStatus::Done => return Ok(None),
+            // A failed step ends its run, except in the process that owns the run and drives it
+            // again after a retryable failure (or after a crash before the run was recorded as
+            // failed): there it is the step to redo, never one to skip.
+            StepStatus::Failed if takeover == Takeover::Expired => return Ok(None),
             StepStatus::Leased
                 if takeover == Takeover::Expired
                     && record.lease_owner.as_deref() != Some(owner)

@@ -45,6 +45,7 @@ pub struct TaskService {
     pub(crate) allowlist: Allowlist,
     pub(crate) jobs: Jobs,
     pub(crate) worker: crate::worker::WorkerSlot,
+    pub(crate) step_retry: std::sync::Mutex<crate::cycle::StepRetry>,
 }
 
 impl TaskService {
@@ -54,7 +55,19 @@ impl TaskService {
             allowlist,
             jobs: Jobs::default(),
             worker: crate::worker::WorkerSlot::new(),
+            step_retry: std::sync::Mutex::new(crate::cycle::StepRetry::default()),
         })
+    }
+
+    /// How this process's runs ride out transient failures (see [`crate::cycle::StepRetry`]).
+    pub fn set_step_retry(&self, retry: crate::cycle::StepRetry) {
+        if let Ok(mut r) = self.step_retry.lock() {
+            *r = retry;
+        }
+    }
+
+    pub(crate) fn step_retry(&self) -> crate::cycle::StepRetry {
+        self.step_retry.lock().map(|r| *r).unwrap_or_default()
     }
 
     pub fn ports(&self) -> &Ports {
