@@ -6,3 +6,4 @@ mod api;
 mod errors;
 mod firing;
 mod helpers;
+mod outages;
