@@ -13,7 +13,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 TOOLS_DIR=${TIDEMARK_TOOLS_DIR:-$HOME/.cache/tidemark-tools}
-tidemark=${1:-$repo/target/debug/tidemark}
+tidemark=${1:-${CARGO_TARGET_DIR:-$repo/target}/debug/tidemark}
 data=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$tidemark" serve --listen "127.0.0.1:$port" --data-dir "$data" --allow-hosts 127.0.0.1/32 \

@@ -34,4 +34,4 @@ step "cargo test"
 cargo test --workspace --locked
 
 step "API property test: schemathesis against tidemark serve (loopback only)"
-"$here/api-fuzz.sh" "$repo/target/debug/tidemark"
+"$here/api-fuzz.sh" "${CARGO_TARGET_DIR:-$repo/target}/debug/tidemark"

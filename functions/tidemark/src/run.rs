@@ -14,9 +14,18 @@ use tidemark_core::ports::SystemClock;
 use tidemark_core::state::{RunPhase, RunTrigger, time_key};
 use tidemark_local::SqliteStore;
 use tidemark_service::cycle::{CycleInput, manual_scheduled_time};
-use tidemark_service::{CycleEvent, CycleReport, ServiceError, run_cycle};
+use tidemark_service::{CycleEvent, CycleReport, ServiceError, StepRetry, run_cycle_with};
 
 use crate::spec_file::{BAD_SPEC, FAILED, read_spec_with_passwords};
+
+/// A run by hand rides out a blip of its endpoints (1, 2 and 4 s) but does not keep a user
+/// waiting a minute on a wrong port; `tidemark serve`'s runs wait about a minute
+/// ([`StepRetry::default`]).
+const CLI_RETRY: StepRetry = StepRetry {
+    attempts: 3,
+    first_backoff: std::time::Duration::from_secs(1),
+    max_backoff: std::time::Duration::from_secs(4),
+};
 
 pub struct RunArgs {
     pub task: PathBuf,
@@ -51,11 +60,12 @@ pub async fn run(args: RunArgs) -> ExitCode {
         destination_password,
     };
     let events = Arc::clone(&progress);
-    let result = run_cycle(
+    let result = run_cycle_with(
         &store,
         &SystemClock,
         input,
         Arc::new(move |e| events.on_event(e)),
+        CLI_RETRY,
     )
     .await;
     progress.finish();

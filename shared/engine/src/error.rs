@@ -159,6 +159,16 @@ const RETRYABLE_SERVER_CODES: &[u16] = &[
     1205, 1213, 1053, 1317, 1927, 2006, 2013, 1040, 1158, 1159, 1160, 1161,
 ];
 
+/// Whether a statement's error says "the connection or the server failed, try again" (a lost
+/// connection, a server shutting down, a deadlock) rather than "this statement is wrong".
+pub fn is_transient(e: &mysql_async::Error) -> bool {
+    match e {
+        mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => true,
+        mysql_async::Error::Server(e) => RETRYABLE_SERVER_CODES.contains(&e.code),
+        _ => false,
+    }
+}
+
 impl CopyError {
     pub(crate) fn sql(side: Side, what: &str, doing: &str, source: mysql_async::Error) -> Self {
         CopyError::Sql {
@@ -197,12 +207,7 @@ impl CopyError {
     pub fn is_retryable(&self) -> bool {
         match self {
             CopyError::Connect(e) => e.is_retryable(),
-            CopyError::Sql { source, .. } => match source {
-                mysql_async::Error::Io(_) => true,
-                mysql_async::Error::Server(e) => RETRYABLE_SERVER_CODES.contains(&e.code),
-                mysql_async::Error::Driver(_) => true,
-                _ => false,
-            },
+            CopyError::Sql { source, .. } => is_transient(source),
             CopyError::Stream { .. } => true,
             _ => false,
         }

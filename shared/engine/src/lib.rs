@@ -12,11 +12,13 @@
 //! - [`copy`]: the data copy — table shapes, the chunk planner, the chunk copier (LOAD DATA LOCAL
 //!   or INSERTs, idempotent, verified), and the parallel table copier with progress.
 //! - [`precheck`]: the precheck: each server's facts read once, then pure checks over them.
+//! - [`crash`]: a test hook: `TIDEMARK_CRASH_AT=<point>` aborts the process at a named point.
 //! - [`error`]: the engine's errors ([`ConnectError`], and [`CopyError`] which wraps it); every
 //!   message names the endpoint or the table and the fix, never a secret.
 
 pub mod connect;
 pub mod copy;
+pub mod crash;
 pub mod error;
 pub mod policy;
 pub mod precheck;

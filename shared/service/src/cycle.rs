@@ -90,6 +90,55 @@ pub async fn run_cycle(
     input: CycleInput<'_>,
     on_event: Events,
 ) -> Result<CycleReport, ServiceError> {
+    run_cycle_with(store, clock, input, on_event, StepRetry::default()).await
+}
+
+/// How a run in this process rides out a transient failure (an endpoint restarting, a dropped
+/// connection, a deadlock) that outlasted a chunk's own retries: the steps are driven again from
+/// where they stopped, after a backoff, up to `attempts` more times — committed chunks are not
+/// copied again. A failure that is not retryable (a wrong spec, a privilege, a statement the
+/// server refuses) fails the run at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepRetry {
+    pub attempts: u32,
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for StepRetry {
+    /// 1, 2, 4, 8, 16 and 30 s: an endpoint that is back within about a minute loses no run.
+    fn default() -> StepRetry {
+        StepRetry {
+            attempts: 6,
+            first_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+impl StepRetry {
+    /// The wait before retry `attempt` (1-based).
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(1).min(16);
+        self.first_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
+
+    /// How long an endpoint may be away before the run fails (the backoffs' sum).
+    pub fn window(&self) -> Duration {
+        (1..=self.attempts).map(|a| self.backoff(a)).sum()
+    }
+}
+
+/// [`run_cycle`] with an explicit retry policy.
+pub async fn run_cycle_with(
+    store: &dyn StateStore,
+    clock: &dyn Clock,
+    input: CycleInput<'_>,
+    on_event: Events,
+    retry: StepRetry,
+) -> Result<CycleReport, ServiceError> {
     let started = Instant::now();
     let key = RunKey {
         task_id: input.task_id.to_owned(),
@@ -99,7 +148,26 @@ pub async fn run_cycle(
 
     let mut ctx = Ctx::new(store, clock, &key, &input, &on_event).await?;
     let owner = steps::owner_id("local");
-    let outcome = drive(&mut ctx, &owner).await;
+    let mut attempt = 0;
+    let outcome = loop {
+        let outcome = drive(&mut ctx, &owner).await;
+        match &outcome {
+            Err(e) if e.is_retryable() && attempt < retry.attempts => {
+                attempt += 1;
+                let wait = retry.backoff(attempt);
+                tracing::warn!(task = %key.task_id, run = %key.time_key(), attempt, wait_ms = wait.as_millis() as u64, error = %e, "the run hit a retryable failure; resuming it from its steps after a backoff");
+                ctx.warn(format!(
+                    "retry {attempt} of {} after a transient failure: {e}",
+                    retry.attempts
+                ));
+                let now = clock.now();
+                // The run is alive: the stalled-run reaper must not take it.
+                let _ = update_run(store, &key, |r| r.heartbeat = now).await;
+                tokio::time::sleep(wait).await;
+            }
+            _ => break outcome,
+        }
+    };
     if outcome.is_err() {
         let finish = match store.list_steps(&key).await {
             Ok(list) => steps::finalize_of(&list)

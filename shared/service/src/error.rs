@@ -62,4 +62,18 @@ impl ServiceError {
     pub fn is_invalid_input(&self) -> bool {
         matches!(self, ServiceError::Invalid { .. })
     }
+
+    /// Whether the same step may succeed when tried again with nothing changed: an endpoint that
+    /// did not answer or dropped the connection, a deadlock, a state store that was busy. A
+    /// wrong spec, a missing privilege or a statement the server refuses is not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ServiceError::Connect { source, .. } => source.is_retryable(),
+            ServiceError::Copy(e) => e.is_retryable(),
+            ServiceError::Store(e) => e.is_retryable(),
+            ServiceError::Schema(e) => e.is_retryable(),
+            ServiceError::Policy(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
 }

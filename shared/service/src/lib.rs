@@ -39,7 +39,7 @@ pub mod tasks;
 pub mod worker;
 
 pub use allowlist::Allowlist;
-pub use cycle::{CycleEvent, CycleReport, TableOutcome, run_cycle};
+pub use cycle::{CycleEvent, CycleReport, StepRetry, TableOutcome, run_cycle, run_cycle_with};
 pub use error::ServiceError;
 pub use http::router;
 pub use queued_precheck::QueuedPrecheck;

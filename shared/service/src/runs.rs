@@ -11,7 +11,7 @@ use tidemark_core::state::{
 };
 use tokio::sync::oneshot;
 
-use crate::cycle::{CycleEvent, CycleInput, manual_scheduled_time, run_cycle};
+use crate::cycle::{CycleEvent, CycleInput, manual_scheduled_time, run_cycle_with};
 use crate::error::ServiceError;
 use crate::lifecycle::conflict_shutting_down;
 use crate::tasks::{TaskService, bad_cursor, page_limit};
@@ -136,7 +136,7 @@ impl TaskService {
         let store = Arc::clone(&self.ports.store);
         let clock = Arc::clone(&self.ports.clock);
         tokio::select! {
-            outcome = run_cycle(store.as_ref(), clock.as_ref(), input, events) => {
+            outcome = run_cycle_with(store.as_ref(), clock.as_ref(), input, events, self.step_retry()) => {
                 let failed = outcome.as_ref().err().map(ToString::to_string);
                 match &failed {
                     None => tracing::info!(task = %id, run = %key.time_key(), "run succeeded"),

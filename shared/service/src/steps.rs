@@ -31,6 +31,7 @@ use tidemark_engine::copy::{
     Chunk, ChunkOptions, ChunkProgress, CopyEndpoints, TablePlan as EnginePlan, TableShape,
     Verification, copy_chunk_retrying, unique_checks_off,
 };
+use tidemark_engine::crash;
 use tidemark_engine::policy::incremental::SavedTrigger;
 
 use crate::cycle::{Ctx, CycleEvent, TableOutcome, update_run};
@@ -192,7 +193,11 @@ pub(crate) async fn claim(
             return Ok(None);
         };
         match record.status {
-            StepStatus::Done | StepStatus::Failed => return Ok(None),
+            StepStatus::Done => return Ok(None),
+            // A failed step ends its run, except in the process that owns the run and drives it
+            // again after a retryable failure (or after a crash before the run was recorded as
+            // failed): there it is the step to redo, never one to skip.
+            StepStatus::Failed if takeover == Takeover::Expired => return Ok(None),
             StepStatus::Leased
                 if takeover == Takeover::Expired
                     && record.lease_until.is_some_and(|until| until > now) =>
@@ -277,6 +282,8 @@ pub(crate) async fn schema(
             crate::policies::incremental::prepare(ctx, endpoints, &policy).await?
         }
     };
+    // Test hook: the policy prepared the destination, no step is written yet.
+    crash::point("schema.planned");
     let mut chunks = Vec::new();
     for (plan, entry) in prepared.plans.iter().zip(&prepared.tables) {
         for chunk in &plan.chunks {
@@ -308,6 +315,8 @@ pub(crate) async fn schema(
     .await?;
     write_steps(ctx, vec![finalize]).await?;
     ctx.save_record().await?;
+    // Test hook: the plan is complete, the Schema step is not marked done.
+    crash::point("schema.steps_written");
     Ok(total)
 }
 
@@ -371,8 +380,12 @@ pub(crate) async fn chunk(
         &progress,
     )
     .await?;
+    // Test hook: the chunk committed, its step is not recorded done.
+    crash::point("chunk.committed");
     let checksum = report.checksum.as_ref().map(|c| format!("{c:?}"));
     settle(ctx, record, Ok((report.rows, report.bytes, checksum))).await?;
+    // Test hook: the step is done, the run's counters are not added to.
+    crash::point("chunk.recorded");
     let delta = ProgressDelta {
         rows: report.rows,
         bytes: report.bytes,
@@ -425,9 +438,59 @@ pub(crate) async fn finalize(
         }
     }
     let steps = ctx.store.list_steps(ctx.key).await?;
+    reconcile_counters(ctx, &steps).await?;
     let outcomes = outcomes(ctx, &payload.tables, &steps);
+    // Test hook: the policy's ending is done, the step is not recorded done.
+    crash::point("finalize.before_done");
     settle(ctx, record, Ok((0, 0, None))).await?;
     Ok(outcomes)
+}
+
+/// Makes the run's counters agree with its done chunk steps. A chunk's step is recorded done
+/// before the counters are added to (so no chunk is ever counted twice); a process that dies
+/// between the two leaves the counters short, and this makes up the difference, once every chunk
+/// is done. Run again, it adds nothing.
+async fn reconcile_counters(ctx: &Ctx<'_>, steps: &[StepRecord]) -> Result<(), ServiceError> {
+    let mut sums: HashMap<String, ProgressDelta> = HashMap::new();
+    let mut done = 0u32;
+    for s in steps
+        .iter()
+        .filter(|s| s.kind == StepKind::Chunk && s.status == StepStatus::Done)
+    {
+        done += 1;
+        let Some(table) = s.payload.get("table").and_then(|t| t.as_str()) else {
+            continue;
+        };
+        let sum = sums.entry(table.to_owned()).or_default();
+        sum.rows += s.rows;
+        sum.bytes += s.bytes;
+        sum.chunks_done += 1;
+        sum.verified += u32::from(s.checksum.is_some());
+    }
+    let current = ctx.store.list_progress(ctx.key).await?;
+    for (table, sum) in &sums {
+        let have = current.iter().find(|p| &p.table == table);
+        let missing = ProgressDelta {
+            rows: sum.rows.saturating_sub(have.map_or(0, |p| p.rows)),
+            bytes: sum.bytes.saturating_sub(have.map_or(0, |p| p.bytes)),
+            chunks_done: sum
+                .chunks_done
+                .saturating_sub(have.map_or(0, |p| p.chunks_done)),
+            elapsed_ms: 0,
+            verified: sum.verified.saturating_sub(have.map_or(0, |p| p.verified)),
+            mismatched: 0,
+        };
+        if missing.rows > 0 || missing.bytes > 0 || missing.chunks_done > 0 || missing.verified > 0
+        {
+            tracing::info!(task = %ctx.key.task_id, run = %ctx.key.time_key(), %table, chunks = missing.chunks_done, rows = missing.rows, "counters of chunks done before a crash added");
+            ctx.store.add_progress(ctx.key, table, &missing).await?;
+        }
+    }
+    let run = ctx.store.get_run(ctx.key).await?;
+    if run.is_some_and(|r| r.chunks_done != done) {
+        update_run(ctx.store, ctx.key, |r| r.chunks_done = done).await?;
+    }
+    Ok(())
 }
 
 /// The run's per-table report, from the done chunk steps.

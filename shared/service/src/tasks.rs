@@ -48,6 +48,7 @@ pub struct TaskService {
     pub(crate) worker: crate::worker::WorkerSlot,
     /// Set where prechecks go through a queue (Lambda); unset, they run in this process.
     pub(crate) precheck_queue: OnceLock<QueuedPrechecks>,
+    pub(crate) step_retry: std::sync::Mutex<crate::cycle::StepRetry>,
 }
 
 impl TaskService {
@@ -58,7 +59,19 @@ impl TaskService {
             jobs: Jobs::default(),
             worker: crate::worker::WorkerSlot::new(),
             precheck_queue: OnceLock::new(),
+            step_retry: std::sync::Mutex::new(crate::cycle::StepRetry::default()),
         })
+    }
+
+    /// How this process's runs ride out transient failures (see [`crate::cycle::StepRetry`]).
+    pub fn set_step_retry(&self, retry: crate::cycle::StepRetry) {
+        if let Ok(mut r) = self.step_retry.lock() {
+            *r = retry;
+        }
+    }
+
+    pub(crate) fn step_retry(&self) -> crate::cycle::StepRetry {
+        self.step_retry.lock().map(|r| *r).unwrap_or_default()
     }
 
     pub fn ports(&self) -> &Ports {

@@ -596,10 +596,5 @@ fn log_events(key: &RunKey) -> Events {
 /// Whether a step's failure may pass if the step runs again unchanged (a server restarting, a
 /// connection lost, a deadlock, the state store throttled).
 fn retryable(error: &ServiceError) -> bool {
-    match error {
-        ServiceError::Connect { source, .. } => source.is_retryable(),
-        ServiceError::Copy(e) => e.is_retryable(),
-        ServiceError::Store(e) => e.is_retryable(),
-        _ => false,
-    }
+    error.is_retryable()
 }

@@ -17,6 +17,7 @@ use super::stack::{StackEnv, repo_dir, stack_dir};
 pub struct PrivateServer {
     pub server: Server,
     pub dir: PathBuf,
+    options: Vec<String>,
 }
 
 impl PrivateServer {
@@ -44,7 +45,28 @@ impl PrivateServer {
             env.var("TIDEMARK_DB_USER"),
             SecretString::from(env.var("TIDEMARK_DB_PASSWORD").to_owned()),
         );
-        PrivateServer { server, dir }
+        PrivateServer {
+            server,
+            dir,
+            options: options.iter().map(|o| (*o).to_owned()).collect(),
+        }
+    }
+
+    /// Starts the server again after [`PrivateServer::stop`]: the same datadir, port and
+    /// options (an outage that ends).
+    pub fn start_again(&self) {
+        let status = Command::new(instance_script())
+            .arg("start")
+            .arg(&self.dir)
+            .arg(self.server.port.to_string())
+            .args(&self.options)
+            .status()
+            .expect("run infra/local/mariadb-instance.sh");
+        assert!(
+            status.success(),
+            "starting the private server in {} again failed; see its error.log",
+            self.dir.display()
+        );
     }
 
     /// Stops the server (also done on drop).

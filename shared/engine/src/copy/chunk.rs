@@ -211,6 +211,8 @@ async fn run(
     } else {
         None
     };
+    // Test hook: loaded and verified, not committed.
+    crate::crash::point("chunk.before_commit");
     dst.query_drop("COMMIT")
         .await
         .map_err(|e| CopyError::dest_sql(what, "committing", e))?;
@@ -371,6 +373,8 @@ async fn stream_rows(
                 send_pieces(&tx, buffer)
                     .await
                     .map_err(|_| fail("the destination stopped reading".into()))?;
+                // Test hook: rows are on their way into the LOAD, nothing is committed.
+                crate::crash::point("chunk.mid_load");
                 progress(ChunkProgress {
                     rows: rows - reported.rows,
                     bytes: bytes - reported.bytes,

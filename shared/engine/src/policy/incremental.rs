@@ -210,6 +210,14 @@ pub async fn restore_triggers(dst: &mut Conn, saved: &[SavedTrigger]) -> Result<
         match dst.query_drop(trigger.sql.as_str()).await {
             // Recreated by an earlier attempt of the same restore (a step run again).
             Err(mysql_async::Error::Server(e)) if e.code == ER_TRG_ALREADY_EXISTS => {}
+            // The connection failed, not the statement: the restore is tried again later.
+            Err(e) if crate::error::is_transient(&e) => {
+                return Err(PolicyError::Sql {
+                    doing: "recreating a trigger set aside",
+                    object: name.clone(),
+                    source: e,
+                });
+            }
             other => other.map_err(fail)?,
         }
     }

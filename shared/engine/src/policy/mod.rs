@@ -57,6 +57,17 @@ pub enum PolicyError {
 }
 
 impl PolicyError {
+    /// Whether trying again when the servers answer may succeed (a lost connection, a deadlock).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PolicyError::Sql { source, .. } => crate::error::is_transient(source),
+            PolicyError::TriggerRestore { .. }
+            | PolicyError::ColumnDrift { .. }
+            | PolicyError::NotATimestamp { .. }
+            | PolicyError::ReplicaExists { .. } => false,
+        }
+    }
+
     pub(crate) fn sql(
         doing: &'static str,
         object: impl Into<String>,

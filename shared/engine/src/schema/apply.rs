@@ -120,6 +120,11 @@ async fn run_one(
                 object: Box::new(statement.object.clone()),
             }
         }
+        e if crate::error::is_transient(e) => SchemaError::Connection {
+            side: "destination",
+            doing: format!("creating {}", statement.object),
+            detail: e.to_string(),
+        },
         _ => SchemaError::Apply {
             object: Box::new(statement.object.clone()),
             detail: e.to_string(),

@@ -86,9 +86,19 @@ pub struct SourceSchema {
 
 fn read_err(object: impl Into<String>) -> impl FnOnce(mysql_async::Error) -> SchemaError {
     let object = object.into();
-    move |e| SchemaError::Read {
-        object,
-        detail: e.to_string(),
+    move |e| {
+        if crate::error::is_transient(&e) {
+            SchemaError::Connection {
+                side: "source",
+                doing: format!("reading {object}"),
+                detail: e.to_string(),
+            }
+        } else {
+            SchemaError::Read {
+                object,
+                detail: e.to_string(),
+            }
+        }
     }
 }
 

@@ -48,11 +48,23 @@ pub enum SchemaError {
 
     #[error("the destination session failed while preparing to create the schema: {detail}")]
     Session { detail: String },
+
+    /// The connection (or the server) failed under a statement that was not at fault: trying
+    /// again when the server answers may succeed.
+    #[error("the connection to the {side} failed while {doing}: {detail}")]
+    Connection {
+        side: &'static str,
+        doing: String,
+        detail: String,
+    },
 }
 
 impl SchemaError {
     /// Whether trying again later may succeed without the user changing anything.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, SchemaError::Session { .. })
+        matches!(
+            self,
+            SchemaError::Session { .. } | SchemaError::Connection { .. }
+        )
     }
 }

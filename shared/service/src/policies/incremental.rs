@@ -28,6 +28,7 @@ use tidemark_engine::schema::{
 };
 
 use tidemark_engine::copy::CopyEndpoints;
+use tidemark_engine::crash;
 
 use crate::cycle::{CopyJob, Ctx, plan_copy};
 use crate::error::ServiceError;
@@ -154,6 +155,8 @@ pub(crate) async fn prepare(
         let pre = first_cycle_ddl(&plan, Phase::PreData, &firsts, everything_first);
         apply_statements(&mut dst, &pre.iter().collect::<Vec<_>>(), OnExisting::Keep).await?;
     }
+    // Test hook: the windows are recorded and first-cycle tables exist; nothing is set aside.
+    crash::point("schema.pre_data");
 
     let jobs: Vec<CopyJob<'_>> = runs
         .iter()
@@ -187,6 +190,8 @@ pub(crate) async fn prepare(
                 ctx.save_record().await?;
             }
         }
+        // Test hook: the destination's triggers are set aside (and recorded on the run).
+        crash::point("incremental.triggers_set_aside");
         plan_copy(ctx, endpoints, &jobs).await
     }
     .await;
@@ -234,6 +239,8 @@ pub(crate) async fn finalize(
     let mut dst = ctx.destination_conn().await?;
     restore_triggers(&mut dst, triggers).await?;
     ctx.record.remove("triggers_set_aside");
+    // Test hook: the triggers are back; post-data DDL and watermarks are to come.
+    crash::point("incremental.triggers_restored");
     if ctx.with_schema() && !firsts.is_empty() {
         let objects = ctx.spec().objects.clone();
         let plan = ctx.read_plan(&objects).await?;
@@ -242,6 +249,8 @@ pub(crate) async fn finalize(
         apply_statements(&mut dst, &post.iter().collect::<Vec<_>>(), OnExisting::Keep).await?;
     }
     let _ = dst.disconnect().await;
+    // Test hook: every chunk committed, no watermark moved.
+    crash::point("incremental.data_committed");
     // Every chunk committed: the watermarks move.
     for (table, high) in marks {
         advance_watermark(ctx, table, high).await?;

@@ -8,6 +8,7 @@ use tidemark_core::policy::{ReplicaPlan, replica_database_name, replicas_to_drop
 use tidemark_core::state::{RunRecord, RunStatus};
 use tidemark_core::{DatabaseSelection, TaskSpec};
 use tidemark_engine::copy::{CopyEndpoints, TablePlan as EnginePlan};
+use tidemark_engine::crash;
 use tidemark_engine::policy::PolicyError;
 use tidemark_engine::policy::objects::{database_exists, drop_database};
 use tidemark_engine::schema::{DdlStatement, OnExisting, apply_statements};
@@ -92,6 +93,8 @@ async fn load(
     if ctx.with_schema() {
         apply(dst, &plan, Phase::PreData).await?;
     }
+    // Test hook: the replicas' tables exist, no chunk is planned.
+    crash::point("schema.pre_data");
     let jobs: Vec<CopyJob<'_>> = plan
         .tables
         .iter()
@@ -123,6 +126,8 @@ pub(crate) async fn finalize(
         };
         apply_statements(&mut dst, &post, on_existing).await?;
     }
+    // Test hook: the replica is complete, older replicas are not dropped yet.
+    crash::point("replica.post_data");
     ctx.record
         .insert("replicas".into(), serde_json::json!(replicas));
     if let Some(keep) = policy.keep_replicas {

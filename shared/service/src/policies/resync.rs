@@ -26,6 +26,7 @@ use tidemark_engine::schema::{
     DdlStatement, ObjectKind, OnExisting, Phase, SchemaPlan, apply_statements, quote_qualified,
 };
 
+use tidemark_engine::crash;
 use tidemark_engine::plan_from_source;
 
 use tidemark_engine::copy::{CopyEndpoints, TablePlan as EnginePlan};
@@ -246,6 +247,8 @@ async fn create_shadows(
     let pre = plan.pre_load();
     let refs: Vec<&DdlStatement> = pre.iter().collect();
     apply_statements(dst, &refs, OnExisting::Fail).await?;
+    // Test hook: the shadow tables exist, no chunk is planned.
+    crash::point("schema.pre_data");
     let jobs: Vec<CopyJob<'_>> = plan
         .shadow
         .tables
@@ -296,7 +299,11 @@ pub(crate) async fn finalize(ctx: &mut Ctx<'_>, retry: bool) -> Result<(), Servi
         let indexes = plan.shadow_indexes();
         let refs: Vec<&DdlStatement> = indexes.iter().collect();
         apply_statements(&mut dst, &refs, on_existing).await?;
+        // Test hook: the shadows are loaded and indexed, not swapped in.
+        crash::point("resync.shadow_indexes");
         swap(&mut dst, &plan.tables).await?;
+        // Test hook: swapped; the retired copies are still there.
+        crash::point("resync.swapped");
     } else if shadows_left > 0 {
         return Err(ServiceError::Invalid {
             field: "objects".into(),
@@ -312,6 +319,8 @@ pub(crate) async fn finalize(ctx: &mut Ctx<'_>, retry: bool) -> Result<(), Servi
         .map(|t| (t.database.clone(), t.retired.clone()))
         .collect();
     drop_tables(&mut dst, &retired).await?;
+    // Test hook: the retired copies are gone; no foreign key, trigger or view is redone yet.
+    crash::point("resync.retired_dropped");
     if ctx.with_schema() {
         let after = plan.after_swap();
         let refs: Vec<&DdlStatement> = after.iter().collect();

@@ -6,5 +6,6 @@ mod api;
 mod errors;
 mod firing;
 mod helpers;
+mod outages;
 mod queued_precheck;
 mod races;

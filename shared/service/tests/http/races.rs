@@ -23,10 +23,8 @@ async fn start_and_stop_at_the_same_time_leave_status_and_schedule_in_agreement(
             format!("/tasks/{id}/stop"),
             json!({}),
         );
-        let ((start_status, started), (stop_status, stopped)) = tokio::join!(
-            api.post(&start_path, &empty),
-            api.post(&stop_path, &empty)
-        );
+        let ((start_status, started), (stop_status, stopped)) =
+            tokio::join!(api.post(&start_path, &empty), api.post(&stop_path, &empty));
         // Each answers a success or a documented conflict, never a server error.
         for (status, body) in [(start_status, &started), (stop_status, &stopped)] {
             assert!(
