@@ -35,11 +35,14 @@ launch() { # dir port extra... : start mariadbd in the background and wait until
   local user_opt=()
   [[ $(id -u) == 0 ]] && user_opt=(--user=root)
   rm -f "$dir/mysqld.sock" "$dir/mariadbd.pid"
+  # A temporary directory of its own: another program cleaning /tmp must not pull internal
+  # temporary tables from under a query (seen once as "Error on delete of '/tmp/#sql-temptable...'").
+  mkdir -p "$dir/tmp"
   # setsid: the server outlives the shell that started it, and is stopped by `stop`.
   setsid mariadbd --no-defaults "${user_opt[@]}" \
     --datadir="$dir/data" --port="$port" --bind-address=127.0.0.1 \
     --socket="$dir/mysqld.sock" --pid-file="$dir/mariadbd.pid" --log-error="$dir/error.log" \
-    --skip-name-resolve --skip-log-bin --local-infile=1 --max-allowed-packet=64M \
+    --tmpdir="$dir/tmp" --skip-name-resolve --skip-log-bin --local-infile=1 --max-allowed-packet=64M \
     --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
     --innodb-buffer-pool-size=256M --innodb-log-file-size=128M \
     --innodb-flush-log-at-trx-commit=2 --innodb-doublewrite=0 \

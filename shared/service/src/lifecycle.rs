@@ -327,8 +327,35 @@ impl TaskService {
                 true
             })
             .await?;
+        let task = self.sync_schedule(task).await?;
         tracing::info!(task = %id, "task started");
         Ok(task)
+    }
+
+    /// Makes the scheduler agree with the task's status as stored, again whenever the status
+    /// moved meanwhile (a stop racing a start): whichever request writes last, the status and
+    /// the installed schedule end up in agreement.
+    async fn sync_schedule(&self, mut task: TaskRecord) -> Result<TaskRecord, ServiceError> {
+        loop {
+            match task.status {
+                TaskStatus::Scheduled => {
+                    if let Ok(schedule) = Schedule::from_spec(&task.spec.schedule) {
+                        self.ports
+                            .scheduler
+                            .put_schedule(&TaskSchedule::new(&task.id, &schedule))
+                            .await?;
+                    }
+                }
+                // A run decides at its end (after_run), from the schedule as it is then.
+                TaskStatus::Running => {}
+                _ => self.ports.scheduler.remove_schedule(&task.id).await?,
+            }
+            let now = self.get(&task.id).await?;
+            if now.version == task.version {
+                return Ok(now);
+            }
+            task = now;
+        }
     }
 
     /// Removes the schedule; a run going on goes on (cancel it on its own).
@@ -345,6 +372,7 @@ impl TaskService {
                 true
             })
             .await?;
+        let task = self.sync_schedule(task).await?;
         tracing::info!(task = %id, "task stopped");
         Ok(task)
     }
