@@ -174,7 +174,7 @@ async fn same_digest_everywhere(
     events: &[tidemark_engine::copy::CopyEvent],
 ) {
     use tidemark_engine::Side;
-    use tidemark_engine::copy::verify::{DigestSql, checksum_with};
+    use tidemark_engine::copy::verify::{DigestSql, SumSql, checksum_with};
     let plan = tidemark_engine::copy::plan_table(
         engine,
         &tidemark_engine::copy::TableCopySpec::same_names(db, "all_types"),
@@ -197,15 +197,18 @@ async fn same_digest_everywhere(
             })
             .expect("a verified report for every chunk");
         for form in [DigestSql::Chained, DigestSql::Concat] {
-            for (side, conn) in [(Side::Source, &mut src), (Side::Destination, &mut dst)] {
-                let server = checksum_with(conn, &plan.shape, chunk, side, form)
-                    .await
-                    .expect("checksum");
-                assert_eq!(
-                    server, client,
-                    "chunk {} ({form:?} on the {side:?}) differs from the client's digest",
-                    chunk.index
-                );
+            for sum in [SumSql::Decimal, SumSql::Double] {
+                for (side, conn) in [(Side::Source, &mut src), (Side::Destination, &mut dst)] {
+                    let server = checksum_with(conn, &plan.shape, chunk, side, form, sum)
+                        .await
+                        .expect("checksum");
+                    assert_eq!(
+                        server, client,
+                        "chunk {} ({form:?}, {sum:?} on the {side:?}) differs from the client's \
+                         digest",
+                        chunk.index
+                    );
+                }
             }
         }
     }

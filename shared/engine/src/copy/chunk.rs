@@ -23,7 +23,7 @@ use super::plan::Chunk;
 use super::session::CopyEndpoints;
 use super::shape::TableShape;
 use super::sql::{SqlBuf, qualified, quote_ident};
-use super::verify::{Checksum, RowDigest, checksum_with, compare};
+use super::verify::{Checksum, RowDigest, SumSql, checksum_with, compare};
 use crate::error::{CopyError, Side};
 
 /// Buffers handed to the LOAD stream are about this big.
@@ -197,6 +197,7 @@ async fn run(
     // are not carried), so only its row accounting is checked. The source side is digested from
     // the rows as they stream by (read in the snapshot): no second scan of the source.
     let mut digest = (options.verify && !upsert).then(|| RowDigest::new(shape));
+    let started = Instant::now();
     let select = select_sql(shape, chunk);
     let (rows, bytes) = match method {
         WriteMethod::LoadData => {
@@ -228,6 +229,7 @@ async fn run(
     };
     // The source transaction only read, and every row is in hand; ending it cannot lose anything.
     let _ = src.query_drop("COMMIT").await;
+    let loaded = started.elapsed();
 
     let checksum = match digest {
         Some(digest) => {
@@ -238,6 +240,7 @@ async fn run(
                 chunk,
                 Side::Destination,
                 endpoints.destination_digest,
+                SumSql::for_rows(rows),
             )
             .await?;
             compare(chunk, &s, &d)?;
@@ -245,9 +248,18 @@ async fn run(
         }
         None => None,
     };
+    let checked = started.elapsed();
     dst.query_drop("COMMIT")
         .await
         .map_err(|e| CopyError::dest_sql(what, "committing", e))?;
+    tracing::debug!(
+        chunk = what,
+        rows,
+        load_ms = loaded.as_millis(),
+        check_ms = (checked - loaded).as_millis(),
+        commit_ms = (started.elapsed() - checked).as_millis(),
+        "chunk committed"
+    );
     Ok((rows, bytes, checksum))
 }
 

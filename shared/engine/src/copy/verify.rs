@@ -72,6 +72,30 @@ impl DigestSql {
     }
 }
 
+/// How a server adds up the rows' CRCs; exact either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SumSql {
+    /// `SUM(crc)`: a DECIMAL, exact for any row count, but MariaDB adds DECIMALs row by row,
+    /// which costs about as much as computing the CRCs.
+    Decimal,
+    /// `SUM(CAST(crc AS DOUBLE))`, printed as an integer: a native add, exact while the sum stays below 2^53, that is
+    /// for fewer than 2^21 rows of at most 2^32 each (a chunk holds far fewer; a range holding
+    /// more rows than that already differs by its row count).
+    Double,
+}
+
+impl SumSql {
+    /// The cheaper sum that is exact for a range expected to hold `rows` rows.
+    pub fn for_rows(rows: u64) -> SumSql {
+        if rows < 1 << 21 {
+            SumSql::Double
+        } else {
+            SumSql::Decimal
+        }
+    }
+}
+
 /// Whether a column enters the digest as bytes (with its length) or as number-like text.
 fn is_bytes(column: &Column) -> bool {
     matches!(
@@ -141,15 +165,27 @@ fn row_digest_sql(shape: &TableShape, side: Side, form: DigestSql) -> String {
 }
 
 /// The checksum query of a key range, with the names of `side`.
-pub fn checksum_sql(shape: &TableShape, range: &KeyRange, side: Side, form: DigestSql) -> Vec<u8> {
+pub fn checksum_sql(
+    shape: &TableShape,
+    range: &KeyRange,
+    side: Side,
+    form: DigestSql,
+    sum: SumSql,
+) -> Vec<u8> {
     let table = match side {
         Side::Source => qualified(&shape.spec.source_db, &shape.spec.source_table),
         Side::Destination => qualified(&shape.spec.dest_db, &shape.spec.dest_table),
     };
     let mut sql = SqlBuf::new();
+    let crc = row_digest_sql(shape, side, form);
+    // A DOUBLE prints with 15 significant digits: the exact integer sum is cast back before it
+    // is printed.
+    let total = match sum {
+        SumSql::Decimal => format!("SUM({crc})"),
+        SumSql::Double => format!("CAST(SUM(CAST({crc} AS DOUBLE)) AS UNSIGNED)"),
+    };
     sql.push(&format!(
-        "SELECT COUNT(*), COALESCE(SUM({}), 0) FROM {table}",
-        row_digest_sql(shape, side, form)
+        "SELECT COUNT(*), COALESCE({total}, 0) FROM {table}"
     ));
     let key = shape.key_columns();
     let names: Vec<String> = key
@@ -172,23 +208,36 @@ pub async fn checksum(
     chunk: &Chunk,
     side: Side,
 ) -> Result<Checksum, CopyError> {
-    checksum_with(conn, shape, chunk, side, DigestSql::Concat).await
+    checksum_with(conn, shape, chunk, side, DigestSql::Concat, SumSql::Decimal).await
 }
 
-/// [`checksum`] with a chosen form (see [`DigestSql::probe`]).
+/// [`checksum`] with a chosen form (see [`DigestSql::probe`]) and sum (see [`SumSql::for_rows`]).
 pub async fn checksum_with(
     conn: &mut Conn,
     shape: &TableShape,
     chunk: &Chunk,
     side: Side,
     form: DigestSql,
+    sum: SumSql,
 ) -> Result<Checksum, CopyError> {
     let row: Option<(u64, String)> = conn
-        .query_first(checksum_sql(shape, &chunk.range, side, form))
+        .query_first(checksum_sql(shape, &chunk.range, side, form, sum))
         .await
         .map_err(|e| CopyError::sql(side, &chunk.display(), "computing the checksum", e))?;
-    let (rows, sum) = row.unwrap_or((0, "0".to_owned()));
-    Ok(Checksum { rows, sum })
+    let (rows, text) = row.unwrap_or((0, "0".to_owned()));
+    Ok(Checksum {
+        rows,
+        sum: canonical_sum(&text),
+    })
+}
+
+/// A server's sum as a plain integer (a DECIMAL or an UNSIGNED prints as one); anything else is
+/// kept as it came, and then cannot equal the client's integer.
+fn canonical_sum(text: &str) -> String {
+    match text.parse::<u128>() {
+        Ok(n) => n.to_string(),
+        Err(_) => text.to_owned(),
+    }
 }
 
 /// A value as the digest sees it: its bytes, or `None` for NULL. The text protocol only sends
@@ -310,16 +359,7 @@ impl RowDigest {
 /// Compares the two sides' checksums; a difference is a [`CopyError::VerifyMismatch`] that names
 /// the table and the range.
 pub fn compare(chunk: &Chunk, source: &Checksum, dest: &Checksum) -> Result<(), CopyError> {
-    // The servers print an exact DECIMAL sum; compare numbers, not spellings ("0" vs "0.0").
-    let number = |s: &str| {
-        let s = s.strip_suffix(".0").unwrap_or(s);
-        s.parse::<u128>().ok()
-    };
-    let same_sum = match (number(&source.sum), number(&dest.sum)) {
-        (Some(a), Some(b)) => a == b,
-        _ => source.sum == dest.sum,
-    };
-    if source.rows == dest.rows && same_sum {
+    if source.rows == dest.rows && canonical_sum(&source.sum) == canonical_sum(&dest.sum) {
         Ok(())
     } else {
         Err(CopyError::VerifyMismatch {
@@ -353,14 +393,16 @@ pub async fn verify_chunk(
             shape,
             chunk,
             Side::Source,
-            endpoints.source_digest
+            endpoints.source_digest,
+            SumSql::Decimal
         ),
         checksum_with(
             &mut dst,
             shape,
             chunk,
             Side::Destination,
-            endpoints.destination_digest
+            endpoints.destination_digest,
+            SumSql::Decimal
         )
     );
     let _ = src.query_drop("COMMIT").await;
@@ -494,5 +536,22 @@ mod tests {
         assert!(compare(&chunk, &c(2, "12"), &c(2, "12")).is_ok());
         assert!(compare(&chunk, &c(2, "12"), &c(2, "13")).is_err());
         assert!(compare(&chunk, &c(2, "12"), &c(1, "12")).is_err());
+        assert!(
+            compare(
+                &chunk,
+                &c(2, "2147154457075119"),
+                &c(2, "02147154457075119")
+            )
+            .is_ok()
+        );
+        // A rounded print never passes for the exact sum.
+        assert!(
+            compare(
+                &chunk,
+                &c(2, "2147154457075119"),
+                &c(2, "2.14715445707512e15")
+            )
+            .is_err()
+        );
     }
 }
