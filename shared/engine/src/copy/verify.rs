@@ -510,7 +510,10 @@ mod tests {
             vec![Some(b"1"), None, Some(b"a"), Some(b"1.5")],
             vec![Some(b"1"), Some(b"a"), Some(b""), None],
         ];
-        let sums: Vec<String> = rows.iter().map(|r| digest(&s, &[r.clone()]).sum).collect();
+        let sums: Vec<String> = rows
+            .iter()
+            .map(|r| digest(&s, std::slice::from_ref(r)).sum)
+            .collect();
         for (i, a) in sums.iter().enumerate() {
             for (j, b) in sums.iter().enumerate().skip(i + 1) {
                 assert_ne!(a, b, "rows {i} and {j} digest alike");
