@@ -151,6 +151,7 @@ async fn copy_all_types(dest: &Server, want_method: WriteMethod) {
     );
 
     assert_same(&source, dest, &db, "all_types", "id").await;
+    same_digest_everywhere(&engine, &db, &events).await;
     // Invisible columns are not in `SELECT *`; check the one we set explicitly.
     assert_eq!(
         dest.query_one(&format!("SELECT inv FROM `{db}`.all_types WHERE id = 0"))
@@ -162,6 +163,55 @@ async fn copy_all_types(dest: &Server, want_method: WriteMethod) {
     let unix = format!("SELECT GROUP_CONCAT(UNIX_TIMESTAMP(ts) ORDER BY id) FROM `{db}`.all_types");
     assert_eq!(dest.query_one(&unix).await, source.query_one(&unix).await);
     engine_disconnect(engine).await;
+}
+
+/// The digest the client computed from the rows it streamed (each chunk's report) is the one both
+/// servers compute, in both SQL forms (the chained CRC32 of MariaDB 10.8+, and the CONCAT one every
+/// MySQL runs): every type's bytes are hashed alike on every side.
+async fn same_digest_everywhere(
+    engine: &std::sync::Arc<tidemark_engine::copy::CopyEndpoints>,
+    db: &str,
+    events: &[tidemark_engine::copy::CopyEvent],
+) {
+    use tidemark_engine::Side;
+    use tidemark_engine::copy::verify::{DigestSql, SumSql, checksum_with};
+    let plan = tidemark_engine::copy::plan_table(
+        engine,
+        &tidemark_engine::copy::TableCopySpec::same_names(db, "all_types"),
+        2048,
+    )
+    .await
+    .expect("plan");
+    let mut src = engine.source_conn().await.expect("source");
+    let mut dst = engine.destination_conn().await.expect("destination");
+    for chunk in &plan.chunks {
+        let client = events
+            .iter()
+            .find_map(|e| match e {
+                tidemark_engine::copy::CopyEvent::ChunkDone { report, .. }
+                    if report.index == chunk.index =>
+                {
+                    report.checksum.clone()
+                }
+                _ => None,
+            })
+            .expect("a verified report for every chunk");
+        for form in [DigestSql::Chained, DigestSql::Concat] {
+            for sum in [SumSql::Decimal, SumSql::Double] {
+                for (side, conn) in [(Side::Source, &mut src), (Side::Destination, &mut dst)] {
+                    let server = checksum_with(conn, &plan.shape, chunk, side, form, sum)
+                        .await
+                        .expect("checksum");
+                    assert_eq!(
+                        server, client,
+                        "chunk {} ({form:?}, {sum:?} on the {side:?}) differs from the client's \
+                         digest",
+                        chunk.index
+                    );
+                }
+            }
+        }
+    }
 }
 
 async fn engine_disconnect(engine: std::sync::Arc<tidemark_engine::copy::CopyEndpoints>) {

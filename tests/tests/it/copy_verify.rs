@@ -130,6 +130,78 @@ async fn verification_catches_a_null_turned_empty_a_float_bit_and_a_missing_row(
     assert_same(&source, &dest, &db, "t", "id").await;
 }
 
+/// The copy's own check (the client's digest of the rows it streamed against the destination's
+/// query after the load) fails a chunk whose stored rows differ from what was read: a trigger on
+/// the destination alters one value as it is loaded. The chunk rolls back and leaves nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_altered_during_the_load_fails_the_chunk_and_leaves_nothing() {
+    let (source, dest) = (source(), destination());
+    let db = unique_name("copy_alter");
+    create_both(
+        &source,
+        &dest,
+        &db,
+        &["CREATE TABLE t (id INT PRIMARY KEY, s VARCHAR(20), f FLOAT, b VARBINARY(8))"],
+    )
+    .await;
+    fill_source(
+        &source,
+        &db,
+        &[
+            "INSERT INTO t SELECT seq, IF(seq % 3 = 0, NULL, CONCAT('s', seq)), seq / 7, \
+           IF(seq % 5 = 0, NULL, UNHEX(HEX(seq))) FROM seq_1_to_3000",
+        ],
+    )
+    .await;
+    let engine = endpoints(&source, &dest, 2).await;
+    let plan = plan_table(&engine, &TableCopySpec::same_names(&db, "t"), 16 * 1024)
+        .await
+        .expect("plan");
+    let alterations = [
+        ("a NULL turned into ''", 300, "SET NEW.s = ''"),
+        ("a FLOAT's last bits", 1500, "SET NEW.f = NEW.f * 1.0000001"),
+        (
+            "one byte of a binary value",
+            1501,
+            "SET NEW.b = CONCAT(NEW.b, 'x')",
+        ),
+        ("a value turned NULL", 1502, "SET NEW.s = NULL"),
+    ];
+    for (what, id, set) in alterations {
+        let chunk = chunk_of(&plan, id);
+        dest.exec(&[&format!(
+            "CREATE TRIGGER `{db}`.alter_one BEFORE INSERT ON `{db}`.t FOR EACH ROW \
+             IF NEW.id = {id} THEN {set}; END IF"
+        )])
+        .await;
+        let err = copy_chunk(
+            &engine,
+            &plan.shape,
+            chunk,
+            &ChunkOptions::default(),
+            &|_| {},
+        )
+        .await
+        .expect_err(&format!("{what} was not caught"));
+        assert!(
+            matches!(err, CopyError::VerifyMismatch { .. }),
+            "{what}: {err}"
+        );
+        let left = dest
+            .query_one(&format!("SELECT COUNT(*) FROM `{db}`.t"))
+            .await;
+        assert_eq!(
+            left.as_deref(),
+            Some("0"),
+            "{what}: the chunk was not rolled back"
+        );
+        dest.exec(&[&format!("DROP TRIGGER `{db}`.alter_one")])
+            .await;
+    }
+    copy(&engine, &db, &["t"], 16 * 1024, options(2, true)).await;
+    assert_same(&source, &dest, &db, "t", "id").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_on_the_source_during_the_copy_cause_no_false_mismatch() {
     let (source, dest) = (source(), destination());

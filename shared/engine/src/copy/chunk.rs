@@ -23,7 +23,7 @@ use super::plan::Chunk;
 use super::session::CopyEndpoints;
 use super::shape::TableShape;
 use super::sql::{SqlBuf, qualified, quote_ident};
-use super::verify::{Checksum, checksum, compare};
+use super::verify::{Checksum, RowDigest, SumSql, checksum_with, compare};
 use crate::error::{CopyError, Side};
 
 /// Buffers handed to the LOAD stream are about this big.
@@ -139,7 +139,7 @@ async fn copy_chunk_with(
     let mut src = endpoints.source_conn().await?;
     let mut dst = endpoints.destination_conn().await?;
     let result = run(
-        &mut src, &mut dst, shape, chunk, options, method, progress, &what,
+        &mut src, &mut dst, endpoints, shape, chunk, options, method, progress, &what,
     )
     .await;
     match result {
@@ -165,6 +165,7 @@ async fn copy_chunk_with(
 async fn run(
     src: &mut Conn,
     dst: &mut Conn,
+    endpoints: &CopyEndpoints,
     shape: &TableShape,
     chunk: &Chunk,
     options: &ChunkOptions,
@@ -191,33 +192,76 @@ async fn run(
             .map_err(|e| CopyError::dest_sql(what, "clearing the chunk's key range", e))?;
     }
 
-    let select = select_sql(shape, chunk);
-    let (rows, bytes) = match method {
-        WriteMethod::LoadData => load(src, dst, shape, select, upsert, progress, what).await?,
-        WriteMethod::Insert => insert(src, dst, shape, select, upsert, progress, what).await?,
-    };
-
     // The checksum compares a whole key range on both sides; an incremental chunk's range on the
     // destination also holds rows of earlier windows and rows deleted on the source since (deletes
-    // are not carried), so only its row accounting is checked.
-    let checksum = if options.verify && !upsert {
-        let (s, d) = tokio::join!(
-            checksum(src, shape, chunk, Side::Source),
-            checksum(dst, shape, chunk, Side::Destination)
-        );
-        let (s, d) = (s?, d?);
-        compare(chunk, &s, &d)?;
-        Some(s)
-    } else {
-        None
+    // are not carried), so only its row accounting is checked. The source side is digested from
+    // the rows as they stream by (read in the snapshot): no second scan of the source.
+    let mut digest = (options.verify && !upsert).then(|| RowDigest::new(shape));
+    let started = Instant::now();
+    let select = select_sql(shape, chunk);
+    let (rows, bytes) = match method {
+        WriteMethod::LoadData => {
+            load(
+                src,
+                dst,
+                shape,
+                select,
+                upsert,
+                digest.as_mut(),
+                progress,
+                what,
+            )
+            .await?
+        }
+        WriteMethod::Insert => {
+            insert(
+                src,
+                dst,
+                shape,
+                select,
+                upsert,
+                digest.as_mut(),
+                progress,
+                what,
+            )
+            .await?
+        }
     };
+    // The source transaction only read, and every row is in hand; ending it cannot lose anything.
+    let _ = src.query_drop("COMMIT").await;
+    let loaded = started.elapsed();
+
+    let checksum = match digest {
+        Some(digest) => {
+            let s = digest.checksum();
+            let d = checksum_with(
+                dst,
+                shape,
+                chunk,
+                Side::Destination,
+                endpoints.destination_digest,
+                SumSql::for_rows(rows),
+            )
+            .await?;
+            compare(chunk, &s, &d)?;
+            Some(s)
+        }
+        None => None,
+    };
+    let checked = started.elapsed();
     // Test hook: loaded and verified, not committed.
     crate::crash::point("chunk.before_commit");
     dst.query_drop("COMMIT")
         .await
         .map_err(|e| CopyError::dest_sql(what, "committing", e))?;
-    // The source transaction only read; ending it cannot lose anything.
-    let _ = src.query_drop("COMMIT").await;
+    tracing::debug!(
+        chunk = what,
+        rows,
+        load_ms = loaded.as_millis(),
+        check_ms = (checked - loaded).as_millis(),
+        commit_ms = (started.elapsed() - checked).as_millis(),
+        "chunk committed"
+    );
     Ok((rows, bytes, checksum))
 }
 
@@ -258,12 +302,14 @@ fn delete_sql(shape: &TableShape, chunk: &Chunk) -> Vec<u8> {
 }
 
 /// Reads rows and feeds them to a LOAD DATA running at the same time on the destination.
+#[allow(clippy::too_many_arguments)]
 async fn load(
     src: &mut Conn,
     dst: &mut Conn,
     shape: &TableShape,
     select: Vec<u8>,
     upsert: bool,
+    digest: Option<&mut RowDigest>,
     progress: &(dyn Fn(ChunkProgress) + Send + Sync),
     what: &str,
 ) -> Result<(u64, u64), CopyError> {
@@ -276,7 +322,7 @@ async fn load(
         Ok(stream.boxed())
     });
     let (read, loaded) = {
-        let reader = stream_rows(src, select, tx, progress, what);
+        let reader = stream_rows(src, select, tx, digest, progress, what);
         let writer = dst.query_drop(load_data_sql(shape, upsert));
         tokio::pin!(reader, writer);
         let mut read: Option<Result<(u64, u64), CopyError>> = None;
@@ -345,6 +391,7 @@ async fn stream_rows(
     src: &mut Conn,
     select: Vec<u8>,
     tx: mpsc::Sender<io::Result<Bytes>>,
+    mut digest: Option<&mut RowDigest>,
     progress: &(dyn Fn(ChunkProgress) + Send + Sync),
     what: &str,
 ) -> Result<(u64, u64), CopyError> {
@@ -367,8 +414,12 @@ async fn stream_rows(
             .ok_or_else(|| fail("the SELECT returned no result set".into()))?;
         while let Some(row) = stream.next().await {
             let row = row.map_err(|e| CopyError::source_sql(what, "reading the rows", e))?;
+            let values = row.unwrap_raw();
             rows += 1;
-            bytes += encoder.push_row(&row.unwrap_raw()) as u64;
+            bytes += encoder.push_row(&values) as u64;
+            if let Some(digest) = digest.as_deref_mut() {
+                digest.push_row(&values);
+            }
             if let Some(buffer) = encoder.take_full() {
                 send_pieces(&tx, buffer)
                     .await
@@ -415,12 +466,14 @@ async fn send_pieces(
 }
 
 /// The fallback writer: multi-row INSERTs of about 2 MB while the rows stream in.
+#[allow(clippy::too_many_arguments)]
 async fn insert(
     src: &mut Conn,
     dst: &mut Conn,
     shape: &TableShape,
     select: Vec<u8>,
     upsert: bool,
+    mut digest: Option<&mut RowDigest>,
     progress: &(dyn Fn(ChunkProgress) + Send + Sync),
     what: &str,
 ) -> Result<(u64, u64), CopyError> {
@@ -442,8 +495,12 @@ async fn insert(
         let done = next.is_none();
         if let Some(row) = next {
             let row = row.map_err(read_err)?;
+            let values = row.unwrap_raw();
             rows += 1;
-            bytes += encoder.push_row(&row.unwrap_raw()) as u64;
+            bytes += encoder.push_row(&values) as u64;
+            if let Some(digest) = digest.as_deref_mut() {
+                digest.push_row(&values);
+            }
             pending = encoder.take_full();
         } else {
             pending = pending.or_else(|| encoder.take_rest());

@@ -39,10 +39,17 @@ pub async fn plan_table(
     spec: &TableCopySpec,
     target_bytes: u64,
 ) -> Result<TablePlan, CopyError> {
+    let started = Instant::now();
     let mut src = endpoints.source_conn().await?;
     let shape = read_shape(&mut src, spec).await?;
     let chunks = plan_chunks(&mut src, &shape, target_bytes).await?;
     drop(src);
+    tracing::debug!(
+        table = %spec.display(),
+        chunks = chunks.len(),
+        plan_ms = started.elapsed().as_millis(),
+        "table planned"
+    );
     let mut dst = endpoints.destination_conn().await?;
     let dest = qualified(&spec.dest_db, &spec.dest_table);
     let any: Option<u8> = dst

@@ -10,6 +10,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts};
 
 use super::sql::push_string_literal;
+use super::verify::DigestSql;
 use crate::connect::{ConnectOptions, connect};
 use crate::error::{CopyError, Side};
 
@@ -102,6 +103,9 @@ pub struct CopyEndpoints {
     pub local_infile: bool,
     /// The source's global `sql_mode`, from which both sessions' modes are derived.
     pub source_sql_mode: String,
+    /// How each side computes the verification digest in SQL.
+    pub source_digest: DigestSql,
+    pub destination_digest: DigestSql,
 }
 
 impl CopyEndpoints {
@@ -120,6 +124,7 @@ impl CopyEndpoints {
             .query_first("SELECT @@GLOBAL.sql_mode")
             .await
             .map_err(|e| CopyError::source_sql(&source_endpoint, "reading sql_mode", e))?;
+        let source_digest = DigestSql::probe(&mut probe).await;
         let _ = probe.disconnect().await;
         let source_sql_mode = mode.unwrap_or_default();
 
@@ -128,6 +133,7 @@ impl CopyEndpoints {
             .query_first("SELECT @@GLOBAL.local_infile")
             .await
             .map_err(|e| CopyError::dest_sql(&destination_endpoint, "reading local_infile", e))?;
+        let destination_digest = DigestSql::probe(&mut probe).await;
         let _ = probe.disconnect().await;
         let local_infile = matches!(local.as_deref(), Some("1") | Some("ON"));
 
@@ -149,6 +155,8 @@ impl CopyEndpoints {
             connect_timeout: source.connect_timeout.max(destination.connect_timeout),
             local_infile,
             source_sql_mode,
+            source_digest,
+            destination_digest,
         })
     }
 

@@ -97,21 +97,22 @@ impl Column {
         }
     }
 
-    /// The column's value as the verification checksum reads it: exact (FLOAT through
-    /// `CAST(.. AS DOUBLE)`, whose text is its shortest round-trip form; BIT as a number) and as
-    /// bytes (text in its own character set, never converted on the way into the row string).
-    /// NULL stays NULL; the checksum tells it from '' by the column's length.
+    /// The server-side expression whose value the verification digest hashes: the same bytes
+    /// or text the source reads with [`Column::read_expr`] (FLOAT through `CAST(.. AS DOUBLE)`,
+    /// whose text is its shortest round-trip form; text as its bytes in its own character set,
+    /// never converted, since `CRC32` and `LENGTH` take a string's bytes as they are), except
+    /// BIT, which is read as bytes and digested as its number (the client converts). NULL stays
+    /// NULL; see `verify` for how the digest tells it from ''.
     pub fn digest_expr(&self, name: &str) -> String {
         let c = quote_ident(name);
         match self.kind {
             ColumnKind::Float => format!("CAST({c} AS DOUBLE)"),
             ColumnKind::Bit => format!("{c} + 0"),
-            ColumnKind::Text { .. } | ColumnKind::Geometry | ColumnKind::Other => {
-                format!("CAST({c} AS BINARY)")
-            }
+            ColumnKind::Geometry | ColumnKind::Other => format!("CAST({c} AS BINARY)"),
             ColumnKind::Integer
             | ColumnKind::Decimal
             | ColumnKind::Double
+            | ColumnKind::Text { .. }
             | ColumnKind::Binary
             | ColumnKind::Temporal => c,
         }
