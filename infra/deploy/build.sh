@@ -72,10 +72,14 @@ if ((${#skipped[@]} == 0)); then
   log "sam build --beta-features: the whole template (${resources[*]})"
   sam_build
 else
-  # sam build takes one resource at a time; each lands in .aws-sam/build/<resource>/.
+  # sam build takes one resource at a time and clears its build directory first: each is built
+  # into a directory of its own, then gathered into .aws-sam/build/<resource>/.
+  rm -rf .aws-sam/build .aws-sam/partial
   for resource in "${resources[@]}"; do
     log "sam build --beta-features $resource"
-    sam_build "$resource"
+    sam_build --build-dir ".aws-sam/partial/$resource" "$resource"
+    mkdir -p .aws-sam/build
+    cp -r ".aws-sam/partial/$resource/$resource" .aws-sam/build/
   done
 fi
 
