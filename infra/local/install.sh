@@ -8,7 +8,8 @@
 # - moto's server (the AWS emulator): a pinned virtual environment in $TIDEMARK_TOOLS_DIR/moto.
 # - schemathesis (the API property test): a pinned virtual environment in $TIDEMARK_TOOLS_DIR/schemathesis.
 # - the deploy tools (cargo-lambda, cfn-lint, aws-sam-cli): a pinned virtual environment in
-#   $TIDEMARK_TOOLS_DIR/deploy.
+#   $TIDEMARK_TOOLS_DIR/deploy (cargo-lambda brings zig, the ziglang package); binutils (objdump)
+#   from Debian's packages, for infra/deploy/build.sh's glibc check.
 set -euo pipefail
 
 TOOLS_DIR=${TIDEMARK_TOOLS_DIR:-$HOME/.cache/tidemark-tools}
@@ -48,6 +49,8 @@ command -v mariadb >/dev/null || missing+=(mariadb-client)
 command -v mydumper >/dev/null || missing+=(mydumper)
 [[ -d /usr/share/zoneinfo/Europe ]] || missing+=(tzdata)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+# objdump: infra/deploy/build.sh checks the glibc versions the built functions need.
+if [[ $deploy_tools == 1 ]]; then command -v objdump >/dev/null || missing+=(binutils); fi
 if ((${#missing[@]})); then
   log "installing ${missing[*]}"
   apt_install "${missing[@]}"

@@ -34,4 +34,6 @@ step "cargo test"
 cargo test --workspace --locked
 
 step "API property test: schemathesis against tidemark serve (loopback only)"
-"$here/api-fuzz.sh" "${CARGO_TARGET_DIR:-$repo/target}/debug/tidemark"
+# Where cargo put the binary: CARGO_TARGET_DIR and CARGO_BUILD_TARGET move it.
+target_dir=${CARGO_TARGET_DIR:-$repo/target}
+"$here/api-fuzz.sh" "$target_dir/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}debug/tidemark"

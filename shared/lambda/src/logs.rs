@@ -8,6 +8,9 @@
 //! runtime logs each raw event (a `POST /tasks` body holds the passwords), the SDK signs and logs
 //! each request with its headers (a session token among them) and the HTTP stack its traffic.
 
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
 use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
@@ -78,41 +81,62 @@ pub fn init_logs() {
     let _ = json_subscriber(&level_from_env(), std::io::stdout).try_init();
 }
 
+/// Log lines kept in memory: what tests read to see exactly what a function would have logged.
+/// Cheap to clone; clones share the lines.
+#[derive(Clone, Default)]
+pub struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    /// Captures this thread's log lines at `level`, through the functions' own subscriber,
+    /// until the guard is dropped.
+    pub fn capture(&self, level: &str) -> tracing::subscriber::DefaultGuard {
+        tracing::subscriber::set_default(json_subscriber(level, self.clone()))
+    }
+
+    /// The lines written so far.
+    pub fn lines(&self) -> Vec<String> {
+        let bytes = self.0.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut lines) = self.0.lock() {
+            lines.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'w> MakeWriter<'w> for LogBuffer {
+    type Writer = LogBuffer;
+
+    fn make_writer(&'w self) -> LogBuffer {
+        self.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
-
     use super::*;
 
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Buffer {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("buffer").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'w> MakeWriter<'w> for Buffer {
-        type Writer = Buffer;
-        fn make_writer(&'w self) -> Buffer {
-            self.clone()
-        }
-    }
-
     fn capture(level: &str, emit: impl FnOnce()) -> Vec<serde_json::Value> {
-        let buffer = Buffer::default();
-        let subscriber = json_subscriber(level, buffer.clone());
-        tracing::subscriber::with_default(subscriber, emit);
-        let bytes = buffer.0.lock().expect("buffer").clone();
-        String::from_utf8(bytes)
-            .expect("UTF-8")
+        let buffer = LogBuffer::default();
+        {
+            let _guard = buffer.capture(level);
+            emit();
+        }
+        buffer
             .lines()
+            .iter()
             .map(|line| serde_json::from_str(line).expect("every line is one JSON object"))
             .collect()
     }

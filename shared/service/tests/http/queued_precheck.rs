@@ -62,12 +62,24 @@ async fn task(api: &Api, tag: &str) -> (String, String, String) {
     (id, db, target)
 }
 
+async fn post_precheck(api: &Api, id: &str) -> (StatusCode, serde_json::Value) {
+    api.post(&format!("/tasks/{id}/precheck"), &json!({})).await
+}
+
+/// What the queue's consumer does with a delivery of the precheck started at `at`.
+async fn deliver(api: &Api, id: &str, at: Timestamp) -> QueuedPrecheck {
+    api.service
+        .run_queued_precheck(id, at)
+        .await
+        .expect("a delivery is handled")
+}
+
 #[tokio::test]
 async fn a_queued_precheck_answers_202_until_its_delivery_runs_it_once() {
     let (api, queue) = queued_api().await;
     let (id, db, target) = task(&api, "queued_pc").await;
 
-    let (status, body) = api.post(&format!("/tasks/{id}/precheck"), &json!({})).await;
+    let (status, body) = post_precheck(&api, &id).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["status"], "prechecking");
     let sent = queue.sent();
@@ -80,7 +92,7 @@ async fn a_queued_precheck_answers_202_until_its_delivery_runs_it_once() {
     let (status, body) = api.get(&format!("/tasks/{id}/precheck")).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(body["state"], "running");
-    let (status, _) = api.post(&format!("/tasks/{id}/precheck"), &json!({})).await;
+    let (status, _) = post_precheck(&api, &id).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(
         queue.sent().len(),
@@ -89,7 +101,7 @@ async fn a_queued_precheck_answers_202_until_its_delivery_runs_it_once() {
     );
 
     // The delivery runs it; the report is what the in-process path stores.
-    let outcome = api.service.run_queued_precheck(&id, at).await.expect("ran");
+    let outcome = deliver(&api, &id, at).await;
     assert_eq!(outcome, QueuedPrecheck::Ran { passed: true });
     let (status, report) = api.get(&format!("/tasks/{id}/precheck")).await;
     assert_eq!(status, StatusCode::OK, "{report}");
@@ -102,7 +114,7 @@ async fn a_queued_precheck_answers_202_until_its_delivery_runs_it_once() {
     );
 
     // A duplicate delivery does nothing; the task starts on the report.
-    let again = api.service.run_queued_precheck(&id, at).await.expect("ok");
+    let again = deliver(&api, &id, at).await;
     assert_eq!(again, QueuedPrecheck::AlreadyReported);
     let (status, task) = api.post(&format!("/tasks/{id}/start"), &json!({})).await;
     assert_eq!(status, StatusCode::OK, "{task}");
@@ -114,7 +126,7 @@ async fn a_queued_precheck_answers_202_until_its_delivery_runs_it_once() {
 async fn past_its_window_a_precheck_is_interrupted_and_its_late_delivery_dropped() {
     let (api, queue) = queued_api().await;
     let (id, db, target) = task(&api, "queued_late").await;
-    let (status, _) = api.post(&format!("/tasks/{id}/precheck"), &json!({})).await;
+    let (status, _) = post_precheck(&api, &id).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let (_, first) = queue.sent()[0].clone();
 
@@ -131,40 +143,24 @@ async fn past_its_window_a_precheck_is_interrupted_and_its_late_delivery_dropped
         message.contains("within 360 s") && message.contains("POST /tasks/"),
         "{message}"
     );
-    let late = api
-        .service
-        .run_queued_precheck(&id, first)
-        .await
-        .expect("ok");
+    let late = deliver(&api, &id, first).await;
     assert_eq!(late, QueuedPrecheck::Expired);
 
     // A new precheck; the old one's delivery, once more, finds it replaced.
-    let (status, _) = api.post(&format!("/tasks/{id}/precheck"), &json!({})).await;
+    let (status, _) = post_precheck(&api, &id).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     let sent = queue.sent();
     assert_eq!(sent.len(), 2);
     let (_, second) = sent[1].clone();
     assert!(second > first);
-    let old = api
-        .service
-        .run_queued_precheck(&id, first)
-        .await
-        .expect("ok");
+    let old = deliver(&api, &id, first).await;
     assert_eq!(old, QueuedPrecheck::Superseded);
     let (status, _) = api.get(&format!("/tasks/{id}/precheck")).await;
     assert_eq!(status, StatusCode::ACCEPTED, "the new one is still running");
 
-    let ran = api
-        .service
-        .run_queued_precheck(&id, second)
-        .await
-        .expect("ran");
+    let ran = deliver(&api, &id, second).await;
     assert_eq!(ran, QueuedPrecheck::Ran { passed: true });
-    let old = api
-        .service
-        .run_queued_precheck(&id, first)
-        .await
-        .expect("ok");
+    let old = deliver(&api, &id, first).await;
     assert_eq!(old, QueuedPrecheck::Superseded);
     let (status, report) = api.get(&format!("/tasks/{id}/precheck")).await;
     assert_eq!(status, StatusCode::OK, "{report}");
@@ -176,11 +172,7 @@ async fn past_its_window_a_precheck_is_interrupted_and_its_late_delivery_dropped
         .call(hyper::Method::DELETE, &format!("/tasks/{id}"), None)
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    let gone = api
-        .service
-        .run_queued_precheck(&id, second)
-        .await
-        .expect("ok");
+    let gone = deliver(&api, &id, second).await;
     assert_eq!(gone, QueuedPrecheck::TaskGone);
     drop_databases(&[&db, &target]).await;
 }
@@ -190,7 +182,7 @@ async fn a_precheck_the_queue_refuses_leaves_the_task_as_it_was() {
     let (api, queue) = queued_api().await;
     let (id, db, target) = task(&api, "queued_refused").await;
     queue.refuse.store(true, Ordering::SeqCst);
-    let (status, body) = api.post(&format!("/tasks/{id}/precheck"), &json!({})).await;
+    let (status, body) = post_precheck(&api, &id).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
     assert_eq!(body["error"]["code"], "internal");
     let (_, task) = api.get(&format!("/tasks/{id}")).await;
@@ -201,7 +193,7 @@ async fn a_precheck_the_queue_refuses_leaves_the_task_as_it_was() {
 
     // Once the queue takes it, the precheck goes ahead as usual.
     queue.refuse.store(false, Ordering::SeqCst);
-    let (status, _) = api.post(&format!("/tasks/{id}/precheck"), &json!({})).await;
+    let (status, _) = post_precheck(&api, &id).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(queue.sent().len(), 1);
     drop_databases(&[&db, &target]).await;

@@ -6,9 +6,10 @@
 use aws_sdk_scheduler::error::ProvideErrorMetadata;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
+use tidemark_lambda::logs::LogBuffer;
 use tidemark_tests::harness::{destination, source, unique_name};
 
-use super::{Deployment, Logs};
+use super::Deployment;
 use crate::precheck::{database, user};
 
 const SCHEDULE: &str = r#"{"cycle": "day", "at": "02:30", "time_zone": "Asia/Shanghai",
@@ -40,7 +41,7 @@ async fn secret_exists(deployment: &Deployment, reference: &str) -> Result<Strin
 
 #[tokio::test]
 async fn a_task_from_create_to_delete_through_the_api_functions() {
-    let logs = Logs::default();
+    let logs = LogBuffer::default();
     // Everything the functions log, at the most verbose level a deployment could ask for.
     let _capture = logs.capture("trace");
     let deployment = Deployment::new().await;

@@ -8,13 +8,11 @@
 //!   queue, short deadlines, duplicate deliveries), the copy checked against the source.
 //!
 //! Each function gets its own service, as separate Lambda functions do: nothing passes between
-//! them but the emulator's table, queues, schedules and secrets.
+//! them but the emulator's table, queues, schedules and secrets. What the functions log is read
+//! with [`tidemark_lambda::logs::LogBuffer`], through their own JSON subscriber.
 
 mod api;
 mod cycle;
-
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 use aws_config::SdkConfig;
 use lambda_http::request::LambdaRequest;
@@ -31,7 +29,6 @@ use tidemark_lambda::{AwsWiring, FunctionEnv};
 use tidemark_service::TaskService;
 use tidemark_tests::harness::aws::sdk_config;
 use tidemark_tests::harness::unique_name;
-use tracing_subscriber::fmt::MakeWriter;
 
 /// The stage the events carry, as template.yaml's default `StageName` makes API Gateway send it.
 pub const STAGE: &str = "prod";
@@ -362,46 +359,4 @@ async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
         .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
         .cloned()
         .expect("a queue ARN")
-}
-
-/// The functions' log lines, written by the functions' own JSON subscriber.
-#[derive(Clone, Default)]
-pub struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Logs {
-    /// Captures this thread's log lines at `level` (a `#[tokio::test]` runs on one thread) until
-    /// the guard is dropped.
-    pub fn capture(&self, level: &str) -> tracing::subscriber::DefaultGuard {
-        tracing::subscriber::set_default(tidemark_lambda::logs::json_subscriber(
-            level,
-            self.clone(),
-        ))
-    }
-
-    pub fn lines(&self) -> Vec<String> {
-        let bytes = self.0.lock().expect("logs").clone();
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("logs").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'w> MakeWriter<'w> for Logs {
-    type Writer = Logs;
-
-    fn make_writer(&'w self) -> Logs {
-        self.clone()
-    }
 }
