@@ -74,6 +74,41 @@ async fn a_row_larger_than_the_destination_packet_fails() {
             "SET GLOBAL max_allowed_packet=5242880; on the destination",
         ],
     );
+    // Run anyway (a run does not need the precheck): LOAD DATA LOCAL streams the row in
+    // packets under the limit, so it arrives whole and verified. The check stays a failure: the
+    // INSERT fallback (a destination with local_infile off) needs the row in one packet.
+    let store = tidemark_local::SqliteStore::open(
+        &tempfile::tempdir()
+            .expect("dir")
+            .keep()
+            .join("state.sqlite"),
+    )
+    .expect("store");
+    let report = tidemark_service::run_cycle(
+        &store,
+        &tidemark_core::ports::SystemClock,
+        tidemark_service::cycle::CycleInput {
+            task_id: "packet",
+            spec: &spec,
+            scheduled_time: "2026-12-01T02:30:00Z".parse().expect("time"),
+            trigger: tidemark_core::state::RunTrigger::Manual,
+            source_password: source().password().clone(),
+            destination_password: private.server.password().clone(),
+        },
+        std::sync::Arc::new(|_| {}),
+    )
+    .await
+    .expect("the run");
+    assert_eq!(report.tables[0].rows, 2);
+    let digest = format!(
+        "SELECT CONCAT(COUNT(*), ':', SUM(CRC32(body)), ':', SUM(LENGTH(body))) FROM `{db}`.t"
+    );
+    assert_eq!(
+        private.server.query_one(&digest).await,
+        source().query_one(&digest).await,
+        "the 2 MB row arrived whole"
+    );
+
     let spec = task(
         &source(),
         &destination(),

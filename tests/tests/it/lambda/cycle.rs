@@ -11,7 +11,9 @@ use serde_json::json;
 use tidemark_lambda::cycle::{CycleAnswer, CycleEvent, handle};
 use tidemark_tests::harness::{destination, source, unique_name};
 
-use super::{Deployment, Logs, sqs_event};
+use tidemark_lambda::logs::LogBuffer;
+
+use super::{Deployment, sqs_event};
 use crate::policy_support::rows_hash;
 use crate::precheck::{database, user};
 
@@ -29,7 +31,7 @@ fn context(after: Duration) -> Context {
 
 #[tokio::test]
 async fn a_scheduled_cycle_runs_once_across_many_worker_invocations_and_copies_exactly() {
-    let logs = Logs::default();
+    let logs = LogBuffer::default();
     let _capture = logs.capture("debug");
     let deployment = Deployment::new().await;
     let grants = ["ALL PRIVILEGES ON *.*".to_owned()];

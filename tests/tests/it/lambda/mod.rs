@@ -14,6 +14,8 @@
 mod api;
 mod cycle;
 
+use std::sync::Arc;
+
 use aws_config::SdkConfig;
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Context, LambdaEvent};
