@@ -107,7 +107,8 @@ pub(crate) struct Prepared {
     pub finish: Finish,
 }
 
-fn step(run: &RunKey, n: u32, kind: StepKind, payload: serde_json::Value) -> StepRecord {
+/// A new, pending step record.
+pub(crate) fn step(run: &RunKey, n: u32, kind: StepKind, payload: serde_json::Value) -> StepRecord {
     StepRecord {
         run: run.clone(),
         n,

@@ -160,7 +160,15 @@ impl TaskService {
                 true
             })
             .await;
-        self.ports.store.put_steps(&[schema_step(&key)]).await?;
+        self.ports
+            .store
+            .put_steps(&[steps::step(
+                &key,
+                steps::SCHEMA_STEP,
+                StepKind::Schema,
+                serde_json::Value::Null,
+            )])
+            .await?;
         send(&worker, &key, steps::SCHEMA_STEP, None).await?;
         tracing::info!(task = %task_id, run = %key.time_key(), "run created, schema step sent");
         Ok(CycleStart::Started(key))
@@ -539,24 +547,6 @@ impl TaskService {
         let source = self.password(&spec.source, "source").await?;
         let destination = self.password(&spec.destination, "destination").await?;
         Ok((source, destination))
-    }
-}
-
-fn schema_step(key: &RunKey) -> StepRecord {
-    StepRecord {
-        run: key.clone(),
-        n: steps::SCHEMA_STEP,
-        kind: StepKind::Schema,
-        status: StepStatus::Pending,
-        lease_owner: None,
-        lease_until: None,
-        attempts: 0,
-        rows: 0,
-        bytes: 0,
-        checksum: None,
-        error: None,
-        payload: serde_json::Value::Null,
-        version: 1,
     }
 }
 

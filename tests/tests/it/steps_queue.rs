@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::Client as SqsClient;
+use aws_sdk_sqs::types::Message;
 use tidemark_aws::{
     DynamoDbStore, EventBridgeScheduler, SchedulerConfig, SecretsManagerStore, SqsStepQueue,
     create_table,
@@ -129,6 +130,58 @@ struct Pumped {
     ignored: u32,
 }
 
+/// Up to `max` step messages from the queue, waiting up to `wait` seconds for the first.
+async fn receive(rig: &Rig, max: i32, wait: i32) -> Vec<Message> {
+    rig.sqs
+        .receive_message()
+        .queue_url(&rig.queue_url)
+        .max_number_of_messages(max)
+        .wait_time_seconds(wait)
+        .send()
+        .await
+        .expect("receive")
+        .messages
+        .unwrap_or_default()
+}
+
+/// The step a message carries.
+fn step_of(message: &Message) -> StepMessage {
+    serde_json::from_str(message.body.as_deref().unwrap_or_default()).expect("a step message")
+}
+
+/// Deletes a handled message, as Lambda's event source mapping does.
+async fn delete(rig: &Rig, message: Message) {
+    rig.sqs
+        .delete_message()
+        .queue_url(&rig.queue_url)
+        .receipt_handle(message.receipt_handle.unwrap_or_default())
+        .send()
+        .await
+        .expect("delete");
+}
+
+/// Hands a message's step to `run_step` with a minute to go.
+async fn handle(rig: &Rig, message: &Message) -> StepOutcome {
+    rig.service
+        .run_step(
+            &step_of(message),
+            Some(Instant::now() + Duration::from_secs(60)),
+        )
+        .await
+        .expect("a step never errors on these servers")
+}
+
+impl Pumped {
+    fn count(&mut self, outcome: StepOutcome) {
+        self.deliveries += 1;
+        match outcome {
+            StepOutcome::Ran => self.ran += 1,
+            StepOutcome::Postponed(_) => self.postponed += 1,
+            StepOutcome::Ignored(_) => self.ignored += 1,
+        }
+    }
+}
+
 /// Takes step messages from the queue and hands them to `run_step` until the run ends: every
 /// third message is delivered twice at once (two workers racing for it), every fifth with a
 /// deadline too close to start a step.
@@ -148,19 +201,9 @@ async fn pump(rig: &Rig, key: &RunKey, limit: Duration) -> Pumped {
         if run.status.is_final() {
             return seen;
         }
-        let received = rig
-            .sqs
-            .receive_message()
-            .queue_url(&rig.queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .expect("receive");
-        for message in received.messages.unwrap_or_default() {
+        for message in receive(rig, 10, 1).await {
             n += 1;
-            let body = message.body.clone().unwrap_or_default();
-            let step: StepMessage = serde_json::from_str(&body).expect("a step message");
+            let step = step_of(&message);
             let deadline = if n.is_multiple_of(5) {
                 Instant::now() + Duration::from_millis(100)
             } else {
@@ -176,20 +219,9 @@ async fn pump(rig: &Rig, key: &RunKey, limit: Duration) -> Pumped {
                 vec![rig.service.run_step(&step, Some(deadline)).await]
             };
             for outcome in outcomes {
-                seen.deliveries += 1;
-                match outcome.expect("a step never errors on these servers") {
-                    StepOutcome::Ran => seen.ran += 1,
-                    StepOutcome::Postponed(_) => seen.postponed += 1,
-                    StepOutcome::Ignored(_) => seen.ignored += 1,
-                }
+                seen.count(outcome.expect("a step never errors on these servers"));
             }
-            rig.sqs
-                .delete_message()
-                .queue_url(&rig.queue_url)
-                .receipt_handle(message.receipt_handle.unwrap_or_default())
-                .send()
-                .await
-                .expect("delete");
+            delete(rig, message).await;
         }
     }
     panic!("the run did not end within {limit:?}: {seen:?}");
@@ -205,41 +237,13 @@ async fn create_task(rig: &Rig, body: &str) -> String {
 async fn drain(rig: &Rig) -> Pumped {
     let mut seen = Pumped::default();
     loop {
-        let received = rig
-            .sqs
-            .receive_message()
-            .queue_url(&rig.queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(2)
-            .send()
-            .await
-            .expect("receive")
-            .messages
-            .unwrap_or_default();
+        let received = receive(rig, 10, 2).await;
         if received.is_empty() {
             return seen;
         }
         for message in received {
-            let step: StepMessage =
-                serde_json::from_str(message.body.as_deref().unwrap_or_default()).expect("step");
-            seen.deliveries += 1;
-            match rig
-                .service
-                .run_step(&step, Some(Instant::now() + Duration::from_secs(60)))
-                .await
-                .expect("step")
-            {
-                StepOutcome::Ran => seen.ran += 1,
-                StepOutcome::Postponed(_) => seen.postponed += 1,
-                StepOutcome::Ignored(_) => seen.ignored += 1,
-            }
-            rig.sqs
-                .delete_message()
-                .queue_url(&rig.queue_url)
-                .receipt_handle(message.receipt_handle.unwrap_or_default())
-                .send()
-                .await
-                .expect("delete");
+            seen.count(handle(rig, &message).await);
+            delete(rig, message).await;
         }
     }
 }
@@ -386,22 +390,8 @@ async fn a_cancelled_run_with_chunks_in_flight_leaves_the_previous_copy_and_no_s
             started.elapsed() < Duration::from_secs(60),
             "no chunk committed"
         );
-        let received = rig
-            .sqs
-            .receive_message()
-            .queue_url(&rig.queue_url)
-            .max_number_of_messages(1)
-            .wait_time_seconds(1)
-            .send()
-            .await
-            .expect("receive");
-        for message in received.messages.unwrap_or_default() {
-            let step: StepMessage =
-                serde_json::from_str(message.body.as_deref().unwrap_or_default()).expect("step");
-            rig.service
-                .run_step(&step, Some(Instant::now() + Duration::from_secs(60)))
-                .await
-                .expect("step");
+        for message in receive(&rig, 1, 1).await {
+            handle(&rig, &message).await;
         }
         let run = rig
             .service
@@ -416,24 +406,15 @@ async fn a_cancelled_run_with_chunks_in_flight_leaves_the_previous_copy_and_no_s
         }
     }
     // Cancel while the next chunk is in flight.
-    let next = rig
-        .sqs
-        .receive_message()
-        .queue_url(&rig.queue_url)
-        .max_number_of_messages(1)
-        .wait_time_seconds(2)
-        .send()
-        .await
-        .expect("receive")
-        .messages
-        .unwrap_or_default();
+    let next = receive(&rig, 1, 2).await;
     let in_flight = async {
         for message in &next {
-            let step: StepMessage =
-                serde_json::from_str(message.body.as_deref().unwrap_or_default()).expect("step");
             let _ = rig
                 .service
-                .run_step(&step, Some(Instant::now() + Duration::from_secs(60)))
+                .run_step(
+                    &step_of(message),
+                    Some(Instant::now() + Duration::from_secs(60)),
+                )
                 .await;
         }
     };
@@ -577,31 +558,8 @@ async fn a_task_deleted_while_its_run_goes_on_ends_the_run_and_leaves_no_shadows
 
 /// Hands one message from the queue to `run_step`; `None` when none came.
 async fn drain_one(rig: &Rig) -> Option<StepOutcome> {
-    let received = rig
-        .sqs
-        .receive_message()
-        .queue_url(&rig.queue_url)
-        .max_number_of_messages(1)
-        .wait_time_seconds(2)
-        .send()
-        .await
-        .expect("receive")
-        .messages
-        .unwrap_or_default();
-    let message = received.into_iter().next()?;
-    let step: StepMessage =
-        serde_json::from_str(message.body.as_deref().unwrap_or_default()).expect("step");
-    let outcome = rig
-        .service
-        .run_step(&step, Some(Instant::now() + Duration::from_secs(60)))
-        .await
-        .expect("step");
-    rig.sqs
-        .delete_message()
-        .queue_url(&rig.queue_url)
-        .receipt_handle(message.receipt_handle.unwrap_or_default())
-        .send()
-        .await
-        .expect("delete");
+    let message = receive(rig, 1, 2).await.into_iter().next()?;
+    let outcome = handle(rig, &message).await;
+    delete(rig, message).await;
     Some(outcome)
 }
