@@ -67,6 +67,25 @@ pub struct CycleInput<'a> {
     pub destination_password: SecretString,
 }
 
+impl<'a> CycleInput<'a> {
+    /// The input of a stored task's run `key`, with both passwords read.
+    pub fn of_task(
+        task: &'a tidemark_core::state::TaskRecord,
+        key: &RunKey,
+        trigger: RunTrigger,
+        (source_password, destination_password): (SecretString, SecretString),
+    ) -> CycleInput<'a> {
+        CycleInput {
+            task_id: &task.id,
+            spec: &task.spec,
+            scheduled_time: key.scheduled_time,
+            trigger,
+            source_password,
+            destination_password,
+        }
+    }
+}
+
 /// A finished cycle.
 #[derive(Debug, Clone)]
 pub struct CycleReport {

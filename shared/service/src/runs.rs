@@ -121,14 +121,8 @@ impl TaskService {
                 true
             })
             .await;
-        let input = CycleInput {
-            task_id: id,
-            spec: &task.spec,
-            scheduled_time: key.scheduled_time,
-            trigger,
-            source_password,
-            destination_password,
-        };
+        let input =
+            CycleInput::of_task(&task, key, trigger, (source_password, destination_password));
         let (task_label, run_label) = (id.to_owned(), key.time_key());
         let events = Arc::new(move |event: CycleEvent| {
             tracing::debug!(task = %task_label, run = %run_label, ?event, "cycle progress");

@@ -208,21 +208,14 @@ impl TaskService {
             send(&worker, key, message.step, None).await?;
             return Ok(StepOutcome::Postponed("too close to the deadline"));
         }
-        let (source_password, destination_password) = match self.passwords(&task.spec).await {
+        let passwords = match self.passwords(&task.spec).await {
             Ok(p) => p,
             Err(e) => {
                 self.fail_run(key, &e.to_string(), None).await;
                 return Ok(StepOutcome::Ran);
             }
         };
-        let input = CycleInput {
-            task_id: &task.id,
-            spec: &task.spec,
-            scheduled_time: key.scheduled_time,
-            trigger: run.trigger,
-            source_password,
-            destination_password,
-        };
+        let input = CycleInput::of_task(&task, key, run.trigger, passwords);
         let events = log_events(key);
         let store = Arc::clone(&self.ports.store);
         let clock = Arc::clone(&self.ports.clock);
@@ -503,16 +496,9 @@ impl TaskService {
             return;
         };
         if finish.is_some()
-            && let Ok((source_password, destination_password)) = self.passwords(&task.spec).await
+            && let Ok(passwords) = self.passwords(&task.spec).await
         {
-            let input = CycleInput {
-                task_id: &task.id,
-                spec: &task.spec,
-                scheduled_time: key.scheduled_time,
-                trigger: run.trigger,
-                source_password,
-                destination_password,
-            };
+            let input = CycleInput::of_task(&task, key, run.trigger, passwords);
             let events = log_events(key);
             let store = Arc::clone(&self.ports.store);
             let clock = Arc::clone(&self.ports.clock);
