@@ -203,6 +203,11 @@ async fn json_summary_and_a_failed_run_recorded_as_failed() {
     let tables = summary["tables"].as_array().expect("tables");
     let rows: u64 = tables.iter().filter_map(|t| t["rows"].as_u64()).sum();
     assert_eq!(rows, 20004);
+    // Each table's copy time spans its chunks: never zero for a table that had rows to copy.
+    for t in tables.iter().filter(|t| t["rows"].as_u64() > Some(0)) {
+        let seconds = t["seconds"].as_f64().expect("seconds");
+        assert!(seconds > 0.0 && seconds < 600.0, "{t}");
+    }
 
     // A destination that refuses connections: exit 1, a clear error, the run recorded failed.
     let closed = tidemark_tests::harness::net::closed_port();

@@ -122,6 +122,8 @@ pub(crate) fn step(run: &RunKey, n: u32, kind: StepKind, payload: serde_json::Va
         checksum: None,
         error: None,
         payload,
+        started_at: None,
+        finished_at: None,
         version: 1,
     }
 }
@@ -213,6 +215,8 @@ pub(crate) async fn claim(
         record.lease_until = Some(now.saturating_add(STEP_LEASE).unwrap_or(now));
         record.attempts += 1;
         record.error = None;
+        record.started_at = Some(now);
+        record.finished_at = None;
         match ctx.store.update_step(&record).await {
             Ok(version) => {
                 record.version = version;
@@ -252,6 +256,7 @@ pub(crate) async fn settle(
     outcome: Result<(u64, u64, Option<String>), String>,
 ) -> Result<StepRecord, ServiceError> {
     record.lease_until = None;
+    record.finished_at = Some(ctx.clock.now());
     match outcome {
         Ok((rows, bytes, checksum)) => {
             record.status = StepStatus::Done;
@@ -500,35 +505,44 @@ pub(crate) fn outcomes(
     tables: &[TableEntry],
     steps: &[StepRecord],
 ) -> Vec<TableOutcome> {
-    let mut sums: HashMap<&str, (u64, u64, u32)> = HashMap::new();
-    let payloads: Vec<(String, &StepRecord)> = steps
+    // Per table: rows, bytes, chunks, and the span from its first chunk's start to its last
+    // chunk's end (chunks run in parallel, possibly in several processes).
+    type Sums = (u64, u64, u32, Option<(Timestamp, Timestamp)>);
+    let mut sums: HashMap<&str, Sums> = HashMap::new();
+    for s in steps
         .iter()
         .filter(|s| s.kind == StepKind::Chunk && s.status == StepStatus::Done)
-        .filter_map(|s| {
-            s.payload
-                .get("table")
-                .and_then(|t| t.as_str())
-                .map(|t| (t.to_owned(), s))
-        })
-        .collect();
-    for (table, s) in &payloads {
-        let entry = sums.entry(table.as_str()).or_default();
+    {
+        let Some(table) = s.payload.get("table").and_then(|t| t.as_str()) else {
+            continue;
+        };
+        let entry = sums.entry(table).or_default();
         entry.0 += s.rows;
         entry.1 += s.bytes;
         entry.2 += 1;
+        if let (Some(start), Some(end)) = (s.started_at, s.finished_at) {
+            entry.3 = Some(match entry.3 {
+                Some((first, last)) => (first.min(start), last.max(end)),
+                None => (start, end),
+            });
+        }
     }
     let verify = ctx.spec().channel.verify;
     tables
         .iter()
         .map(|t| {
-            let (rows, bytes, chunks) = sums.get(t.table.as_str()).copied().unwrap_or_default();
+            let (rows, bytes, chunks, span) =
+                sums.get(t.table.as_str()).copied().unwrap_or_default();
+            let elapsed = span
+                .and_then(|(first, last)| Duration::try_from(last.duration_since(first)).ok())
+                .unwrap_or_default();
             TableOutcome {
                 table: t.table.clone(),
                 dest_table: t.dest_table.clone(),
                 rows,
                 bytes,
                 chunks,
-                elapsed: Duration::ZERO,
+                elapsed,
                 verification: match (verify, t.upsert) {
                     (false, _) => Verification::Off,
                     (true, true) => Verification::Counted,

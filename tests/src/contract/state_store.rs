@@ -76,6 +76,8 @@ pub fn step(run: &RunKey, n: u32) -> StepRecord {
         checksum: None,
         error: None,
         payload: serde_json::json!({ "table": "shop.orders", "chunk": n }),
+        started_at: Some(jiff::Timestamp::from_second(1_790_000_000).expect("time")),
+        finished_at: None,
         version: 1,
     }
 }
