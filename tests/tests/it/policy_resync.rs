@@ -186,3 +186,113 @@ async fn a_run_failed_mid_load_leaves_the_previous_copy_and_no_shadows() {
         .await;
     src.exec(&[&format!("DROP DATABASE `{db}`")]).await;
 }
+
+/// Every index of a schema as one string (table, index, position, column, uniqueness, type).
+async fn index_list(server: &tidemark_tests::harness::Server, db: &str) -> String {
+    server
+        .query_one(&format!(
+            "SELECT GROUP_CONCAT(CONCAT_WS(':', TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX, COLUMN_NAME, \
+             NON_UNIQUE, INDEX_TYPE) ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX SEPARATOR ' ') \
+             FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = '{db}'"
+        ))
+        .await
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn many_tables_have_their_indexes_built_side_by_side_exactly_as_the_source_has_them() {
+    let db = unique_name("rs_idx_src");
+    let target = unique_name("rs_idx");
+    let src = source();
+    let mut setup = vec![format!("CREATE DATABASE `{db}`")];
+    for t in 0..6 {
+        setup.push(format!(
+            "CREATE TABLE `{db}`.t{t} (id INT PRIMARY KEY, a INT NOT NULL, b VARCHAR(40), \
+             body TEXT, KEY ix_a (a), UNIQUE KEY ux_b (b), KEY ix_ab (a, b(10)), \
+             FULLTEXT KEY ft_body (body), FULLTEXT KEY ft_b_body (b, body))"
+        ));
+        setup.push(format!(
+            "INSERT INTO `{db}`.t{t} SELECT seq, seq % 13, CONCAT('b', seq), \
+             CONCAT('word', seq % 50, ' other', seq) FROM `{db}`.seq_1_to_3000"
+        ));
+    }
+    // A foreign key needs the referenced table's index: foreign keys come after every build.
+    setup.push(format!(
+        "CREATE TABLE `{db}`.child (id INT PRIMARY KEY, t0_b VARCHAR(40), KEY ix_t0_b (t0_b), \
+         FOREIGN KEY fk_t0 (t0_b) REFERENCES `{db}`.t0 (b))"
+    ));
+    setup.push(format!(
+        "INSERT INTO `{db}`.child SELECT seq, CONCAT('b', seq) FROM `{db}`.seq_1_to_100"
+    ));
+    let refs: Vec<&str> = setup.iter().map(String::as_str).collect();
+    src.exec(&refs).await;
+    let mut resync_spec = spec(
+        &src,
+        serde_json::json!({"mode": "resync"}),
+        serde_json::json!([{ "database": db, "rename": target }]),
+        "UTC",
+    );
+    resync_spec.channel.workers = 3;
+    let store = SqliteStore::in_memory().expect("store");
+    let expected = index_list(&src, &db).await;
+    assert!(expected.contains("t5:ft_b_body:2:body"), "{expected}");
+    for (i, at) in ["2026-12-01T02:30:00Z", "2026-12-02T02:30:00Z"]
+        .iter()
+        .enumerate()
+    {
+        cycle(&store, "task-idx", &resync_spec, &src, at)
+            .await
+            .unwrap_or_else(|e| panic!("cycle {i} failed: {e}"));
+        assert_eq!(
+            index_list(&destination(), &target).await,
+            expected,
+            "cycle {i}"
+        );
+        for t in 0..6 {
+            let table = format!("t{t}");
+            assert_eq!(
+                rows_hash(&destination(), &target, &table, "id, a, b, body").await,
+                rows_hash(&src, &db, &table, "id, a, b, body").await
+            );
+        }
+        assert_eq!(
+            count(
+                &destination(),
+                &format!(
+                    "SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS \
+                     WHERE CONSTRAINT_SCHEMA = '{target}' AND REFERENCED_TABLE_NAME = 't0'"
+                )
+            )
+            .await,
+            1
+        );
+        assert_eq!(working_tables(&target).await, 0);
+    }
+    // The multi-replica policy builds its post-data the same way.
+    let replicas = unique_name("rp_idx");
+    let mut replica_spec = spec(
+        &src,
+        serde_json::json!({"mode": "multi_replica"}),
+        serde_json::json!([{ "database": db, "rename": replicas }]),
+        "UTC",
+    );
+    replica_spec.channel.workers = 3;
+    cycle(
+        &store,
+        "task-idx-r",
+        &replica_spec,
+        &src,
+        "2026-12-03T02:30:00Z",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("replica cycle failed: {e}"));
+    let replica = format!("{replicas}_20261203_02_30_00");
+    assert_eq!(index_list(&destination(), &replica).await, expected);
+    destination()
+        .exec(&[
+            &format!("DROP DATABASE `{target}`"),
+            &format!("DROP DATABASE `{replica}`"),
+        ])
+        .await;
+    src.exec(&[&format!("DROP DATABASE `{db}`")]).await;
+}

@@ -246,7 +246,8 @@ pub(crate) async fn finalize(
         let plan = ctx.read_plan(&objects).await?;
         let firsts: HashSet<(String, String)> = firsts.iter().cloned().collect();
         let post = first_cycle_ddl(&plan, Phase::PostData, &firsts, everything_first);
-        apply_statements(&mut dst, &post.iter().collect::<Vec<_>>(), OnExisting::Keep).await?;
+        let post: Vec<&DdlStatement> = post.iter().collect();
+        super::apply_post_data(ctx, &mut dst, &post, OnExisting::Keep).await?;
     }
     let _ = dst.disconnect().await;
     // Test hook: every chunk committed, no watermark moved.

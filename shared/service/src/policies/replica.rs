@@ -11,7 +11,7 @@ use tidemark_engine::copy::{CopyEndpoints, TablePlan as EnginePlan};
 use tidemark_engine::crash;
 use tidemark_engine::policy::PolicyError;
 use tidemark_engine::policy::objects::{database_exists, drop_database};
-use tidemark_engine::schema::{DdlStatement, OnExisting, apply_statements};
+use tidemark_engine::schema::{DdlStatement, OnExisting};
 use tidemark_engine::{Phase, apply};
 
 use super::invalid;
@@ -124,7 +124,7 @@ pub(crate) async fn finalize(
         } else {
             OnExisting::Fail
         };
-        apply_statements(&mut dst, &post, on_existing).await?;
+        super::apply_post_data(ctx, &mut dst, &post, on_existing).await?;
     }
     // Test hook: the replica is complete, older replicas are not dropped yet.
     crash::point("replica.post_data");

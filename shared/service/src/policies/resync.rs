@@ -298,7 +298,7 @@ pub(crate) async fn finalize(ctx: &mut Ctx<'_>, retry: bool) -> Result<(), Servi
     if shadows_left == plan.tables.len() {
         let indexes = plan.shadow_indexes();
         let refs: Vec<&DdlStatement> = indexes.iter().collect();
-        apply_statements(&mut dst, &refs, on_existing).await?;
+        super::apply_post_data(ctx, &mut dst, &refs, on_existing).await?;
         // Test hook: the shadows are loaded and indexed, not swapped in.
         crash::point("resync.shadow_indexes");
         swap(&mut dst, &plan.tables).await?;
