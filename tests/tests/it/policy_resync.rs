@@ -226,13 +226,18 @@ async fn many_tables_have_their_indexes_built_side_by_side_exactly_as_the_source
     ));
     let refs: Vec<&str> = setup.iter().map(String::as_str).collect();
     src.exec(&refs).await;
-    let mut resync_spec = spec(
-        &src,
-        serde_json::json!({"mode": "resync"}),
-        serde_json::json!([{ "database": db, "rename": target }]),
-        "UTC",
-    );
-    resync_spec.channel.workers = 3;
+    // Three workers: three tables' indexes are built at once.
+    let spec_of = |policy: serde_json::Value, rename: &str| {
+        let mut spec = spec(
+            &src,
+            policy,
+            serde_json::json!([{ "database": db, "rename": rename }]),
+            "UTC",
+        );
+        spec.channel.workers = 3;
+        spec
+    };
+    let resync_spec = spec_of(serde_json::json!({"mode": "resync"}), &target);
     let store = SqliteStore::in_memory().expect("store");
     let expected = index_list(&src, &db).await;
     assert!(expected.contains("t5:ft_b_body:2:body"), "{expected}");
@@ -270,13 +275,7 @@ async fn many_tables_have_their_indexes_built_side_by_side_exactly_as_the_source
     }
     // The multi-replica policy builds its post-data the same way.
     let replicas = unique_name("rp_idx");
-    let mut replica_spec = spec(
-        &src,
-        serde_json::json!({"mode": "multi_replica"}),
-        serde_json::json!([{ "database": db, "rename": replicas }]),
-        "UTC",
-    );
-    replica_spec.channel.workers = 3;
+    let replica_spec = spec_of(serde_json::json!({"mode": "multi_replica"}), &replicas);
     cycle(
         &store,
         "task-idx-r",
