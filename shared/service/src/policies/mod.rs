@@ -37,19 +37,10 @@ pub(crate) async fn apply_post_data(
     statements: &[&DdlStatement],
     on_existing: OnExisting,
 ) -> Result<(), ServiceError> {
-    let is_index =
-        |s: &DdlStatement| matches!(s.object.kind, ObjectKind::Indexes | ObjectKind::Index);
-    let mut tables: Vec<((&str, &str), Vec<&DdlStatement>)> = Vec::new();
-    for s in statements.iter().copied().filter(|s| is_index(s)) {
-        let table = (s.object.database.as_str(), s.object.name.as_str());
-        match tables.iter_mut().find(|(t, _)| *t == table) {
-            Some((_, group)) => group.push(s),
-            None => tables.push((table, vec![s])),
-        }
-    }
+    let (tables, rest) = split_post_data(statements);
     let workers = usize::try_from(ctx.spec().channel.workers.max(1)).unwrap_or(1);
     if tables.len() > 1 && workers > 1 {
-        let mut pending = tables.into_iter().map(|(_, group)| group);
+        let mut pending = tables.into_iter();
         let mut running = FuturesUnordered::new();
         // After a failure no new build starts; those running finish (each ALTER is atomic) and
         // the first error is reported.
@@ -71,15 +62,9 @@ pub(crate) async fn apply_post_data(
             return Err(e);
         }
     } else {
-        let indexes: Vec<&DdlStatement> =
-            statements.iter().copied().filter(|s| is_index(s)).collect();
+        let indexes: Vec<&DdlStatement> = tables.into_iter().flatten().collect();
         apply_statements(dst, &indexes, on_existing).await?;
     }
-    let rest: Vec<&DdlStatement> = statements
-        .iter()
-        .copied()
-        .filter(|s| !is_index(s))
-        .collect();
     apply_statements(dst, &rest, on_existing).await?;
     Ok(())
 }
@@ -95,4 +80,69 @@ async fn build_indexes(
     let _ = conn.disconnect().await;
     applied?;
     Ok(())
+}
+
+/// Post-data statements split for [`apply_post_data`]: each table's index statements (in plan
+/// order, tables in order of first appearance), and everything else in plan order.
+fn split_post_data<'a>(
+    statements: &[&'a DdlStatement],
+) -> (Vec<Vec<&'a DdlStatement>>, Vec<&'a DdlStatement>) {
+    let mut tables: Vec<((&str, &str), Vec<&DdlStatement>)> = Vec::new();
+    let mut rest = Vec::new();
+    for &s in statements {
+        if !matches!(s.object.kind, ObjectKind::Indexes | ObjectKind::Index) {
+            rest.push(s);
+            continue;
+        }
+        let table = (s.object.database.as_str(), s.object.name.as_str());
+        match tables.iter_mut().find(|(t, _)| *t == table) {
+            Some((_, group)) => group.push(s),
+            None => tables.push((table, vec![s])),
+        }
+    }
+    (tables.into_iter().map(|(_, group)| group).collect(), rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use tidemark_engine::schema::{ObjectRef, Phase};
+
+    use super::*;
+
+    fn statement(kind: ObjectKind, db: &str, table: &str, sql: &str) -> DdlStatement {
+        DdlStatement {
+            phase: Phase::PostData,
+            object: ObjectRef::new(kind, db, table),
+            sql: sql.to_owned(),
+            session: None,
+        }
+    }
+
+    #[test]
+    fn each_tables_index_builds_stay_together_in_order_and_the_rest_keeps_its_order() {
+        let plan = [
+            statement(ObjectKind::Indexes, "d", "a", "a keys"),
+            statement(ObjectKind::Index, "d", "a", "a fulltext 1"),
+            statement(ObjectKind::Indexes, "d", "b", "b keys"),
+            statement(ObjectKind::Index, "d", "a", "a fulltext 2"),
+            // Same table name in another database: another table.
+            statement(ObjectKind::Indexes, "e", "a", "e.a keys"),
+            statement(ObjectKind::ForeignKeys, "d", "b", "b fks"),
+            statement(ObjectKind::View, "d", "v", "view"),
+            statement(ObjectKind::Trigger, "d", "t", "trigger"),
+        ];
+        let refs: Vec<&DdlStatement> = plan.iter().collect();
+        let (tables, rest) = split_post_data(&refs);
+        let sql = |list: &[&DdlStatement]| list.iter().map(|s| s.sql.clone()).collect::<Vec<_>>();
+        let tables: Vec<Vec<String>> = tables.iter().map(|g| sql(g)).collect();
+        assert_eq!(
+            tables,
+            [
+                vec!["a keys", "a fulltext 1", "a fulltext 2"],
+                vec!["b keys"],
+                vec!["e.a keys"],
+            ]
+        );
+        assert_eq!(sql(&rest), ["b fks", "view", "trigger"]);
+    }
 }
