@@ -192,8 +192,8 @@ pub struct StepRecord {
     /// The step's input (a chunk's table and key range), as the planner wrote it.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub payload: serde_json::Value,
-    /// When the current (or last) attempt claimed the step, and when it was settled: a table's
-    /// copy time in the run's report spans its chunks' attempts.
+    /// When the step's latest attempt claimed it, and when that attempt was settled: a table's
+    /// copy time in the run's report spans its chunks' latest attempts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -285,36 +285,32 @@ async fn run_chunks(
     pending: Vec<u32>,
 ) -> Result<(), ServiceError> {
     let workers = usize::try_from(ctx.spec().channel.workers.max(1)).unwrap_or(1);
-    let mut queue = pending.into_iter();
-    let mut running = futures_util::stream::FuturesUnordered::new();
-    let mut first_error: Option<ServiceError> = None;
-    loop {
-        while first_error.is_none() && running.len() < workers {
-            let Some(n) = queue.next() else { break };
-            running.push(async move {
-                let Some(record) = steps::claim(ctx, n, owner, Takeover::Any).await? else {
-                    return Ok(());
-                };
-                match steps::chunk(ctx, endpoints, record.clone()).await {
-                    Ok(_) => Ok(()),
-                    Err(e) => {
-                        let _ = steps::settle(ctx, record, Err(e.to_string())).await;
-                        Err(e)
-                    }
-                }
-            });
+    // Futures do nothing until polled: run_at_most starts them `workers` at a time. (Collected
+    // so that no closure is held across an await: the spawned cycle must stay Send.)
+    let steps: Vec<_> = pending
+        .into_iter()
+        .map(|n| run_chunk_step(ctx, endpoints, owner, n))
+        .collect();
+    crate::bounded::run_at_most(workers, steps).await
+}
+
+/// One chunk step, claimed (unless another holder has it or it is done) and run; a failure is
+/// recorded on the step.
+async fn run_chunk_step(
+    ctx: &Ctx<'_>,
+    endpoints: &CopyEndpoints,
+    owner: &str,
+    n: u32,
+) -> Result<(), ServiceError> {
+    let Some(record) = steps::claim(ctx, n, owner, Takeover::Any).await? else {
+        return Ok(());
+    };
+    match steps::chunk(ctx, endpoints, record.clone()).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let _ = steps::settle(ctx, record, Err(e.to_string())).await;
+            Err(e)
         }
-        match futures_util::StreamExt::next(&mut running).await {
-            Some(Ok(())) => {}
-            Some(Err(e)) => {
-                first_error.get_or_insert(e);
-            }
-            None => break,
-        }
-    }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(()),
     }
 }
 

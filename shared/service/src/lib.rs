@@ -23,6 +23,7 @@
 //! - [`error`]: [`ServiceError`]; messages name the object and the fix, never a secret.
 
 pub mod allowlist;
+mod bounded;
 pub mod cycle;
 pub mod error;
 pub mod http;

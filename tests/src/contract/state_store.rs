@@ -362,6 +362,8 @@ pub async fn steps_are_created_once_listed_in_order_and_claimed_by_one(store: St
         .await
         .expect("get")
         .expect("exists");
+    // Every field comes back as written (the attempt's start time included).
+    assert_eq!(read, step(&r.key, 2));
     let mut claims = Vec::new();
     for worker in ["a", "b"] {
         let (store, mut s) = (Arc::clone(&store), read.clone());

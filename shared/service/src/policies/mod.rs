@@ -9,8 +9,6 @@ pub mod incremental;
 pub mod replica;
 pub mod resync;
 
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 use mysql_async::Conn;
 use tidemark_core::FieldError;
 use tidemark_engine::schema::{DdlStatement, ObjectKind, OnExisting, apply_statements};
@@ -40,27 +38,11 @@ pub(crate) async fn apply_post_data(
     let (tables, rest) = split_post_data(statements);
     let workers = usize::try_from(ctx.spec().channel.workers.max(1)).unwrap_or(1);
     if tables.len() > 1 && workers > 1 {
-        let mut pending = tables.into_iter();
-        let mut running = FuturesUnordered::new();
-        // After a failure no new build starts; those running finish (each ALTER is atomic) and
-        // the first error is reported.
-        let mut first_error = None;
-        loop {
-            while first_error.is_none() && running.len() < workers {
-                let Some(group) = pending.next() else { break };
-                running.push(build_indexes(ctx, group, on_existing));
-            }
-            match running.next().await {
-                Some(Ok(())) => {}
-                Some(Err(e)) => {
-                    first_error.get_or_insert(e);
-                }
-                None => break,
-            }
-        }
-        if let Some(e) = first_error {
-            return Err(e);
-        }
+        let builds: Vec<_> = tables
+            .into_iter()
+            .map(|group| build_indexes(ctx, group, on_existing))
+            .collect();
+        crate::bounded::run_at_most(workers, builds).await?;
     } else {
         let indexes: Vec<&DdlStatement> = tables.into_iter().flatten().collect();
         apply_statements(dst, &indexes, on_existing).await?;
