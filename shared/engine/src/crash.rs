@@ -19,6 +19,7 @@
 //! | `schema.pre_data` | the Schema step: the policy's pre-data DDL applied, before the chunks are planned |
 //! | `schema.planned` | the Schema step: chunks planned, before the steps are written |
 //! | `schema.steps_written` | the Schema step: every step written (Finalize last), before the step is marked done |
+//! | `finalize.claimed` | any policy's Finalize: every chunk done, the step claimed, before the policy's ending (and its deferred checks) |
 //! | `resync.shadow_indexes` | resync's Finalize: the shadows' secondary indexes added, before the swap |
 //! | `resync.swapped` | resync's Finalize: right after the swap, before the retired tables are dropped |
 //! | `resync.retired_dropped` | resync's Finalize: retired tables dropped, before foreign keys, views, routines, triggers |
@@ -44,6 +45,7 @@ pub const POINTS: &[&str] = &[
     "chunk.before_commit",
     "chunk.committed",
     "chunk.recorded",
+    "finalize.claimed",
     "resync.shadow_indexes",
     "resync.swapped",
     "resync.retired_dropped",

@@ -13,8 +13,10 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Policy, Scenario, Serve, chunk_steps, count, next_minute};
-use tidemark_tests::harness::source;
+use support::{
+    Policy, Scenario, Serve, assert_no_working_tables, chunk_steps, count, names, next_minute,
+};
+use tidemark_tests::harness::{destination, source};
 
 /// Runs one cycle of a fresh task under `policy` in a server armed to crash at `point`; after
 /// the crash, a server without the variable finishes the run. Returns the scenario, the task
@@ -134,6 +136,101 @@ async fn crash_after_triggers_restored_incremental() {
 #[tokio::test]
 async fn crash_before_finalize_recorded_replica() {
     crash_point("finalize.before_done", Policy::Replica).await;
+}
+
+// What Finalize's deferred checks catch: a resync or multi-replica chunk commits once its rows
+// are stored, and Finalize compares every chunk's destination side with the source's side its
+// step recorded, before the swap (or before the replica counts as made).
+
+/// A run stopped with every chunk done and Finalize claimed (`finalize.claimed`); `tamper` (given
+/// the run's id) changes the loaded rows behind the run's back; a restarted server resumes the
+/// run, whose Finalize must fail it, naming the chunk. Returns the failed run.
+async fn tamper_before_finalize(
+    scenario: &Scenario,
+    tamper: impl Fn(&str) -> String,
+) -> serde_json::Value {
+    let data_dir = scenario.data_dir();
+    let mut serve = Serve::start(&data_dir, Some("finalize.claimed")).await;
+    let task = serve.create_prechecked(&scenario.spec()).await;
+    let run = serve.run_now(&task).await;
+    let status = serve.wait_exit(Duration::from_secs(90)).await;
+    assert!(
+        status.is_some()
+            && serve
+                .log_text()
+                .contains("crash point finalize.claimed reached"),
+        "the run did not stop at finalize.claimed:\n{}",
+        serve.log_text()
+    );
+    drop(serve);
+    destination().exec(&[&tamper(&run)]).await;
+    let serve = Serve::start(&data_dir, None).await;
+    let done = serve.wait_run(&task, &run, Duration::from_secs(120)).await;
+    serve.stop().await;
+    assert_eq!(done["status"], "failed", "the run: {done}");
+    let error = done["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("verification failed") && error.contains(".`orders` chunk"),
+        "the run's error names the chunk and the mismatch: {done}"
+    );
+    done
+}
+
+/// A NULL turned into '' in a resync shadow: the run fails before the swap; the previous copy
+/// stays the live table and no shadow is left.
+#[tokio::test]
+async fn a_null_turned_into_empty_in_a_shadow_after_its_chunk_committed_fails_the_run() {
+    let scenario = Scenario::new("fault_tamper", Policy::Resync).await;
+    let db = scenario.target.clone();
+    // Row 7's note is NULL on the source (every seventh is).
+    let shadow = tidemark_core::policy::shadow_table_name(&db, "orders");
+    let done = tamper_before_finalize(&scenario, |_| {
+        format!("UPDATE `{db}`.`{shadow}` SET note = '' WHERE id = 7 AND note IS NULL")
+    })
+    .await;
+    assert_no_working_tables(&db).await;
+    let stale = count(
+        &destination(),
+        &format!("SELECT COUNT(*) FROM `{db}`.orders WHERE note = 'stale'"),
+    )
+    .await;
+    let all = count(
+        &destination(),
+        &format!("SELECT COUNT(*) FROM `{db}`.orders"),
+    )
+    .await;
+    assert_eq!(
+        (stale, all),
+        (101, 101),
+        "the previous copy (101 stale rows) is still the live table after {done}"
+    );
+    scenario.cleanup().await;
+}
+
+/// A row removed from a new replica: the run fails and drops its half-made replica.
+#[tokio::test]
+async fn a_row_removed_from_a_replica_after_its_chunk_committed_fails_the_run() {
+    let scenario = Scenario::new("fault_tamper", Policy::Replica).await;
+    let done = tamper_before_finalize(&scenario, |run| {
+        format!(
+            "DELETE FROM `{}`.orders WHERE id = 5000",
+            scenario.dest_db(run)
+        )
+    })
+    .await;
+    let pattern = format!("{}\\_%", scenario.target);
+    let left = names(
+        &destination(),
+        &format!(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '{pattern}'"
+        ),
+    )
+    .await;
+    assert!(
+        left.is_empty(),
+        "the failed run's replica is left: {left:?} ({done})"
+    );
+    scenario.cleanup().await;
 }
 
 /// After the data committed and before the watermarks moved: the resumed run moves them to the

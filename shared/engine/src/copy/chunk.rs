@@ -49,6 +49,11 @@ pub enum WriteMethod {
 pub struct ChunkOptions {
     /// Compare row counts and checksums before committing (on by default).
     pub verify: bool,
+    /// With `verify`: commit once the rows are stored (rows sent = rows stored, no warning) and
+    /// leave the destination's side of the checksum to [`super::verify::check_committed`], run
+    /// later — while the table's indexes are built, when nothing reads the table before then (a
+    /// shadow table, a new replica). The report carries the source's side.
+    pub defer_check: bool,
     /// Load with `unique_checks = 0` (MariaDB's bulk path for an empty InnoDB table). Only for a
     /// table that was empty and is copied as ONE chunk: the bulk path takes a table lock, and two
     /// chunks of one table that each cleared their range first (holding an intention lock)
@@ -62,6 +67,7 @@ impl Default for ChunkOptions {
     fn default() -> Self {
         ChunkOptions {
             verify: true,
+            defer_check: false,
             unique_checks_off: false,
             method: None,
         }
@@ -84,7 +90,8 @@ pub struct ChunkReport {
     pub bytes: u64,
     pub elapsed: Duration,
     pub method: WriteMethod,
-    /// The checksum both sides agreed on; `None` when verification was off.
+    /// The checksum both sides agreed on (with `defer_check`: the source's side, still to be
+    /// compared); `None` when verification was off.
     pub checksum: Option<Checksum>,
 }
 
@@ -232,6 +239,7 @@ async fn run(
     let loaded = started.elapsed();
 
     let checksum = match digest {
+        Some(digest) if options.defer_check => Some(digest.checksum()),
         Some(digest) => {
             let s = digest.checksum();
             let d = checksum_with(

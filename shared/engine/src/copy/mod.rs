@@ -36,4 +36,4 @@ pub use runner::{
 };
 pub use session::CopyEndpoints;
 pub use shape::{Column, ColumnKind, TableCopySpec, TableShape, read_shape};
-pub use verify::{Checksum, verify_chunk};
+pub use verify::{Checksum, DigestSql, check_committed, verify_chunk};

@@ -192,6 +192,7 @@ pub async fn copy_tables(
             let table = plan.shape.spec.display();
             let chunk_options = ChunkOptions {
                 verify: options.verify,
+                defer_check: false,
                 unique_checks_off: unique_checks_off(plan, chunk),
                 method: options.method,
             };

@@ -372,6 +372,28 @@ pub fn compare(chunk: &Chunk, source: &Checksum, dest: &Checksum) -> Result<(), 
     }
 }
 
+/// Compares a committed chunk's destination side with the source's side its copy recorded
+/// (a chunk copied with `defer_check`), on `conn` (a destination session) with the server's
+/// digest `form`. A mismatch is [`CopyError::VerifyMismatch`].
+pub async fn check_committed(
+    conn: &mut Conn,
+    shape: &TableShape,
+    chunk: &Chunk,
+    form: DigestSql,
+    source: &Checksum,
+) -> Result<(), CopyError> {
+    let dest = checksum_with(
+        conn,
+        shape,
+        chunk,
+        Side::Destination,
+        form,
+        SumSql::for_rows(source.rows),
+    )
+    .await?;
+    compare(chunk, source, &dest)
+}
+
 /// Verifies a chunk that was copied earlier: the source in a fresh consistent snapshot, the
 /// destination as committed, each with the server-side query. Meant for a re-check (or a
 /// verify-only run) while nothing writes to the source range; during a copy,

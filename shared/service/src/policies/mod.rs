@@ -27,8 +27,9 @@ pub(crate) fn invalid(e: FieldError) -> ServiceError {
 /// different tables are built at the same time, `channel.workers` tables at once, each table's
 /// own statements in order on its own session. A MariaDB index build uses one core, and a
 /// database of many tables would otherwise build them one after the other at the end of the run.
-/// Everything else (foreign keys, which need the indexes, then routines, views and triggers)
-/// runs afterwards, in order, on `dst`.
+/// The chunks' deferred checks ([`crate::steps::check_deferred`]) run meanwhile, on one session
+/// until the builds end, then on `channel.workers`; both finish before anything else (foreign keys, which need the indexes, then
+/// routines, views and triggers) runs, in order, on `dst`.
 pub(crate) async fn apply_post_data(
     ctx: &Ctx<'_>,
     dst: &mut Conn,
@@ -37,16 +38,29 @@ pub(crate) async fn apply_post_data(
 ) -> Result<(), ServiceError> {
     let (tables, rest) = split_post_data(statements);
     let workers = usize::try_from(ctx.spec().channel.workers.max(1)).unwrap_or(1);
-    if tables.len() > 1 && workers > 1 {
-        let builds: Vec<_> = tables
-            .into_iter()
-            .map(|group| build_indexes(ctx, group, on_existing))
-            .collect();
-        crate::bounded::run_at_most(workers, builds).await?;
-    } else {
-        let indexes: Vec<&DdlStatement> = tables.into_iter().flatten().collect();
-        apply_statements(dst, &indexes, on_existing).await?;
-    }
+    let (built_tx, built_rx) = tokio::sync::oneshot::channel::<()>();
+    let builds = async {
+        let _built = built_tx; // dropped when the builds end: the checks widen
+        if tables.len() > 1 && workers > 1 {
+            let builds: Vec<_> = tables
+                .into_iter()
+                .map(|group| build_indexes(ctx, group, on_existing))
+                .collect();
+            crate::bounded::run_at_most(workers, builds).await
+        } else {
+            let indexes: Vec<&DdlStatement> = tables.into_iter().flatten().collect();
+            apply_statements(dst, &indexes, on_existing).await?;
+            Ok(())
+        }
+    };
+    // Both run to their end (a build is not cut off by a failed check); a mismatch is reported
+    // first.
+    let checks = crate::steps::check_deferred(ctx, async {
+        let _ = built_rx.await;
+    });
+    let (built, checked) = tokio::join!(builds, checks);
+    checked?;
+    built?;
     apply_statements(dst, &rest, on_existing).await?;
     Ok(())
 }
