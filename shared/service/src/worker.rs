@@ -247,7 +247,8 @@ impl TaskService {
         }
         update_run(ctx.store, ctx.key, |r| r.status = RunStatus::Running).await?;
         let planned = async {
-            let endpoints = open_endpoints(ctx).await?;
+            // The Schema step walks a big table's key in parts, one session each.
+            let endpoints = open_endpoints(ctx, ctx.spec().channel.workers).await?;
             let total = steps::schema(ctx, &endpoints).await;
             endpoints.disconnect().await;
             total
@@ -281,7 +282,7 @@ impl TaskService {
             let _ = ctx.phase(RunPhase::Copying).await;
         }
         let copied = async {
-            let endpoints = open_endpoints(ctx).await?;
+            let endpoints = open_endpoints(ctx, 1).await?;
             let done = steps::chunk(ctx, &endpoints, record.clone()).await;
             endpoints.disconnect().await;
             done
@@ -554,10 +555,10 @@ async fn send(
     })
 }
 
-async fn open_endpoints(ctx: &Ctx<'_>) -> Result<CopyEndpoints, ServiceError> {
+async fn open_endpoints(ctx: &Ctx<'_>, workers: u32) -> Result<CopyEndpoints, ServiceError> {
     ctx.source_conn().await?.disconnect().await.ok();
     ctx.destination_conn().await?.disconnect().await.ok();
-    Ok(CopyEndpoints::open(&ctx.source, &ctx.destination, 1).await?)
+    Ok(CopyEndpoints::open(&ctx.source, &ctx.destination, workers).await?)
 }
 
 fn log_events(key: &RunKey) -> Events {

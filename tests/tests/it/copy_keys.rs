@@ -4,7 +4,7 @@
 use mysql_async::prelude::Queryable;
 use tidemark_engine::Side;
 use tidemark_engine::copy::verify::checksum;
-use tidemark_engine::copy::{TableCopySpec, plan_chunks, read_shape};
+use tidemark_engine::copy::{Chunk, TableCopySpec, plan_chunks, plan_chunks_split, read_shape};
 use tidemark_tests::harness::{destination, source, unique_name};
 
 use crate::copy_support::{assert_same, copy, create_both, endpoints, fill_source, options};
@@ -168,6 +168,109 @@ async fn planned_chunks_cover_every_row_once_at_about_the_target_size() {
     let json = serde_json::to_string(&chunks).expect("serialize");
     let back: Vec<tidemark_engine::copy::Chunk> = serde_json::from_str(&json).expect("parse");
     assert_eq!(back, chunks);
+}
+
+/// Rows of `db.t` in each chunk's range, checking that the chunks are contiguous from the start
+/// of the key to its end.
+async fn rows_per_range(
+    src: &mut mysql_async::Conn,
+    shape: &tidemark_engine::copy::TableShape,
+    chunks: &[Chunk],
+) -> Vec<u64> {
+    assert!(chunks[0].range.lower.is_none());
+    assert!(chunks.last().and_then(|c| c.range.upper.as_ref()).is_none());
+    let mut rows = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        assert_eq!(chunk.index as usize, i, "chunks are numbered in order");
+        if i > 0 {
+            assert_eq!(chunk.range.lower, chunks[i - 1].range.upper, "chunk {i}");
+        }
+        let counted = checksum(src, shape, chunk, Side::Source)
+            .await
+            .expect("count")
+            .rows;
+        rows.push(counted);
+    }
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_walk_split_in_parts_covers_every_row_once_also_on_a_key_with_far_outliers() {
+    let (source, dest) = (source(), destination());
+    let db = unique_name("copy_split");
+    create_both(
+        &source,
+        &dest,
+        &db,
+        &[
+            "CREATE TABLE dense (id BIGINT UNSIGNED NOT NULL PRIMARY KEY, pad VARCHAR(100))",
+            "CREATE TABLE outliers (id BIGINT NOT NULL PRIMARY KEY, pad VARCHAR(100))",
+            "CREATE TABLE uuids (id CHAR(36) NOT NULL PRIMARY KEY, pad VARCHAR(100))",
+        ],
+    )
+    .await;
+    fill_source(
+        &source,
+        &db,
+        &[
+            "INSERT INTO dense SELECT seq, REPEAT('d', 60 + seq % 40) FROM seq_1_to_40000",
+            // Almost every row between 1 and 40000, and two rows at the ends of BIGINT: the
+            // parts cut MIN..MAX evenly by value, so nearly all rows fall in the middle parts.
+            "INSERT INTO outliers SELECT seq, REPEAT('o', 60 + seq % 40) FROM seq_1_to_40000",
+            "INSERT INTO outliers VALUES (-9223372036854775808, 'min'), (9223372036854775807, 'max')",
+            "INSERT INTO uuids SELECT UUID(), REPEAT('u', 80) FROM seq_1_to_20000",
+            "ANALYZE TABLE dense, outliers, uuids",
+        ],
+    )
+    .await;
+    let engine = endpoints(&source, &dest, 4).await;
+    let mut src = engine.source_conn().await.expect("source session");
+    let target = 256 * 1024;
+    for (table, total) in [("dense", 40_000), ("outliers", 40_002), ("uuids", 20_000)] {
+        let shape = read_shape(&mut src, &TableCopySpec::same_names(&db, table))
+            .await
+            .expect("shape");
+        let whole = plan_chunks(&mut src, &shape, target).await.expect("plan");
+        let split = plan_chunks_split(&engine, &shape, target, 4)
+            .await
+            .expect("split plan");
+        let rows = rows_per_range(&mut src, &shape, &split).await;
+        assert_eq!(
+            rows.iter().sum::<u64>(),
+            total,
+            "{table}: the chunks do not cover the table exactly once: {rows:?}"
+        );
+        // No chunk is bigger than a walked one (within the row-size sample's spread).
+        let per_chunk = whole[0].estimated_rows;
+        assert!(
+            rows.iter().all(|&r| r <= per_chunk),
+            "{table}: a chunk over {per_chunk} rows: {rows:?}"
+        );
+        match table {
+            // Four parts of 10,000 keys: each ends in a short chunk of its own.
+            "dense" => assert!(
+                split.len() > whole.len() && split.len() <= whole.len() + 3,
+                "dense: {} chunks split, {} walked whole",
+                split.len(),
+                whole.len()
+            ),
+            // Not an integer key: walked whole.
+            "uuids" => assert_eq!(split, whole, "uuids"),
+            _ => {}
+        }
+    }
+    // The split plan copies exactly.
+    let (reports, _) = copy(
+        &engine,
+        &db,
+        &["dense", "outliers"],
+        target,
+        options(4, true),
+    )
+    .await;
+    assert_eq!(reports.iter().map(|r| r.rows).sum::<u64>(), 80_002);
+    assert_same(&source, &dest, &db, "dense", "id").await;
+    assert_same(&source, &dest, &db, "outliers", "id").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::chunk::{ChunkOptions, ChunkProgress, ChunkReport, WriteMethod, copy_chunk};
-use super::plan::{Chunk, RowWindow, plan_chunks, plan_window_chunks};
+use super::plan::{Chunk, RowWindow, plan_chunks_split, plan_window_chunks};
 use super::session::CopyEndpoints;
 use super::shape::{TableCopySpec, TableShape, read_shape};
 use super::sql::qualified;
@@ -42,8 +42,8 @@ pub async fn plan_table(
     let started = Instant::now();
     let mut src = endpoints.source_conn().await?;
     let shape = read_shape(&mut src, spec).await?;
-    let chunks = plan_chunks(&mut src, &shape, target_bytes).await?;
     drop(src);
+    let chunks = plan_chunks_split(endpoints, &shape, target_bytes, endpoints.workers).await?;
     tracing::debug!(
         table = %spec.display(),
         chunks = chunks.len(),

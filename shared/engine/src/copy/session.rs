@@ -106,6 +106,8 @@ pub struct CopyEndpoints {
     /// How each side computes the verification digest in SQL.
     pub source_digest: DigestSql,
     pub destination_digest: DigestSql,
+    /// How many chunks run at once (the pools hold one session more).
+    pub workers: u32,
 }
 
 impl CopyEndpoints {
@@ -157,6 +159,7 @@ impl CopyEndpoints {
             source_sql_mode,
             source_digest,
             destination_digest,
+            workers: workers.max(1),
         })
     }
 
