@@ -315,6 +315,65 @@ async fn a_chunk_killed_mid_load_then_retried_leaves_no_duplicate_and_no_hole() 
     assert_same(&source, &dest, &db, "t", "id").await;
 }
 
+/// A chunk whose range is empty on the destination does not wait for another writer's
+/// uncommitted row just past its end — as a parallel chunk's load leaves it. (A DELETE of the
+/// range would: it locks the first row after the range, and waits until `innodb_lock_wait_timeout`
+/// for the other transaction to end.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunk_does_not_wait_for_the_next_chunks_uncommitted_rows() {
+    let (source, dest) = (source(), destination());
+    let db = unique_name("copy_nowait");
+    create_both(
+        &source,
+        &dest,
+        &db,
+        &["CREATE TABLE t (id INT PRIMARY KEY, pad VARCHAR(250))"],
+    )
+    .await;
+    fill_source(
+        &source,
+        &db,
+        &["INSERT INTO t SELECT seq, REPEAT('n', 200) FROM seq_1_to_4000"],
+    )
+    .await;
+    let engine = endpoints(&source, &dest, 2).await;
+    let plan = plan_table(&engine, &TableCopySpec::same_names(&db, "t"), 256 * 1024)
+        .await
+        .expect("plan");
+    assert!(plan.chunks.len() > 1, "{} chunks", plan.chunks.len());
+    let first = plan.chunks[0].clone();
+    let end: i64 = first
+        .range
+        .upper
+        .as_ref()
+        .map(|u| String::from_utf8_lossy(&u.0[0].0).parse().expect("an int"))
+        .expect("an upper bound");
+    // The next chunk's writer: its first row stored, not committed.
+    let mut next = dest.conn().await;
+    next.query_drop("BEGIN").await.expect("begin");
+    next.query_drop(format!("INSERT INTO `{db}`.t VALUES ({}, 'next')", end + 1))
+        .await
+        .expect("the next chunk's row");
+    let copied = tokio::time::timeout(
+        Duration::from_secs(30),
+        copy_chunk(
+            &engine,
+            &plan.shape,
+            &first,
+            &ChunkOptions::default(),
+            &|_| {},
+        ),
+    )
+    .await
+    .expect("the chunk waited for the other transaction's row")
+    .expect("the chunk");
+    assert_eq!(copied.rows, u64::try_from(end).expect("rows"));
+    next.query_drop("ROLLBACK").await.expect("rollback");
+    let _ = next.disconnect().await;
+    let count = format!("SELECT COUNT(*) FROM `{db}`.t");
+    assert_eq!(dest.query_one(&count).await, Some(end.to_string()));
+}
+
 #[tokio::test]
 async fn the_runner_retries_a_killed_chunk_to_an_exact_copy() {
     let (source, dest) = (source(), destination());

@@ -193,7 +193,13 @@ async fn run(
     // An incremental chunk upserts the window's rows and never clears its range: the
     // destination's other rows in the range were copied by earlier runs.
     let upsert = chunk.window.is_some();
-    if !upsert {
+    // Only a range that holds rows is cleared. The probe is a plain read; a DELETE, even of an
+    // empty range, locks the first row past the range's end, and in a table loaded by parallel
+    // chunks that row is usually the next chunk's, uncommitted: the DELETE would wait for that
+    // whole chunk (measured: 0.42 s of a 1M-row copy's first chunk). A row committed after the
+    // probe (a dead earlier attempt's) makes the load store fewer rows than it sent, which
+    // fails the chunk; its retry then finds and clears it.
+    if !upsert && range_has_rows(dst, shape, chunk, what).await? {
         dst.query_drop(delete_sql(shape, chunk))
             .await
             .map_err(|e| CopyError::dest_sql(what, "clearing the chunk's key range", e))?;
@@ -294,6 +300,29 @@ fn select_sql(shape: &TableShape, chunk: &Chunk) -> Vec<u8> {
         sql.push(&format!(" ORDER BY {}", order.join(", ")));
     }
     sql.into_bytes()
+}
+
+/// Whether the destination holds a row in the chunk's key range (a plain read, no lock).
+async fn range_has_rows(
+    dst: &mut Conn,
+    shape: &TableShape,
+    chunk: &Chunk,
+    what: &str,
+) -> Result<bool, CopyError> {
+    let key = shape.key_columns();
+    let names: Vec<&str> = key.iter().map(|c| c.dest_name.as_str()).collect();
+    let mut sql = SqlBuf::new();
+    sql.push(&format!(
+        "SELECT 1 FROM {}",
+        qualified(&shape.spec.dest_db, &shape.spec.dest_table)
+    ));
+    chunk.range.push_where(&mut sql, &key, &names);
+    sql.push(" LIMIT 1");
+    let row: Option<u8> = dst
+        .query_first(sql.into_bytes())
+        .await
+        .map_err(|e| CopyError::dest_sql(what, "looking for rows in the chunk's key range", e))?;
+    Ok(row.is_some())
 }
 
 /// `DELETE FROM dst WHERE <range>`: what makes a chunk idempotent.
