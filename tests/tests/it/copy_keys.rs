@@ -273,6 +273,43 @@ async fn a_walk_split_in_parts_covers_every_row_once_also_on_a_key_with_far_outl
     assert_same(&source, &dest, &db, "outliers", "id").await;
 }
 
+/// A chunk's sessions come back to the pool and serve the next chunks (no new connection and
+/// login per chunk), with the side's settings restored whatever the last user changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_sessions_are_reused_with_their_settings_restored() {
+    let (source, dest) = (source(), destination());
+    // Pools of at most 3 sessions (workers + 1).
+    let engine = endpoints(&source, &dest, 2).await;
+    for side in ["source", "destination"] {
+        let mut ids = std::collections::BTreeSet::new();
+        for _ in 0..12 {
+            let mut conn = match side {
+                "source" => engine.source_conn().await,
+                _ => engine.destination_conn().await,
+            }
+            .expect("a session");
+            let (id, zone): (u64, String) = conn
+                .query_first("SELECT CONNECTION_ID(), @@session.time_zone")
+                .await
+                .expect("a query")
+                .expect("a row");
+            assert_eq!(zone, "+00:00", "{side}: the setup's time zone");
+            ids.insert(id);
+            conn.query_drop("SET SESSION time_zone = '+05:00'")
+                .await
+                .expect("a change");
+            drop(conn);
+            // The pool resets a returned session in the background.
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        }
+        assert!(
+            ids.len() <= 3,
+            "{side}: 12 uses opened {} sessions: {ids:?}",
+            ids.len()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sixty_megabyte_row_streams_through() {
     let (source, dest) = (source(), destination());

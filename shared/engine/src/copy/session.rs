@@ -18,6 +18,10 @@ use crate::error::{CopyError, Side};
 /// and a slow source stalls the destination's LOAD).
 const NET_TIMEOUT_SECONDS: u32 = 600;
 
+/// How long an idle pooled session stays open (the copy's pools are closed at the end of a run
+/// or an invocation anyway).
+const IDLE_SESSION_TTL: Duration = Duration::from_secs(60);
+
 /// sql_mode flags the destination session drops: values the source holds must load as they are.
 const DROPPED_MODES: &[&str] = &[
     "STRICT_TRANS_TABLES",
@@ -144,10 +148,13 @@ impl CopyEndpoints {
             let mut opts = opts.clone();
             opts.setup.extend(setup);
             let constraints = PoolConstraints::new(0, max).unwrap_or_default();
-            Pool::new(
-                OptsBuilder::from_opts(opts.to_mysql_opts())
-                    .pool_opts(PoolOpts::default().with_constraints(constraints)),
-            )
+            // A returned session is kept (reset, its setup run again) for the next chunk. With
+            // mysql_async's default TTL of zero a pool of `min = 0` closes every returned
+            // session, and each chunk paid a new connection and login on both sides.
+            let pool_opts = PoolOpts::default()
+                .with_constraints(constraints)
+                .with_inactive_connection_ttl(IDLE_SESSION_TTL);
+            Pool::new(OptsBuilder::from_opts(opts.to_mysql_opts()).pool_opts(pool_opts))
         };
         Ok(CopyEndpoints {
             source: pool(source, source_setup(&source_sql_mode)),
