@@ -22,14 +22,16 @@ import urllib.request
 POINTS = {
     "multi_replica": ["schema.pre_data", "schema.planned", "schema.steps_written",
                       "chunk.mid_load", "chunk.before_commit", "chunk.committed",
-                      "chunk.recorded", "replica.post_data", "finalize.before_done"],
+                      "chunk.recorded", "finalize.claimed", "replica.post_data",
+                      "finalize.before_done"],
     "resync": ["schema.pre_data", "schema.planned", "schema.steps_written", "chunk.mid_load",
                "chunk.before_commit", "chunk.committed", "chunk.recorded",
-               "resync.shadow_indexes", "resync.swapped", "resync.retired_dropped",
-               "finalize.before_done"],
+               "finalize.claimed", "resync.shadow_indexes", "resync.swapped",
+               "resync.retired_dropped", "finalize.before_done"],
     "incremental": ["schema.pre_data", "incremental.triggers_set_aside", "schema.planned",
                     "schema.steps_written", "chunk.mid_load", "chunk.before_commit",
-                    "chunk.committed", "chunk.recorded", "incremental.triggers_restored",
+                    "chunk.committed", "chunk.recorded", "finalize.claimed",
+                    "incremental.triggers_restored",
                     "incremental.data_committed", "finalize.before_done"],
 }
 CHUNK_POINTS = {"chunk.mid_load", "chunk.before_commit", "chunk.committed", "chunk.recorded"}

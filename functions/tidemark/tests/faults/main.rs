@@ -109,6 +109,11 @@ async fn crash_after_chunk_recorded_before_counters_resync() {
 // Finalize.
 
 #[tokio::test]
+async fn crash_at_finalize_before_the_deferred_checks_resync() {
+    crash_point("finalize.claimed", Policy::Resync).await;
+}
+
+#[tokio::test]
 async fn crash_after_shadow_indexes_before_swap() {
     crash_point("resync.shadow_indexes", Policy::Resync).await;
 }
