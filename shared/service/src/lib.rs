@@ -24,6 +24,7 @@
 
 pub mod allowlist;
 mod bounded;
+mod checks;
 pub mod cycle;
 pub mod error;
 pub mod http;

@@ -309,17 +309,8 @@ async fn range_has_rows(
     chunk: &Chunk,
     what: &str,
 ) -> Result<bool, CopyError> {
-    let key = shape.key_columns();
-    let names: Vec<&str> = key.iter().map(|c| c.dest_name.as_str()).collect();
-    let mut sql = SqlBuf::new();
-    sql.push(&format!(
-        "SELECT 1 FROM {}",
-        qualified(&shape.spec.dest_db, &shape.spec.dest_table)
-    ));
-    chunk.range.push_where(&mut sql, &key, &names);
-    sql.push(" LIMIT 1");
     let row: Option<u8> = dst
-        .query_first(sql.into_bytes())
+        .query_first(dest_range_sql("SELECT 1 FROM", shape, chunk, " LIMIT 1"))
         .await
         .map_err(|e| CopyError::dest_sql(what, "looking for rows in the chunk's key range", e))?;
     Ok(row.is_some())
@@ -327,14 +318,20 @@ async fn range_has_rows(
 
 /// `DELETE FROM dst WHERE <range>`: what makes a chunk idempotent.
 fn delete_sql(shape: &TableShape, chunk: &Chunk) -> Vec<u8> {
+    dest_range_sql("DELETE FROM", shape, chunk, "")
+}
+
+/// `<head> dst WHERE <range><tail>`, with the destination's names.
+fn dest_range_sql(head: &str, shape: &TableShape, chunk: &Chunk, tail: &str) -> Vec<u8> {
     let key = shape.key_columns();
     let names: Vec<&str> = key.iter().map(|c| c.dest_name.as_str()).collect();
     let mut sql = SqlBuf::new();
     sql.push(&format!(
-        "DELETE FROM {}",
+        "{head} {}",
         qualified(&shape.spec.dest_db, &shape.spec.dest_table)
     ));
     chunk.range.push_where(&mut sql, &key, &names);
+    sql.push(tail);
     sql.into_bytes()
 }
 

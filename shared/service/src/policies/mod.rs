@@ -27,7 +27,7 @@ pub(crate) fn invalid(e: FieldError) -> ServiceError {
 /// different tables are built at the same time, `channel.workers` tables at once, each table's
 /// own statements in order on its own session. A MariaDB index build uses one core, and a
 /// database of many tables would otherwise build them one after the other at the end of the run.
-/// The chunks' deferred checks ([`crate::steps::check_deferred`]) run meanwhile, on one session
+/// The chunks' deferred checks ([`crate::checks::check_deferred`]) run meanwhile, on one session
 /// until the builds end, then on `channel.workers`; both finish before anything else (foreign keys, which need the indexes, then
 /// routines, views and triggers) runs, in order, on `dst`.
 pub(crate) async fn apply_post_data(
@@ -55,7 +55,7 @@ pub(crate) async fn apply_post_data(
     };
     // Both run to their end (a build is not cut off by a failed check); a mismatch is reported
     // first.
-    let checks = crate::steps::check_deferred(ctx, async {
+    let checks = crate::checks::check_deferred(ctx, async {
         let _ = built_rx.await;
     });
     let (built, checked) = tokio::join!(builds, checks);

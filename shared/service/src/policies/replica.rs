@@ -126,7 +126,7 @@ pub(crate) async fn finalize(
         };
         super::apply_post_data(ctx, &mut dst, &post, on_existing).await?;
     } else {
-        crate::steps::check_deferred(ctx, std::future::ready(())).await?;
+        crate::checks::check_deferred(ctx, std::future::ready(())).await?;
     }
     // Test hook: the replica is complete, older replicas are not dropped yet.
     crash::point("replica.post_data");
