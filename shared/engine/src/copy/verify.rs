@@ -25,7 +25,10 @@
 //! side is one server-side query after the load ([`checksum_sql`]), built from the same read
 //! expressions so that the server hashes the same byte string: on MariaDB 10.8+ as chained
 //! `CRC32(crc, bytes)` calls over the raw column values (no concatenation of the long values, no
-//! charset conversion), elsewhere as `CRC32(CONCAT(..))` over the same bytes.
+//! charset conversion), elsewhere as `CRC32(CONCAT(..))` over the same bytes. It runs in the
+//! chunk's transaction before the commit, or — for a chunk copied with `defer_check`, into a
+//! table nobody reads before the run ends — later, over the committed range
+//! ([`check_committed`], which the service runs beside the index builds).
 //! [`verify_chunk`] (a re-check of committed chunks) runs the query on both sides.
 
 use std::borrow::Cow;
