@@ -16,6 +16,28 @@ use tidemark_tests::harness::{destination, source, unique_name};
 
 use crate::copy_support::{assert_same, copy, create_both, endpoints, fill_source, options};
 
+/// `t (id INT PRIMARY KEY, pad VARCHAR(250))` in a new database (named after `tag`) on both
+/// sides, with rows 1..=`rows` on the source, `pad` = `pad_sql` (over `seq`); the database.
+async fn table_t(tag: &str, pad_sql: &str, rows: u32) -> String {
+    let db = unique_name(tag);
+    create_both(
+        &source(),
+        &destination(),
+        &db,
+        &["CREATE TABLE t (id INT PRIMARY KEY, pad VARCHAR(250))"],
+    )
+    .await;
+    fill_source(
+        &source(),
+        &db,
+        &[&format!(
+            "INSERT INTO t SELECT seq, {pad_sql} FROM seq_1_to_{rows}"
+        )],
+    )
+    .await;
+    db
+}
+
 /// The plan's chunk that holds `id`.
 fn chunk_of(plan: &TablePlan, id: i64) -> &tidemark_engine::copy::Chunk {
     plan.chunks
@@ -262,20 +284,7 @@ async fn writes_on_the_source_during_the_copy_cause_no_false_mismatch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunk_killed_mid_load_then_retried_leaves_no_duplicate_and_no_hole() {
     let (source, dest) = (source(), destination());
-    let db = unique_name("copy_kill");
-    create_both(
-        &source,
-        &dest,
-        &db,
-        &["CREATE TABLE t (id INT PRIMARY KEY, pad VARCHAR(250))"],
-    )
-    .await;
-    fill_source(
-        &source,
-        &db,
-        &["INSERT INTO t SELECT seq, REPEAT(CHAR(65 + seq % 26), 200) FROM seq_1_to_300000"],
-    )
-    .await;
+    let db = table_t("copy_kill", "REPEAT(CHAR(65 + seq % 26), 200)", 300_000).await;
     // A stale row inside the range, as a crashed earlier attempt might have left.
     dest.exec(&[&format!("INSERT INTO `{db}`.t VALUES (5, 'stale')")])
         .await;
@@ -322,20 +331,7 @@ async fn a_chunk_killed_mid_load_then_retried_leaves_no_duplicate_and_no_hole() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunk_does_not_wait_for_the_next_chunks_uncommitted_rows() {
     let (source, dest) = (source(), destination());
-    let db = unique_name("copy_nowait");
-    create_both(
-        &source,
-        &dest,
-        &db,
-        &["CREATE TABLE t (id INT PRIMARY KEY, pad VARCHAR(250))"],
-    )
-    .await;
-    fill_source(
-        &source,
-        &db,
-        &["INSERT INTO t SELECT seq, REPEAT('n', 200) FROM seq_1_to_4000"],
-    )
-    .await;
+    let db = table_t("copy_nowait", "REPEAT('n', 200)", 4000).await;
     let engine = endpoints(&source, &dest, 2).await;
     let plan = plan_table(&engine, &TableCopySpec::same_names(&db, "t"), 256 * 1024)
         .await
@@ -377,20 +373,7 @@ async fn a_chunk_does_not_wait_for_the_next_chunks_uncommitted_rows() {
 #[tokio::test]
 async fn the_runner_retries_a_killed_chunk_to_an_exact_copy() {
     let (source, dest) = (source(), destination());
-    let db = unique_name("copy_retry");
-    create_both(
-        &source,
-        &dest,
-        &db,
-        &["CREATE TABLE t (id INT PRIMARY KEY, pad VARCHAR(250))"],
-    )
-    .await;
-    fill_source(
-        &source,
-        &db,
-        &["INSERT INTO t SELECT seq, REPEAT(CHAR(65 + seq % 26), 200) FROM seq_1_to_200000"],
-    )
-    .await;
+    let db = table_t("copy_retry", "REPEAT(CHAR(65 + seq % 26), 200)", 200_000).await;
     let engine = endpoints(&source, &dest, 2).await;
     // Small chunks, so several loads run and one of them is killed.
     let plan = plan_table(&engine, &TableCopySpec::same_names(&db, "t"), 4 << 20)
