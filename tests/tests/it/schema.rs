@@ -382,3 +382,37 @@ async fn the_sample_schema_migrates_with_everything_a_dba_checks() {
 
     drop_databases(&[&db]).await;
 }
+
+/// The schema reader and the precheck read a database's triggers by EVENT_OBJECT_SCHEMA, the
+/// column MariaDB looks triggers up by: filtered by TRIGGER_SCHEMA the server opens the tables of
+/// every database it holds ("Scanned all databases"), which on a server with many databases
+/// costs every run milliseconds to seconds each time the schema is read.
+#[tokio::test]
+async fn triggers_are_read_from_their_own_database_only() {
+    let db = unique_name("trigger_lookup");
+    let q = quote_ident(&db);
+    exec_all(
+        &source(),
+        &[
+            format!("CREATE DATABASE {q}"),
+            format!("CREATE TABLE {q}.t (id INT PRIMARY KEY, n INT)"),
+            format!("CREATE TRIGGER {q}.t_bi BEFORE INSERT ON {q}.t FOR EACH ROW SET NEW.n = 1"),
+        ],
+    )
+    .await;
+    for sql in [
+        tidemark_engine::schema::catalog::TRIGGERS_SQL,
+        tidemark_engine::precheck::read::TRIGGER_NAMES_SQL,
+    ] {
+        let found = rows(&source(), sql, (&db,)).await;
+        assert_eq!(found.len(), 1, "{sql}: {found:?}");
+        assert_eq!(found[0][0].as_deref(), Some("t_bi"), "{sql}");
+        assert_eq!(found[0][1].as_deref(), Some("t"), "{sql}");
+        let plan = rows(&source(), &format!("EXPLAIN {sql}"), (&db,)).await;
+        let extra = plan[0].last().cloned().flatten().unwrap_or_default();
+        assert!(
+            extra.contains("Scanned 1 database"),
+            "{sql} scans more than its database: {extra}"
+        );
+    }
+}

@@ -23,6 +23,11 @@ use crate::error::FactsError;
 /// InnoDB's limit on a row without off-page (BLOB/TEXT) columns.
 pub const ROW_LIMIT_WITHOUT_LOBS: u64 = 65_535;
 
+/// The names and tables of one database's (`?`) triggers, looked up by EVENT_OBJECT_SCHEMA as
+/// the schema reader does (see [`crate::schema::catalog::TRIGGERS_SQL`]).
+pub const TRIGGER_NAMES_SQL: &str = "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE \
+     FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = ? ORDER BY TRIGGER_NAME";
+
 /// Which side is read, and so which databases and scans.
 #[derive(Debug, Clone, Copy)]
 pub enum Side<'a> {
@@ -292,11 +297,7 @@ impl Reader<'_> {
         }
         let triggers: Vec<(String, String)> = self
             .conn
-            .exec(
-                "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS \
-                 WHERE TRIGGER_SCHEMA = ? ORDER BY TRIGGER_NAME",
-                (db,),
-            )
+            .exec(TRIGGER_NAMES_SQL, (db,))
             .await
             .map_err(self.err("triggers"))?;
         let routines: Vec<(String, String, String, i64)> = self

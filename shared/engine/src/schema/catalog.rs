@@ -296,19 +296,23 @@ async fn read_views(
     Ok(views)
 }
 
+/// The triggers of one database (`?`), by EVENT_OBJECT_SCHEMA (a trigger lives in its table's
+/// database): that is the column the server looks triggers up by. Filtered by TRIGGER_SCHEMA
+/// instead, MariaDB opens every table of every database on the server ("Scanned all
+/// databases"), 8.6 ms with 480 databases here and far more on a busy server; this way it opens
+/// only the database's own (0.3 ms).
+pub const TRIGGERS_SQL: &str = "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_TIMING, \
+     EVENT_MANIPULATION, ACTION_ORDER, ACTION_STATEMENT, SQL_MODE, CHARACTER_SET_CLIENT, \
+     COLLATION_CONNECTION FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA = ? \
+     ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER";
+
 async fn read_triggers(
     conn: &mut Conn,
     names: &DatabaseNames,
 ) -> Result<Vec<SourceTrigger>, SchemaError> {
     let db = &names.source;
     let rows: Vec<mysql_async::Row> = conn
-        .exec(
-            "SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, \
-             ACTION_ORDER, ACTION_STATEMENT, SQL_MODE, CHARACTER_SET_CLIENT, COLLATION_CONNECTION \
-             FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? \
-             ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER",
-            (db,),
-        )
+        .exec(TRIGGERS_SQL, (db,))
         .await
         .map_err(read_err(format!("the triggers of database `{db}`")))?;
     let mut triggers = Vec::new();
