@@ -29,7 +29,7 @@ use tidemark_core::ports::{ProgressDelta, StoreError};
 use tidemark_core::state::{RunKey, RunPhase, StepKind, StepRecord, StepStatus};
 use tidemark_engine::copy::{
     Chunk, ChunkOptions, ChunkProgress, CopyEndpoints, TablePlan as EnginePlan, TableShape,
-    Verification, copy_chunk_retrying, unique_checks_off,
+    Verification, by_size, copy_chunk_retrying, unique_checks_off,
 };
 use tidemark_engine::crash;
 use tidemark_engine::policy::incremental::SavedTrigger;
@@ -291,18 +291,23 @@ pub(crate) async fn schema(
     };
     // Test hook: the policy prepared the destination, no step is written yet.
     crash::point("schema.planned");
-    let mut chunks = Vec::new();
+    let mut payloads = Vec::new();
     for (plan, entry) in prepared.plans.iter().zip(&prepared.tables) {
         for chunk in &plan.chunks {
-            let payload = ChunkPayload {
+            payloads.push(ChunkPayload {
                 table: entry.table.clone(),
                 shape: plan.shape.clone(),
                 chunk: chunk.clone(),
                 unique_checks_off: unique_checks_off(plan, chunk),
-            };
-            let n = u32::try_from(chunks.len() + 1).unwrap_or(u32::MAX);
-            chunks.push(step(ctx.key, n, StepKind::Chunk, encode(&payload)?));
+            });
         }
+    }
+    // Steps run in number order: the largest chunks first, the short ones at the end.
+    by_size(&mut payloads, |p| p.chunk.estimated_rows);
+    let mut chunks = Vec::with_capacity(payloads.len());
+    for payload in &payloads {
+        let n = u32::try_from(chunks.len() + 1).unwrap_or(u32::MAX);
+        chunks.push(step(ctx.key, n, StepKind::Chunk, encode(payload)?));
     }
     let total = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
     let finalize = step(

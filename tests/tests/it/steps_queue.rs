@@ -324,6 +324,25 @@ async fn a_run_driven_by_queue_messages_copies_exactly_through_duplicates_and_de
         .map(|s| s.rows)
         .sum();
     assert_eq!(chunk_rows, 200_000);
+    // The steps run in number order, largest estimate first: the walks' short last chunks (one
+    // per part: each table's key is walked in two) come at the end, estimated by the server
+    // (EXPLAIN's index dives: about twice the rows here, never a full chunk).
+    let estimates: Vec<u64> = steps
+        .iter()
+        .filter(|s| s.kind == StepKind::Chunk)
+        .map(|s| {
+            s.payload["chunk"]["estimated_rows"]
+                .as_u64()
+                .expect("estimate")
+        })
+        .collect();
+    assert!(
+        estimates.windows(2).all(|w| w[0] >= w[1]),
+        "not largest first: {estimates:?}"
+    );
+    let full = estimates[0];
+    let short = estimates.iter().filter(|&&e| e < full).count();
+    assert!((1..=4).contains(&short), "{estimates:?}");
     for t in ["t0", "t1"] {
         assert_eq!(
             rows_hash(&src, &db, t, "id, body, HEX(n)").await,

@@ -28,7 +28,9 @@ pub mod sql;
 pub mod verify;
 
 pub use chunk::{ChunkOptions, ChunkProgress, ChunkReport, WriteMethod, copy_chunk};
-pub use plan::{Chunk, RowWindow, chunk_bytes, plan_chunks, plan_chunks_split, plan_window_chunks};
+pub use plan::{
+    Chunk, RowWindow, by_size, chunk_bytes, plan_chunks, plan_chunks_split, plan_window_chunks,
+};
 pub use range::{KeyBound, KeyRange, KeyValue};
 pub use runner::{
     CopyEvent, CopyOptions, TablePlan, TableReport, Verification, copy_chunk_retrying, copy_tables,

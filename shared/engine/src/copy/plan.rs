@@ -262,7 +262,10 @@ async fn walk(
                 lower,
                 upper: upper.clone(),
             };
-            chunks.push(chunk(chunks.len(), range));
+            let rows = remainder_rows(source, &table, &key, &names, &range, rows_per_chunk).await;
+            let mut last = chunk(chunks.len(), range);
+            last.estimated_rows = rows;
+            chunks.push(last);
             break;
         };
         let boundary = bound_from_row(row, &display)?;
@@ -278,6 +281,40 @@ async fn walk(
         lower = Some(boundary);
     }
     Ok(chunks)
+}
+
+/// The server's estimate of the rows in a walk's last range, which holds fewer than
+/// `rows_per_chunk` (the walk found no key that far): EXPLAIN's count from index dives, so
+/// nothing is read again. The chunks run largest first (see [`by_size`]) and the progress bars
+/// total these; `rows_per_chunk - 1` when the server gives no figure.
+async fn remainder_rows(
+    source: &mut Conn,
+    table: &str,
+    key: &[&super::shape::Column],
+    names: &[&str],
+    range: &KeyRange,
+    rows_per_chunk: u64,
+) -> u64 {
+    let most = rows_per_chunk.saturating_sub(1);
+    let mut sql = SqlBuf::new();
+    sql.push(&format!("EXPLAIN SELECT 1 FROM {table}"));
+    range.push_where(&mut sql, key, names);
+    let explained: Result<Option<mysql_async::Row>, _> = source.query_first(sql.into_bytes()).await;
+    let rows = explained
+        .ok()
+        .flatten()
+        .and_then(|row| row.get_opt::<Option<u64>, &str>("rows"))
+        .and_then(Result::ok)
+        .flatten();
+    rows.map_or(most, |rows| rows.min(most))
+}
+
+/// Puts chunks in the order they should run: largest estimate first, ties in plan order (a
+/// stable sort). A walk's short last chunks (one per part of a split walk, one per table) then
+/// run at the end, while the other workers finish theirs, instead of leaving one full chunk to
+/// run alone on an otherwise idle machine.
+pub fn by_size<T>(items: &mut [T], estimated_rows: impl Fn(&T) -> u64) {
+    items.sort_by_key(|item| std::cmp::Reverse(estimated_rows(item)));
 }
 
 /// Rows per chunk of about `target_bytes`, from the real sizes of the first rows in key order;
@@ -394,7 +431,32 @@ fn bound_from_row(row: mysql_async::Row, table: &str) -> Result<KeyBound, CopyEr
 
 #[cfg(test)]
 mod tests {
-    use super::seeds_between;
+    use super::{by_size, seeds_between};
+
+    #[test]
+    fn chunks_run_largest_first_and_equal_ones_in_plan_order() {
+        // (table, chunk, estimate): two split walks' short last chunks and a small table.
+        let mut work = vec![
+            ("a", 0, 100),
+            ("a", 1, 40),
+            ("a", 2, 100),
+            ("a", 3, 7),
+            ("b", 0, 3),
+            ("c", 0, 100),
+        ];
+        by_size(&mut work, |w| w.2);
+        assert_eq!(
+            work,
+            [
+                ("a", 0, 100),
+                ("a", 2, 100),
+                ("c", 0, 100),
+                ("a", 1, 40),
+                ("a", 3, 7),
+                ("b", 0, 3)
+            ]
+        );
+    }
 
     #[test]
     fn seeds_cut_the_range_evenly_strictly_inside_and_increasing() {

@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::chunk::{ChunkOptions, ChunkProgress, ChunkReport, WriteMethod, copy_chunk};
-use super::plan::{Chunk, RowWindow, plan_chunks_split, plan_window_chunks};
+use super::plan::{Chunk, RowWindow, by_size, plan_chunks_split, plan_window_chunks};
 use super::session::CopyEndpoints;
 use super::shape::{TableCopySpec, TableShape, read_shape};
 use super::sql::qualified;
@@ -163,11 +163,12 @@ pub async fn copy_tables(
     let mut first_error: Option<CopyError> = None;
     let mut reports: HashMap<usize, (TableReport, Instant, Instant)> = HashMap::new();
 
-    let work: Vec<(usize, usize)> = plans
+    let mut work: Vec<(usize, usize)> = plans
         .iter()
         .enumerate()
         .flat_map(|(t, plan)| (0..plan.chunks.len()).map(move |c| (t, c)))
         .collect();
+    by_size(&mut work, |&(t, c)| plans[t].chunks[c].estimated_rows);
     for (t, c) in work {
         // Wait for a free worker, collecting finished chunks meanwhile.
         let permit = loop {
