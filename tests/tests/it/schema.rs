@@ -415,4 +415,5 @@ async fn triggers_are_read_from_their_own_database_only() {
             "{sql} scans more than its database: {extra}"
         );
     }
+    drop_databases(&[&db]).await;
 }
