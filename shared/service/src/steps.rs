@@ -304,11 +304,10 @@ pub(crate) async fn schema(
     }
     // Steps run in number order: the largest chunks first, the short ones at the end.
     by_size(&mut payloads, |p| p.chunk.estimated_rows);
-    let mut chunks = Vec::with_capacity(payloads.len());
-    for payload in &payloads {
-        let n = u32::try_from(chunks.len() + 1).unwrap_or(u32::MAX);
-        chunks.push(step(ctx.key, n, StepKind::Chunk, encode(payload)?));
-    }
+    let chunks: Vec<StepRecord> = (1..)
+        .zip(&payloads)
+        .map(|(n, p)| Ok(step(ctx.key, n, StepKind::Chunk, encode(p)?)))
+        .collect::<Result<_, ServiceError>>()?;
     let total = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
     let finalize = step(
         ctx.key,
