@@ -27,7 +27,7 @@
 //! | `mapping_warnings` | dependent objects (views, triggers, routines) whose references name mapping cannot rewrite | warn |
 //! | `storage_engines` | the destination has every storage engine the selected tables use | fail |
 //! | `charsets_collations` | the destination has every character set and collation the selected objects use | fail |
-//! | `destination_local_infile` | `local_infile` is on (else the slower INSERT fallback) | warn |
+//! | `destination_local_infile` | a MySQL destination has `local_infile` on (else the slower INSERT fallback; MariaDB loads with bulk executions) | warn |
 //! | `max_allowed_packet` | both servers' `max_allowed_packet` hold the largest selected row | fail |
 //! | `foreign_keys` | foreign keys among incremental tables: checks are off during loads | warn |
 //! | `destination_triggers` | triggers on incremental target tables would fire again for copied rows | warn |

@@ -199,6 +199,18 @@ pub struct ServerInfo {
 }
 
 impl ServerInfo {
+    /// `(major, minor)` of the version.
+    pub fn major_minor(&self) -> (u32, u32) {
+        let mut parts = self.version.split('.').map(|p| p.parse().unwrap_or(0));
+        (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+    }
+
+    /// Whether the server runs prepared statements in bulk (`COM_STMT_BULK_EXECUTE`): MariaDB
+    /// 10.2 and later. MySQL has no such command.
+    pub fn runs_bulk_executions(&self) -> bool {
+        self.flavor == Flavor::MariaDb && self.major_minor() >= (10, 2)
+    }
+
     /// Reads the server's facts over an open connection.
     pub async fn read(conn: &mut Conn) -> Result<ServerInfo, mysql_async::Error> {
         let (major, minor, patch) = conn.server_version();
@@ -392,6 +404,30 @@ mod tests {
         ConnectError::Tls {
             endpoint: "h:1".into(),
             detail: detail.into(),
+        }
+    }
+
+    #[test]
+    fn only_mariadb_10_2_and_later_runs_bulk_executions() {
+        let info = |flavor, version: &str| ServerInfo {
+            flavor,
+            version: version.into(),
+            version_string: String::new(),
+            version_comment: String::new(),
+        };
+        for (flavor, version, bulk) in [
+            (Flavor::MariaDb, "10.11.19", true),
+            (Flavor::MariaDb, "10.2.44", true),
+            (Flavor::MariaDb, "11.4.2", true),
+            (Flavor::MariaDb, "10.1.48", false),
+            (Flavor::MySql, "8.0.36", false),
+            (Flavor::MySql, "10.2.0", false),
+        ] {
+            assert_eq!(
+                info(flavor, version).runs_bulk_executions(),
+                bulk,
+                "{flavor} {version}"
+            );
         }
     }
 

@@ -146,6 +146,21 @@ pub enum CopyError {
         dest_checksum: String,
     },
 
+    #[error(
+        "{chunk}: a row of {bytes} bytes does not fit in one packet of the destination's \
+         max_allowed_packet ({max_allowed_packet} bytes), as a prepared INSERT needs; the chunk \
+         was rolled back; raise max_allowed_packet on the destination (SET GLOBAL \
+         max_allowed_packet = {suggested}), or turn local_infile on there (LOAD DATA LOCAL \
+         streams a row in pieces)"
+    )]
+    RowTooLarge {
+        chunk: String,
+        bytes: u64,
+        max_allowed_packet: u64,
+        /// Twice the row, in whole MiB.
+        suggested: u64,
+    },
+
     #[error("{chunk}: reading the rows on the source stopped: {detail}; the chunk was rolled back")]
     Stream { chunk: String, detail: String },
 
@@ -197,6 +212,7 @@ impl CopyError {
             CopyError::RowCountMismatch { .. } => "row_count_mismatch",
             CopyError::Warnings { .. } => "warnings",
             CopyError::VerifyMismatch { .. } => "verify_mismatch",
+            CopyError::RowTooLarge { .. } => "row_too_large",
             CopyError::Stream { .. } => "stream",
             CopyError::Invariant { .. } => "internal",
         }

@@ -1,8 +1,8 @@
-//! Exactness: every MariaDB column type and its edge values arrive byte for byte, through LOAD
-//! DATA LOCAL and through the INSERT fallback, into a destination that runs in another time zone
-//! under a strict sql_mode.
+//! Exactness: every MariaDB column type and its edge values arrive byte for byte, through bulk
+//! executions (MariaDB's default), LOAD DATA LOCAL and the INSERT fallback, into a destination
+//! that runs in another time zone under a strict sql_mode.
 
-use tidemark_engine::copy::WriteMethod;
+use tidemark_engine::copy::{CopyOptions, WriteMethod};
 use tidemark_tests::harness::{PrivateServer, Server, source, unique_name};
 
 use crate::copy_support::{
@@ -111,7 +111,9 @@ fn rows() -> Vec<String> {
     rows
 }
 
-async fn copy_all_types(dest: &Server, want_method: WriteMethod) {
+/// Copies every type with `method` (`None`: the destination's default); every chunk must report
+/// `want_method`.
+async fn copy_all_types(dest: &Server, method: Option<WriteMethod>, want_method: WriteMethod) {
     let source = source();
     let db = unique_name("copy_exact");
     create_both(&source, dest, &db, &[ALL_TYPES]).await;
@@ -133,9 +135,15 @@ async fn copy_all_types(dest: &Server, want_method: WriteMethod) {
     assert_eq!(ts.as_deref(), Some("2"));
 
     let engine = endpoints(&source, dest, 2).await;
-    assert_eq!(engine.local_infile, want_method == WriteMethod::LoadData);
+    if method.is_none() {
+        assert_eq!(engine.default_method(), want_method);
+    }
+    let options = CopyOptions {
+        method,
+        ..options(2, true)
+    };
     // Small chunks: several chunks, several transactions.
-    let (reports, events) = copy(&engine, &db, &["all_types"], 2048, options(2, true)).await;
+    let (reports, events) = copy(&engine, &db, &["all_types"], 2048, options).await;
     assert_eq!(reports[0].rows, 34);
     assert!(reports[0].chunks >= 2, "{reports:?}");
     let methods: Vec<WriteMethod> = events
@@ -224,13 +232,21 @@ const STRICT: &str =
     "--sql-mode=STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,NO_ENGINE_SUBSTITUTION";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_type_arrives_byte_for_byte_through_load_data_into_a_strict_destination_in_another_zone()
+async fn every_type_arrives_byte_for_byte_through_bulk_and_load_data_into_a_strict_destination_in_another_zone()
  {
     let dest = PrivateServer::start(
         "copy_exact_tz",
         &["--default-time-zone=America/New_York", STRICT],
     );
-    copy_all_types(&dest.server, WriteMethod::LoadData).await;
+    // MariaDB's default: bulk executions of a prepared INSERT.
+    copy_all_types(&dest.server, None, WriteMethod::Bulk).await;
+    // MySQL's default (where local_infile is on).
+    copy_all_types(
+        &dest.server,
+        Some(WriteMethod::LoadData),
+        WriteMethod::LoadData,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,5 +259,11 @@ async fn every_type_arrives_byte_for_byte_through_inserts_when_local_infile_is_o
             STRICT,
         ],
     );
-    copy_all_types(&dest.server, WriteMethod::Insert).await;
+    // LOAD DATA, refused by the server, falls back to INSERTs.
+    copy_all_types(
+        &dest.server,
+        Some(WriteMethod::LoadData),
+        WriteMethod::Insert,
+    )
+    .await;
 }

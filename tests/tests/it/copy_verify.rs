@@ -9,8 +9,8 @@ use mysql_async::Value;
 use mysql_async::prelude::Queryable;
 use tidemark_engine::CopyError;
 use tidemark_engine::copy::{
-    ChunkOptions, CopyOptions, TableCopySpec, TablePlan, copy_chunk, copy_tables, plan_table,
-    verify_chunk,
+    ChunkOptions, CopyOptions, TableCopySpec, TablePlan, WriteMethod, copy_chunk, copy_tables,
+    plan_table, verify_chunk,
 };
 use tidemark_tests::harness::{destination, source, unique_name};
 
@@ -283,6 +283,12 @@ async fn writes_on_the_source_during_the_copy_cause_no_false_mismatch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chunk_killed_mid_load_then_retried_leaves_no_duplicate_and_no_hole() {
+    // MariaDB's default writer (bulk executions), then LOAD DATA (MySQL's).
+    killed_then_retried(None).await;
+    killed_then_retried(Some(WriteMethod::LoadData)).await;
+}
+
+async fn killed_then_retried(method: Option<WriteMethod>) {
     let (source, dest) = (source(), destination());
     let db = table_t("copy_kill", "REPEAT(CHAR(65 + seq % 26), 200)", 300_000).await;
     // A stale row inside the range, as a crashed earlier attempt might have left.
@@ -295,13 +301,16 @@ async fn a_chunk_killed_mid_load_then_retried_leaves_no_duplicate_and_no_hole() 
     assert_eq!(plan.chunks.len(), 1);
     let chunk = plan.chunks[0].clone();
 
-    // Kill the destination session as soon as its LOAD is running.
+    // Kill the destination session as soon as its load is running.
     let killer = kill_first_load(&dest, &db, Duration::from_millis(30));
-    let options = ChunkOptions::default();
+    let options = ChunkOptions {
+        method,
+        ..ChunkOptions::default()
+    };
     let first = copy_chunk(&engine, &plan.shape, &chunk, &options, &|_| {}).await;
     assert!(
         killer.await.expect("killer"),
-        "the LOAD was never seen running"
+        "the load ({method:?}) was never seen running"
     );
     let err = first.expect_err("a killed load succeeded");
     assert!(
@@ -316,6 +325,7 @@ async fn a_chunk_killed_mid_load_then_retried_leaves_no_duplicate_and_no_hole() 
         .await
         .expect("the retry");
     assert_eq!(report.rows, 300_000);
+    assert_eq!(report.method, method.unwrap_or(WriteMethod::Bulk));
     // And once more, as a duplicate delivery would.
     copy_chunk(&engine, &plan.shape, &chunk, &options, &|_| {})
         .await
@@ -393,15 +403,16 @@ async fn the_runner_retries_a_killed_chunk_to_an_exact_copy() {
     )
     .await
     .expect("the runner retried the killed chunk");
-    assert!(killer.await.expect("killer"), "no LOAD was seen running");
+    assert!(killer.await.expect("killer"), "no load was seen running");
     assert_eq!(reports[0].rows, 200_000);
     let count = format!("SELECT COUNT(*) FROM `{db}`.t");
     assert_eq!(dest.query_one(&count).await.as_deref(), Some("200000"));
     assert_same(&source, &dest, &db, "t", "id").await;
 }
 
-/// Watches the destination's process list and kills the first `LOAD DATA` into `db`, `after`
-/// it was seen running; the task answers whether it found one (within about 8 s).
+/// Watches the destination's process list and kills the first load (a LOAD DATA, or the bulk
+/// INSERT) into `db`, `after` it was seen running; the task answers whether it found one (within
+/// about 8 s).
 fn kill_first_load(
     dest: &tidemark_tests::harness::Server,
     db: &str,
@@ -411,10 +422,12 @@ fn kill_first_load(
     tokio::spawn(async move {
         let mut admin = dest.conn().await;
         for _ in 0..4000 {
+            // A LOAD DATA, or the bulk executions of the prepared INSERT.
             let id: Option<u64> = admin
                 .exec_first(
                     "SELECT ID FROM information_schema.PROCESSLIST \
-                     WHERE INFO LIKE 'LOAD DATA%' AND INFO LIKE CONCAT('%', ?, '%')",
+                     WHERE (INFO LIKE 'LOAD DATA%' OR INFO LIKE 'INSERT INTO%') \
+                     AND INFO LIKE CONCAT('%', ?, '%')",
                     (db.as_str(),),
                 )
                 .await

@@ -12,7 +12,9 @@ use crate::precheck::{assert_check, database, precheck, task, user};
 const TABLE: &[&str] = &["CREATE TABLE t (id INT PRIMARY KEY, body LONGBLOB)"];
 
 #[tokio::test]
-async fn local_infile_off_on_the_destination_warns() {
+async fn local_infile_off_on_a_mariadb_destination_is_not_needed() {
+    // MariaDB destinations are written with bulk executions of a prepared INSERT; only MySQL
+    // needs LOAD DATA LOCAL (the warning on MySQL facts is unit-tested in checks/servers.rs).
     let private = PrivateServer::start("pc_infile", &["--local-infile=0"]);
     let db = database(&source(), "pc_infile", TABLE).await;
     let spec = task(
@@ -25,23 +27,10 @@ async fn local_infile_off_on_the_destination_warns() {
     assert_check(
         &report,
         ids::DESTINATION_LOCAL_INFILE,
-        CheckStatus::Warn,
-        &["local_infile is OFF", "SET GLOBAL local_infile = ON"],
+        CheckStatus::Pass,
+        &["bulk executions", "local_infile is not needed"],
     );
     assert!(report.passed(), "{:?}", report.failed_ids());
-    // The shared destination has it on.
-    let spec = task(
-        &source(),
-        &destination(),
-        json!({"mode": "resync"}),
-        json!([{"database": db, "rename": unique_name("pc_infile_dst")}]),
-    );
-    assert_check(
-        &precheck(&spec).await,
-        ids::DESTINATION_LOCAL_INFILE,
-        CheckStatus::Pass,
-        &[],
-    );
 }
 
 #[tokio::test]
@@ -74,9 +63,10 @@ async fn a_row_larger_than_the_destination_packet_fails() {
             "SET GLOBAL max_allowed_packet=5242880; on the destination",
         ],
     );
-    // Run anyway (a run does not need the precheck): LOAD DATA LOCAL streams the row in
-    // packets under the limit, so it arrives whole and verified. The check stays a failure: the
-    // INSERT fallback (a destination with local_infile off) needs the row in one packet.
+    // Run anyway (a run does not need the precheck): the bulk INSERT cannot take the row (one
+    // packet), so its chunk falls back to LOAD DATA LOCAL, which streams the row in packets under
+    // the limit: it arrives whole and verified. The check stays a failure: without local_infile
+    // the run would fail on that row.
     let store = tidemark_local::SqliteStore::open(
         &tempfile::tempdir()
             .expect("dir")
@@ -84,21 +74,22 @@ async fn a_row_larger_than_the_destination_packet_fails() {
             .join("state.sqlite"),
     )
     .expect("store");
-    let report = tidemark_service::run_cycle(
-        &store,
-        &tidemark_core::ports::SystemClock,
-        tidemark_service::cycle::CycleInput {
-            task_id: "packet",
-            spec: &spec,
-            scheduled_time: "2026-12-01T02:30:00Z".parse().expect("time"),
-            trigger: tidemark_core::state::RunTrigger::Manual,
-            source_password: source().password().clone(),
-            destination_password: private.server.password().clone(),
-        },
-        std::sync::Arc::new(|_| {}),
-    )
-    .await
-    .expect("the run");
+    let run = |when: &'static str| {
+        tidemark_service::run_cycle(
+            &store,
+            &tidemark_core::ports::SystemClock,
+            tidemark_service::cycle::CycleInput {
+                task_id: "packet",
+                spec: &spec,
+                scheduled_time: when.parse().expect("time"),
+                trigger: tidemark_core::state::RunTrigger::Manual,
+                source_password: source().password().clone(),
+                destination_password: private.server.password().clone(),
+            },
+            std::sync::Arc::new(|_| {}),
+        )
+    };
+    let report = run("2026-12-01T02:30:00Z").await.expect("the run");
     assert_eq!(report.tables[0].rows, 2);
     let digest = format!(
         "SELECT CONCAT(COUNT(*), ':', SUM(CRC32(body)), ':', SUM(LENGTH(body))) FROM `{db}`.t"
@@ -107,6 +98,28 @@ async fn a_row_larger_than_the_destination_packet_fails() {
         private.server.query_one(&digest).await,
         source().query_one(&digest).await,
         "the 2 MB row arrived whole"
+    );
+    // Without local_infile the row has no way in: the run fails on it, saying what to change,
+    // and the copy it would have replaced stays.
+    private.server.exec(&["SET GLOBAL local_infile = 0"]).await;
+    let failed = run("2026-12-02T02:30:00Z").await;
+    let text = match &failed {
+        Ok(report) => format!("{report:?}"),
+        Err(e) => e.to_string(),
+    };
+    for want in [
+        "a row of 2097",
+        "does not fit in one packet",
+        "max_allowed_packet (1048576 bytes)",
+        "SET GLOBAL max_allowed_packet = 5242880",
+        "turn local_infile on",
+    ] {
+        assert!(text.contains(want), "wanted {want:?} in: {text}");
+    }
+    assert_eq!(
+        private.server.query_one(&digest).await,
+        source().query_one(&digest).await,
+        "the earlier copy is untouched"
     );
 
     let spec = task(

@@ -2,36 +2,26 @@
 //! one destination transaction that first clears the range, so that running a chunk twice (after
 //! a crash, a retry, a duplicate queue message) leaves exactly one copy of every row.
 //!
-//! Writing is one `LOAD DATA LOCAL INFILE` fed from a bounded channel (memory stays bounded by a
-//! few buffers plus the largest row), or 1-4 MB multi-row INSERTs where the destination refuses
-//! LOCAL INFILE. LOAD DATA LOCAL turns errors into warnings and commits whatever it received when
-//! its stream fails, so: one transaction, rows sent == rows stored, no warning, the checksum
-//! compared, and only then COMMIT; anything else rolls back.
+//! Writing (see [`super::write`]) is bulk executions of one prepared INSERT on MariaDB, one
+//! `LOAD DATA LOCAL INFILE` elsewhere, or 1-4 MB multi-row INSERTs where the destination refuses
+//! LOCAL INFILE, always while the rows stream in. LOAD DATA LOCAL turns errors into warnings and
+//! commits whatever it received when its stream fails, so for every writer: one transaction,
+//! rows sent == rows stored, no warning, the checksum compared, and only then COMMIT; anything
+//! else rolls back.
 
-use std::io;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use futures_util::StreamExt;
+use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Row};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
-use super::encode::{InsertEncoder, LoadEncoder, load_data_sql};
 use super::plan::Chunk;
 use super::session::CopyEndpoints;
 use super::shape::TableShape;
 use super::sql::{SqlBuf, qualified, quote_ident};
 use super::verify::{Checksum, RowDigest, SumSql, checksum_with, compare};
+use super::write::{self, RowsOut};
 use crate::error::{CopyError, Side};
-
-/// Buffers handed to the LOAD stream are about this big.
-const LOAD_BUFFER_BYTES: usize = 256 * 1024;
-/// How many buffers may wait between the reader and the LOAD: the memory bound.
-const LOAD_CHANNEL_BUFFERS: usize = 4;
-/// INSERT statements are about this big (the issue's 1-4 MB).
-const INSERT_STATEMENT_BYTES: usize = 2 * 1024 * 1024;
 
 /// Server errors that mean "LOCAL INFILE is off here": fall back to INSERTs.
 const LOCAL_INFILE_REFUSED: &[u16] = &[1148, 3948, 4166];
@@ -40,6 +30,8 @@ const LOCAL_INFILE_REFUSED: &[u16] = &[1148, 3948, 4166];
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WriteMethod {
+    /// MariaDB's `COM_STMT_BULK_EXECUTE` of one prepared INSERT.
+    Bulk,
     LoadData,
     Insert,
 }
@@ -59,7 +51,7 @@ pub struct ChunkOptions {
     /// chunks of one table that each cleared their range first (holding an intention lock)
     /// deadlock on it.
     pub unique_checks_off: bool,
-    /// `None`: LOAD DATA when the destination allows it, else INSERTs.
+    /// `None`: the destination's best ([`CopyEndpoints::default_method`]).
     pub method: Option<WriteMethod>,
 }
 
@@ -86,7 +78,7 @@ pub struct ChunkProgress {
 pub struct ChunkReport {
     pub index: u32,
     pub rows: u64,
-    /// Bytes of row data sent (as LOAD DATA or INSERT text).
+    /// Bytes of row data sent (bulk parameters, LOAD DATA or INSERT text).
     pub bytes: u64,
     pub elapsed: Duration,
     pub method: WriteMethod,
@@ -103,12 +95,19 @@ pub async fn copy_chunk(
     options: &ChunkOptions,
     progress: &(dyn Fn(ChunkProgress) + Send + Sync),
 ) -> Result<ChunkReport, CopyError> {
-    let method = options.method.unwrap_or(if endpoints.local_infile {
-        WriteMethod::LoadData
-    } else {
-        WriteMethod::Insert
-    });
-    match copy_chunk_with(endpoints, shape, chunk, options, method, progress).await {
+    let method = options.method.unwrap_or(endpoints.default_method());
+    let first = copy_chunk_with(endpoints, shape, chunk, options, method, progress).await;
+    let fallback = match &first {
+        Err(CopyError::RowTooLarge { bytes, .. })
+            if method == WriteMethod::Bulk && endpoints.local_infile =>
+        {
+            tracing::warn!(
+                "{}: a row of {bytes} bytes does not fit in one packet of the destination's \
+                 max_allowed_packet; copying this chunk with LOAD DATA LOCAL, which streams it",
+                chunk.display()
+            );
+            WriteMethod::LoadData
+        }
         Err(CopyError::Sql {
             side: Side::Destination,
             source: mysql_async::Error::Server(e),
@@ -119,18 +118,11 @@ pub async fn copy_chunk(
                 e.message,
                 chunk.display()
             );
-            copy_chunk_with(
-                endpoints,
-                shape,
-                chunk,
-                options,
-                WriteMethod::Insert,
-                progress,
-            )
-            .await
+            WriteMethod::Insert
         }
-        other => other,
-    }
+        _ => return first,
+    };
+    copy_chunk_with(endpoints, shape, chunk, options, fallback, progress).await
 }
 
 async fn copy_chunk_with(
@@ -212,33 +204,21 @@ async fn run(
     let mut digest = (options.verify && !upsert).then(|| RowDigest::new(shape));
     let started = Instant::now();
     let select = select_sql(shape, chunk);
+    let out = RowsOut {
+        shape,
+        select,
+        upsert,
+        digest: digest.as_mut(),
+        progress,
+        what,
+    };
     let (rows, bytes) = match method {
-        WriteMethod::LoadData => {
-            load(
-                src,
-                dst,
-                shape,
-                select,
-                upsert,
-                digest.as_mut(),
-                progress,
-                what,
-            )
-            .await?
+        WriteMethod::Bulk => {
+            let (batch, packet) = (endpoints.bulk_batch_bytes(), endpoints.max_allowed_packet);
+            write::bulk(src, dst, out, batch, packet).await?
         }
-        WriteMethod::Insert => {
-            insert(
-                src,
-                dst,
-                shape,
-                select,
-                upsert,
-                digest.as_mut(),
-                progress,
-                what,
-            )
-            .await?
-        }
+        WriteMethod::LoadData => write::load(src, dst, out).await?,
+        WriteMethod::Insert => write::insert(src, dst, out).await?,
     };
     // The source transaction only read, and every row is in hand; ending it cannot lose anything.
     let _ = src.query_drop("COMMIT").await;
@@ -333,226 +313,4 @@ fn dest_range_sql(head: &str, shape: &TableShape, chunk: &Chunk, tail: &str) -> 
     chunk.range.push_where(&mut sql, &key, &names);
     sql.push(tail);
     sql.into_bytes()
-}
-
-/// Reads rows and feeds them to a LOAD DATA running at the same time on the destination.
-#[allow(clippy::too_many_arguments)]
-async fn load(
-    src: &mut Conn,
-    dst: &mut Conn,
-    shape: &TableShape,
-    select: Vec<u8>,
-    upsert: bool,
-    digest: Option<&mut RowDigest>,
-    progress: &(dyn Fn(ChunkProgress) + Send + Sync),
-    what: &str,
-) -> Result<(u64, u64), CopyError> {
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(LOAD_CHANNEL_BUFFERS);
-    // One-shot: set before every LOAD.
-    dst.set_infile_handler(async move {
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        });
-        Ok(stream.boxed())
-    });
-    let (read, loaded) = {
-        let reader = stream_rows(src, select, tx, digest, progress, what);
-        let writer = dst.query_drop(load_data_sql(shape, upsert));
-        tokio::pin!(reader, writer);
-        let mut read: Option<Result<(u64, u64), CopyError>> = None;
-        let loaded = loop {
-            tokio::select! {
-                r = &mut reader, if read.is_none() => read = Some(r),
-                w = &mut writer => break w,
-            }
-        };
-        (read, loaded)
-    };
-    // If the LOAD ended first (it failed, or the server never asked for the file), the reader
-    // may be blocked on a full channel: it is dropped here, unfinished.
-    match (read, loaded) {
-        (Some(Err(read_err)), _) => Err(read_err),
-        (_, Err(e)) => Err(CopyError::dest_sql(what, "loading the rows (LOAD DATA)", e)),
-        (None, Ok(())) => Err(CopyError::Invariant {
-            table: what.to_owned(),
-            detail: "the LOAD finished before the rows were all read".into(),
-        }),
-        (Some(Ok((rows, bytes))), Ok(())) => {
-            check_stored(dst, rows, upsert, what).await?;
-            Ok((rows, bytes))
-        }
-    }
-}
-
-/// Rows sent must equal rows stored, with no warning (LOAD DATA LOCAL reports truncations,
-/// conversions and duplicate keys as warnings and goes on). An upsert counts a replaced row as a
-/// delete plus an insert, so there at least every row sent must have been stored.
-async fn check_stored(
-    dst: &mut Conn,
-    sent: u64,
-    upsert: bool,
-    what: &str,
-) -> Result<(), CopyError> {
-    let stored = dst.affected_rows();
-    if dst.get_warnings() > 0 {
-        let warnings: Vec<(String, u32, String)> = dst
-            .query("SHOW WARNINGS LIMIT 5")
-            .await
-            .map_err(|e| CopyError::dest_sql(what, "reading the load's warnings", e))?;
-        let text = warnings
-            .iter()
-            .map(|(level, code, message)| format!("{level} {code}: {message}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Err(CopyError::Warnings {
-            chunk: what.to_owned(),
-            warnings: text,
-        });
-    }
-    if (upsert && stored < sent) || (!upsert && stored != sent) {
-        return Err(CopyError::RowCountMismatch {
-            chunk: what.to_owned(),
-            sent,
-            stored,
-        });
-    }
-    Ok(())
-}
-
-/// The reader half of a LOAD: streams the source rows (text protocol), encodes them, and sends
-/// buffers into the channel. Dropping `tx` (returning) ends the LOAD's input.
-async fn stream_rows(
-    src: &mut Conn,
-    select: Vec<u8>,
-    tx: mpsc::Sender<io::Result<Bytes>>,
-    mut digest: Option<&mut RowDigest>,
-    progress: &(dyn Fn(ChunkProgress) + Send + Sync),
-    what: &str,
-) -> Result<(u64, u64), CopyError> {
-    let fail = |detail: String| CopyError::Stream {
-        chunk: what.to_owned(),
-        detail,
-    };
-    let mut encoder = LoadEncoder::new(LOAD_BUFFER_BYTES);
-    let (mut rows, mut bytes) = (0u64, 0u64);
-    let mut reported = ChunkProgress::default();
-    let outcome: Result<(), CopyError> = async {
-        let mut result = src
-            .query_iter(select)
-            .await
-            .map_err(|e| CopyError::source_sql(what, "reading the rows", e))?;
-        let mut stream = result
-            .stream::<Row>()
-            .await
-            .map_err(|e| CopyError::source_sql(what, "reading the rows", e))?
-            .ok_or_else(|| fail("the SELECT returned no result set".into()))?;
-        while let Some(row) = stream.next().await {
-            let row = row.map_err(|e| CopyError::source_sql(what, "reading the rows", e))?;
-            let values = row.unwrap_raw();
-            rows += 1;
-            bytes += encoder.push_row(&values) as u64;
-            if let Some(digest) = digest.as_deref_mut() {
-                digest.push_row(&values);
-            }
-            if let Some(buffer) = encoder.take_full() {
-                send_pieces(&tx, buffer)
-                    .await
-                    .map_err(|_| fail("the destination stopped reading".into()))?;
-                // Test hook: rows are on their way into the LOAD, nothing is committed.
-                crate::crash::point("chunk.mid_load");
-                progress(ChunkProgress {
-                    rows: rows - reported.rows,
-                    bytes: bytes - reported.bytes,
-                });
-                reported = ChunkProgress { rows, bytes };
-            }
-        }
-        Ok(())
-    }
-    .await;
-    if let Err(e) = outcome {
-        // Make the LOAD fail rather than end cleanly on a partial stream.
-        let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
-        return Err(e);
-    }
-    if let Some(buffer) = encoder.take_rest() {
-        send_pieces(&tx, buffer)
-            .await
-            .map_err(|_| fail("the destination stopped reading".into()))?;
-    }
-    progress(ChunkProgress {
-        rows: rows - reported.rows,
-        bytes: bytes - reported.bytes,
-    });
-    Ok((rows, bytes))
-}
-
-/// Sends a buffer in pieces of at most [`LOAD_BUFFER_BYTES`]: the driver writes each piece as
-/// one packet, and a packet over `max_allowed_packet` (a row of 60 MB, escaped) is refused.
-async fn send_pieces(
-    tx: &mpsc::Sender<io::Result<Bytes>>,
-    mut buffer: Bytes,
-) -> Result<(), mpsc::error::SendError<io::Result<Bytes>>> {
-    while buffer.len() > LOAD_BUFFER_BYTES {
-        tx.send(Ok(buffer.split_to(LOAD_BUFFER_BYTES))).await?;
-    }
-    tx.send(Ok(buffer)).await
-}
-
-/// The fallback writer: multi-row INSERTs of about 2 MB while the rows stream in.
-#[allow(clippy::too_many_arguments)]
-async fn insert(
-    src: &mut Conn,
-    dst: &mut Conn,
-    shape: &TableShape,
-    select: Vec<u8>,
-    upsert: bool,
-    mut digest: Option<&mut RowDigest>,
-    progress: &(dyn Fn(ChunkProgress) + Send + Sync),
-    what: &str,
-) -> Result<(u64, u64), CopyError> {
-    let read_err = |e| CopyError::source_sql(what, "reading the rows", e);
-    let mut encoder = InsertEncoder::new(shape, INSERT_STATEMENT_BYTES, upsert);
-    let (mut rows, mut bytes) = (0u64, 0u64);
-    let mut result = src.query_iter(select).await.map_err(read_err)?;
-    let mut stream = result
-        .stream::<Row>()
-        .await
-        .map_err(read_err)?
-        .ok_or_else(|| CopyError::Stream {
-            chunk: what.to_owned(),
-            detail: "the SELECT returned no result set".into(),
-        })?;
-    let mut pending = None;
-    loop {
-        let next = stream.next().await;
-        let done = next.is_none();
-        if let Some(row) = next {
-            let row = row.map_err(read_err)?;
-            let values = row.unwrap_raw();
-            rows += 1;
-            bytes += encoder.push_row(&values) as u64;
-            if let Some(digest) = digest.as_deref_mut() {
-                digest.push_row(&values);
-            }
-            pending = encoder.take_full();
-        } else {
-            pending = pending.or_else(|| encoder.take_rest());
-        }
-        if let Some((sql, n)) = pending.take() {
-            let sql_bytes = sql.len() as u64;
-            dst.query_drop(sql)
-                .await
-                .map_err(|e| CopyError::dest_sql(what, "inserting the rows", e))?;
-            check_stored(dst, n, upsert, what).await?;
-            progress(ChunkProgress {
-                rows: n,
-                bytes: sql_bytes,
-            });
-        }
-        if done {
-            break;
-        }
-    }
-    Ok((rows, bytes))
 }

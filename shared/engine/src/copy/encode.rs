@@ -1,6 +1,9 @@
-//! How rows are written: the `LOAD DATA` statement and its byte stream, or, when the destination
-//! refuses `LOCAL INFILE`, multi-row INSERTs. Both write every column from the same values the
-//! source read (see `ColumnKind`), so both arrive byte for byte.
+//! How rows are written: batches of parameters for one prepared INSERT run with MariaDB's
+//! `COM_STMT_BULK_EXECUTE`; the `LOAD DATA` statement and its byte stream; or, when the
+//! destination refuses `LOCAL INFILE`, multi-row INSERTs. All three write every column from the
+//! same values the source read (see `ColumnKind`), so all three arrive byte for byte.
+
+use std::collections::VecDeque;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use mysql_async::Value;
@@ -26,6 +29,114 @@ pub fn load_data_sql(shape: &TableShape, replace: bool) -> String {
         qualified(&shape.spec.dest_db, &shape.spec.dest_table),
         targets.join(", ")
     )
+}
+
+/// What the chunk's reader feeds the rows it streams into: rows in, pieces for the writer out.
+pub trait RowEncoder {
+    /// What the writer takes: a buffer of LOAD DATA lines, a batch of parameter rows.
+    type Out: Send + 'static;
+    /// Takes one row; returns the bytes it adds.
+    fn push(&mut self, values: Vec<Option<Value>>) -> usize;
+    /// A full piece, if there is one (call until `None`).
+    fn full(&mut self) -> Option<Self::Out>;
+    /// Whatever is left.
+    fn rest(&mut self) -> Option<Self::Out>;
+}
+
+/// The prepared statement a bulk load runs, one `?` per written column (`REPLACE` with
+/// `replace`: an incremental chunk's upsert).
+pub fn insert_params_sql(shape: &TableShape, replace: bool) -> String {
+    let params = vec!["?"; shape.columns.len()].join(", ");
+    format!("{}({params})", insert_head(shape, replace))
+}
+
+/// `INSERT INTO t (..) VALUES ` (or `REPLACE`), every written column by name.
+fn insert_head(shape: &TableShape, replace: bool) -> String {
+    let columns: Vec<String> = shape
+        .columns
+        .iter()
+        .map(|c| quote_ident(&c.dest_name))
+        .collect();
+    format!(
+        "{} INTO {} ({}) VALUES ",
+        if replace { "REPLACE" } else { "INSERT" },
+        qualified(&shape.spec.dest_db, &shape.spec.dest_table),
+        columns.join(", ")
+    )
+}
+
+/// Rows of parameters for one `COM_STMT_BULK_EXECUTE` each.
+#[derive(Debug, Default)]
+pub struct BulkBatch {
+    pub rows: Vec<Vec<Value>>,
+    /// Parameter bytes, as the packet carries them.
+    pub bytes: usize,
+    /// One row too big to share a packet: run on its own (`COM_STMT_EXECUTE`, whose driver
+    /// sends a long value in pieces).
+    pub alone: bool,
+}
+
+/// Groups rows into [`BulkBatch`]es of about `max_bytes` of parameters. A row of `max_bytes` or
+/// more goes alone, so no batch outgrows its packet (the caller keeps `max_bytes` well below the
+/// destination's `max_allowed_packet`: a bulk packet the driver had to split would report only
+/// its last part's rows).
+pub struct BulkEncoder {
+    batch: BulkBatch,
+    ready: VecDeque<BulkBatch>,
+    max_bytes: usize,
+}
+
+impl BulkEncoder {
+    pub fn new(max_bytes: usize) -> BulkEncoder {
+        BulkEncoder {
+            batch: BulkBatch::default(),
+            ready: VecDeque::new(),
+            max_bytes,
+        }
+    }
+
+    fn close_batch(&mut self) {
+        if !self.batch.rows.is_empty() {
+            self.ready.push_back(std::mem::take(&mut self.batch));
+        }
+    }
+}
+
+impl RowEncoder for BulkEncoder {
+    type Out = BulkBatch;
+
+    fn push(&mut self, values: Vec<Option<Value>>) -> usize {
+        let row: Vec<Value> = values
+            .into_iter()
+            .map(|v| v.unwrap_or(Value::NULL))
+            .collect();
+        // A NULL is its indicator byte; a value its indicator, length prefix and bytes.
+        let bytes: usize = row.iter().map(|v| 1 + v.bin_len() as usize).sum();
+        if bytes >= self.max_bytes {
+            self.close_batch();
+            self.ready.push_back(BulkBatch {
+                rows: vec![row],
+                bytes,
+                alone: true,
+            });
+        } else {
+            self.batch.rows.push(row);
+            self.batch.bytes += bytes;
+            if self.batch.bytes >= self.max_bytes {
+                self.close_batch();
+            }
+        }
+        bytes
+    }
+
+    fn full(&mut self) -> Option<BulkBatch> {
+        self.ready.pop_front()
+    }
+
+    fn rest(&mut self) -> Option<BulkBatch> {
+        self.close_batch();
+        self.ready.pop_front()
+    }
 }
 
 /// Encodes rows as LOAD DATA lines into buffers of about `flush_at` bytes.
@@ -69,6 +180,22 @@ impl LoadEncoder {
     /// Whatever is left.
     pub fn take_rest(&mut self) -> Option<Bytes> {
         (!self.buf.is_empty()).then(|| self.buf.split().freeze())
+    }
+}
+
+impl RowEncoder for LoadEncoder {
+    type Out = Bytes;
+
+    fn push(&mut self, values: Vec<Option<Value>>) -> usize {
+        self.push_row(&values)
+    }
+
+    fn full(&mut self) -> Option<Bytes> {
+        self.take_full()
+    }
+
+    fn rest(&mut self) -> Option<Bytes> {
+        self.take_rest()
     }
 }
 
@@ -116,20 +243,9 @@ pub struct InsertEncoder<'a> {
 impl<'a> InsertEncoder<'a> {
     /// With `replace`, `REPLACE INTO` (an incremental chunk's upsert) instead of `INSERT INTO`.
     pub fn new(shape: &'a TableShape, max_bytes: usize, replace: bool) -> InsertEncoder<'a> {
-        let columns: Vec<String> = shape
-            .columns
-            .iter()
-            .map(|c| quote_ident(&c.dest_name))
-            .collect();
-        let head = format!(
-            "{} INTO {} ({}) VALUES ",
-            if replace { "REPLACE" } else { "INSERT" },
-            qualified(&shape.spec.dest_db, &shape.spec.dest_table),
-            columns.join(", ")
-        );
         InsertEncoder {
             shape,
-            head,
+            head: insert_head(shape, replace),
             sql: SqlBuf::new(),
             rows: 0,
             max_bytes,

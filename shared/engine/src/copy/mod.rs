@@ -7,8 +7,9 @@
 //! - [`range`]: exact, serializable key values and `(lower, upper]` key ranges as SQL.
 //! - [`plan`]: the chunk planner, walking the key on the source ([`Chunk`]).
 //! - [`session`]: both sides' pools and session settings ([`CopyEndpoints`]).
-//! - [`encode`]: the LOAD DATA statement and its byte stream; the INSERT fallback.
+//! - [`encode`]: the rows as bulk parameter batches, as LOAD DATA's byte stream, or as INSERTs.
 //! - [`chunk`]: copying one chunk: snapshot read, clear the range, load, check, verify, commit.
+//! - `write`: the three writers (bulk, LOAD DATA, INSERT), each fed while the rows stream in.
 //! - [`verify`]: the NULL-safe, float-exact row count and checksum of a range.
 //! - [`runner`]: planning tables and copying their chunks `workers` at a time, with progress.
 //! - [`sql`]: the one identifier quoting and the one value escaping function.
@@ -26,6 +27,7 @@ pub mod session;
 pub mod shape;
 pub mod sql;
 pub mod verify;
+mod write;
 
 pub use chunk::{ChunkOptions, ChunkProgress, ChunkReport, WriteMethod, copy_chunk};
 pub use plan::{

@@ -9,9 +9,10 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts};
 
+use super::chunk::WriteMethod;
 use super::sql::push_string_literal;
 use super::verify::DigestSql;
-use crate::connect::{ConnectOptions, connect};
+use crate::connect::{ConnectOptions, ServerInfo, connect};
 use crate::error::{CopyError, Side};
 
 /// How long one side may wait for the other (a slow destination stalls the source's stream,
@@ -21,6 +22,9 @@ const NET_TIMEOUT_SECONDS: u32 = 600;
 /// How long an idle pooled session stays open (the copy's pools are closed at the end of a run
 /// or an invocation anyway).
 const IDLE_SESSION_TTL: Duration = Duration::from_secs(60);
+
+/// Parameter bytes per bulk execution (see [`CopyEndpoints::bulk_batch_bytes`]).
+const BULK_BATCH_BYTES: usize = 64 * 1024;
 
 /// sql_mode flags the destination session drops: values the source holds must load as they are.
 const DROPPED_MODES: &[&str] = &[
@@ -102,9 +106,14 @@ pub struct CopyEndpoints {
     source_endpoint: String,
     destination_endpoint: String,
     connect_timeout: Duration,
-    /// Whether the destination accepts `LOAD DATA LOCAL INFILE`; when it does not, chunks are
-    /// written with multi-row INSERTs.
+    /// Whether the destination accepts `LOAD DATA LOCAL INFILE`; when it does not (and is not
+    /// MariaDB), chunks are written with multi-row INSERTs.
     pub local_infile: bool,
+    /// Whether the destination runs prepared statements in bulk (`COM_STMT_BULK_EXECUTE`:
+    /// MariaDB 10.2 and later), the cheapest way to write rows there.
+    pub bulk_insert: bool,
+    /// The destination's `max_allowed_packet`: bulk batches stay well below it.
+    pub max_allowed_packet: u64,
     /// The source's global `sql_mode`, from which both sessions' modes are derived.
     pub source_sql_mode: String,
     /// How each side computes the verification digest in SQL.
@@ -135,13 +144,17 @@ impl CopyEndpoints {
         let source_sql_mode = mode.unwrap_or_default();
 
         let mut probe = connect(destination).await?;
-        let local: Option<String> = probe
-            .query_first("SELECT @@GLOBAL.local_infile")
+        let settings: Option<(String, u64)> = probe
+            .query_first("SELECT @@GLOBAL.local_infile, @@max_allowed_packet")
             .await
             .map_err(|e| CopyError::dest_sql(&destination_endpoint, "reading local_infile", e))?;
+        let info = ServerInfo::read(&mut probe)
+            .await
+            .map_err(|e| CopyError::dest_sql(&destination_endpoint, "reading the version", e))?;
         let destination_digest = DigestSql::probe(&mut probe).await;
         let _ = probe.disconnect().await;
-        let local_infile = matches!(local.as_deref(), Some("1") | Some("ON"));
+        let (local, max_allowed_packet) = settings.unwrap_or_default();
+        let local_infile = matches!(local.as_str(), "1" | "ON");
 
         let max = usize::try_from(workers.max(1)).unwrap_or(1) + 1;
         let pool = |opts: &ConnectOptions, setup: Vec<String>| {
@@ -163,11 +176,32 @@ impl CopyEndpoints {
             destination_endpoint,
             connect_timeout: source.connect_timeout.max(destination.connect_timeout),
             local_infile,
+            bulk_insert: info.runs_bulk_executions(),
+            max_allowed_packet,
             source_sql_mode,
             source_digest,
             destination_digest,
             workers: workers.max(1),
         })
+    }
+
+    /// How chunks are written unless a caller says otherwise: bulk executions on MariaDB,
+    /// LOAD DATA LOCAL where it is allowed, else INSERTs.
+    pub fn default_method(&self) -> WriteMethod {
+        if self.bulk_insert {
+            WriteMethod::Bulk
+        } else if self.local_infile {
+            WriteMethod::LoadData
+        } else {
+            WriteMethod::Insert
+        }
+    }
+
+    /// Parameter bytes per bulk execution: 1 MiB, or a quarter of a smaller `max_allowed_packet`
+    /// (a batch may overshoot by a row just under the limit, and must stay one packet).
+    pub fn bulk_batch_bytes(&self) -> usize {
+        let quarter = usize::try_from(self.max_allowed_packet / 4).unwrap_or(usize::MAX);
+        quarter.clamp(4096, BULK_BATCH_BYTES)
     }
 
     /// A configured source session.

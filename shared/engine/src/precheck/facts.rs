@@ -150,8 +150,7 @@ impl ServerFacts {
 
     /// `(major, minor)` of the version.
     pub fn major_minor(&self) -> (u32, u32) {
-        let mut parts = self.info.version.split('.').map(|p| p.parse().unwrap_or(0));
-        (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+        self.info.major_minor()
     }
 
     /// A database by name, as the server would find it.
