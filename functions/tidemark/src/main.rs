@@ -145,6 +145,10 @@ fn init_tracing(default_level: &str, format: LogFormat) {
     }
 }
 
+/// See the workspace's Cargo.toml: bulk loads free row batches faster with mimalloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
