@@ -63,14 +63,7 @@ pub(super) async fn bulk(
     batch_bytes: usize,
     max_allowed_packet: u64,
 ) -> Result<(u64, u64), CopyError> {
-    let RowsOut {
-        shape,
-        select,
-        upsert,
-        digest,
-        progress,
-        what,
-    } = out;
+    let (shape, upsert, what) = (out.shape, out.upsert, out.what);
     let stmt = dst
         .prep(insert_params_sql(shape, upsert))
         .await
@@ -83,35 +76,30 @@ pub(super) async fn bulk(
     )
     .await
     .map_err(|e| CopyError::dest_sql(what, "setting the client character set", e))?;
-    let (tx, mut rx) = mpsc::channel::<Result<BulkBatch, String>>(BULK_CHANNEL_BATCHES);
-    let (read, written) = {
-        let reader = stream_rows(
-            src,
-            select,
-            BulkEncoder::new(batch_bytes),
-            tx,
-            digest,
-            progress,
-            what,
-        );
-        let writer = async {
-            // An `Err` is the reader's failure, which it reports itself.
-            while let Some(Ok(batch)) = rx.recv().await {
-                if batch.alone {
-                    fits_a_packet(&batch, max_allowed_packet, what)?;
+    let writer = &mut *dst;
+    let sent = pump(
+        src,
+        out,
+        BulkEncoder::new(batch_bytes),
+        BULK_CHANNEL_BATCHES,
+        |mut rx| {
+            async move {
+                // An `Err` is the reader's failure, which it reports itself.
+                while let Some(Ok(batch)) = rx.recv().await {
+                    if batch.alone {
+                        fits_a_packet(&batch, max_allowed_packet, what)?;
+                    }
+                    write_batch(writer, &stmt, batch, upsert, what).await?;
                 }
-                write_batch(dst, &stmt, batch, upsert, what).await?;
+                Ok(())
             }
-            Ok(())
-        };
-        both(reader, writer).await
-    };
-    if written.is_ok() {
-        dst.query_drop("SET character_set_client = @tidemark_client_cs")
-            .await
-            .map_err(|e| CopyError::dest_sql(what, "restoring the client character set", e))?;
-    }
-    settle(read, written, what)
+        },
+    )
+    .await?;
+    dst.query_drop("SET character_set_client = @tidemark_client_cs")
+        .await
+        .map_err(|e| CopyError::dest_sql(what, "restoring the client character set", e))?;
+    Ok(sent)
 }
 
 /// Room for a statement execution's header, NULL bitmap and parameter types around a row.
@@ -161,41 +149,26 @@ pub(super) async fn load(
     dst: &mut Conn,
     out: RowsOut<'_>,
 ) -> Result<(u64, u64), CopyError> {
-    let RowsOut {
-        shape,
-        select,
-        upsert,
-        digest,
-        progress,
-        what,
-    } = out;
-    let (tx, rx) = mpsc::channel::<Result<Bytes, String>>(LOAD_CHANNEL_BUFFERS);
-    // One-shot: set before every LOAD.
-    dst.set_infile_handler(async move {
-        let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        })
-        .flat_map(|item| futures_util::stream::iter(pieces(item)));
-        Ok(stream.boxed())
-    });
-    let (read, loaded) = {
-        let reader = stream_rows(
-            src,
-            select,
-            LoadEncoder::new(LOAD_BUFFER_BYTES),
-            tx,
-            digest,
-            progress,
-            what,
-        );
-        let writer = async {
-            dst.query_drop(load_data_sql(shape, upsert))
+    let (shape, upsert, what) = (out.shape, out.upsert, out.what);
+    let encoder = LoadEncoder::new(LOAD_BUFFER_BYTES);
+    let writer = &mut *dst;
+    let (rows, bytes) = pump(src, out, encoder, LOAD_CHANNEL_BUFFERS, |rx| {
+        // One-shot: set before every LOAD.
+        writer.set_infile_handler(async move {
+            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            })
+            .flat_map(|item| futures_util::stream::iter(pieces(item)));
+            Ok(stream.boxed())
+        });
+        async move {
+            writer
+                .query_drop(load_data_sql(shape, upsert))
                 .await
                 .map_err(|e| CopyError::dest_sql(what, "loading the rows (LOAD DATA)", e))
-        };
-        both(reader, writer).await
-    };
-    let (rows, bytes) = settle(read, loaded, what)?;
+        }
+    })
+    .await?;
     check_stored(dst, rows, upsert, what).await?;
     Ok((rows, bytes))
 }
@@ -216,6 +189,34 @@ fn pieces(item: Result<Bytes, String>) -> Vec<io::Result<Bytes>> {
         }
         Err(e) => vec![Err(io::Error::other(e))],
     }
+}
+
+/// Streams the chunk's rows through `encoder` into a channel of `capacity` pieces, which the
+/// future `writer` makes of the channel's receiving end consumes at the same time. Returns the
+/// rows and bytes sent, once both are done.
+async fn pump<E, F, W>(
+    src: &mut Conn,
+    out: RowsOut<'_>,
+    encoder: E,
+    capacity: usize,
+    writer: F,
+) -> Result<(u64, u64), CopyError>
+where
+    E: RowEncoder,
+    F: FnOnce(mpsc::Receiver<Result<E::Out, String>>) -> W,
+    W: Future<Output = Result<(), CopyError>>,
+{
+    let (tx, rx) = mpsc::channel(capacity);
+    let RowsOut {
+        select,
+        digest,
+        progress,
+        what,
+        ..
+    } = out;
+    let reader = stream_rows(src, select, encoder, tx, digest, progress, what);
+    let (read, written) = both(reader, writer(rx)).await;
+    settle(read, written, what)
 }
 
 /// Polls the reader and the writer together until the writer ends (it ends when the reader has
