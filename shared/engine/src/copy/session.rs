@@ -147,7 +147,13 @@ impl CopyEndpoints {
         let settings: Option<(String, u64)> = probe
             .query_first("SELECT @@GLOBAL.local_infile, @@max_allowed_packet")
             .await
-            .map_err(|e| CopyError::dest_sql(&destination_endpoint, "reading local_infile", e))?;
+            .map_err(|e| {
+                CopyError::dest_sql(
+                    &destination_endpoint,
+                    "reading local_infile and max_allowed_packet",
+                    e,
+                )
+            })?;
         let info = ServerInfo::read(&mut probe)
             .await
             .map_err(|e| CopyError::dest_sql(&destination_endpoint, "reading the version", e))?;
