@@ -71,13 +71,11 @@ pub struct BulkBatch {
     pub rows: Vec<Vec<Value>>,
     /// Parameter bytes, as the packet carries them.
     pub bytes: usize,
-    /// One row too big to share a packet: run on its own (`COM_STMT_EXECUTE`, whose driver
-    /// sends a long value in pieces).
-    pub alone: bool,
 }
 
-/// Groups rows into [`BulkBatch`]es of about `max_bytes` of parameters. A row of `max_bytes` or
-/// more goes alone, so no batch outgrows its packet (the caller keeps `max_bytes` well below the
+/// Groups rows into [`BulkBatch`]es of about `max_bytes` of parameters: a batch closes once it
+/// holds `max_bytes`, and a row of `max_bytes` or more is a batch of its own, so only a single
+/// row ever makes a batch bigger than `2 * max_bytes` (the caller keeps that well below the
 /// destination's `max_allowed_packet`: a bulk packet the driver had to split would report only
 /// its last part's rows).
 pub struct BulkEncoder {
@@ -117,7 +115,6 @@ impl RowEncoder for BulkEncoder {
             self.ready.push_back(BulkBatch {
                 rows: vec![row],
                 bytes,
-                alone: true,
             });
         } else {
             self.batch.rows.push(row);
@@ -391,6 +388,33 @@ mod tests {
             escape_field(&mut out, &value);
             assert_eq!(out.as_ref(), reference(&value).as_slice(), "{value:?}");
         }
+    }
+
+    #[test]
+    fn bulk_batches_close_at_their_size_and_a_big_row_goes_alone() {
+        let mut enc = BulkEncoder::new(100);
+        let row = |n: usize| vec![Some(Value::Bytes(vec![b'x'; n])), None];
+        let sizes = |batch: &BulkBatch| batch.rows.iter().map(Vec::len).collect::<Vec<_>>();
+        // 40 bytes and a length byte, an indicator each, and NULL's indicator: 43.
+        assert_eq!(enc.push(row(40)), 43);
+        assert!(enc.full().is_none());
+        enc.push(row(40));
+        assert!(enc.full().is_none(), "86 bytes: still open");
+        enc.push(row(40));
+        let first = enc.full().expect("129 bytes: closed");
+        assert_eq!((first.rows.len(), first.bytes), (3, 129));
+        assert_eq!(first.rows[1][1], Value::NULL);
+        // A small row pending, then a big one: the small one's batch closes first.
+        enc.push(row(10));
+        enc.push(row(500));
+        let small = enc.full().expect("the pending row");
+        assert_eq!((small.rows.len(), small.bytes), (1, 13));
+        let big = enc.full().expect("the big row");
+        assert_eq!((sizes(&big), big.bytes), (vec![2], 505));
+        assert!(enc.full().is_none());
+        enc.push(row(1));
+        assert_eq!(enc.rest().map(|b| b.rows.len()), Some(1));
+        assert!(enc.rest().is_none());
     }
 
     #[test]

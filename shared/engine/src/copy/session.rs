@@ -26,6 +26,14 @@ const IDLE_SESSION_TTL: Duration = Duration::from_secs(60);
 /// Parameter bytes per bulk execution (see [`CopyEndpoints::bulk_batch_bytes`]).
 const BULK_BATCH_BYTES: usize = 64 * 1024;
 
+/// Parameter bytes per bulk execution: 64 KB (measured best, BENCHMARKS.md), or a quarter of a
+/// smaller `max_allowed_packet` (a batch may overshoot by a row just under its size, and must
+/// stay one packet).
+pub fn bulk_batch_bytes(max_allowed_packet: u64) -> usize {
+    let quarter = usize::try_from(max_allowed_packet / 4).unwrap_or(usize::MAX);
+    quarter.clamp(1, BULK_BATCH_BYTES)
+}
+
 /// sql_mode flags the destination session drops: values the source holds must load as they are.
 const DROPPED_MODES: &[&str] = &[
     "STRICT_TRANS_TABLES",
@@ -203,11 +211,9 @@ impl CopyEndpoints {
         }
     }
 
-    /// Parameter bytes per bulk execution: 1 MiB, or a quarter of a smaller `max_allowed_packet`
-    /// (a batch may overshoot by a row just under the limit, and must stay one packet).
+    /// Parameter bytes per bulk execution (see [`bulk_batch_bytes`]).
     pub fn bulk_batch_bytes(&self) -> usize {
-        let quarter = usize::try_from(self.max_allowed_packet / 4).unwrap_or(usize::MAX);
-        quarter.clamp(4096, BULK_BATCH_BYTES)
+        bulk_batch_bytes(self.max_allowed_packet)
     }
 
     /// A configured source session.
@@ -271,6 +277,14 @@ mod tests {
             source_sql_mode("NO_BACKSLASH_ESCAPES,STRICT_ALL_TABLES"),
             "STRICT_ALL_TABLES"
         );
+    }
+
+    #[test]
+    fn bulk_batches_are_64_kb_or_a_quarter_of_a_smaller_packet() {
+        assert_eq!(bulk_batch_bytes(64 << 20), 64 * 1024);
+        assert_eq!(bulk_batch_bytes(256 * 1024), 64 * 1024);
+        assert_eq!(bulk_batch_bytes(16 * 1024), 4096);
+        assert_eq!(bulk_batch_bytes(0), 1);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! chunk's snapshot) while it writes them on the destination, inside the chunk's transaction:
 //!
 //! - [`bulk`] (MariaDB 10.2+, the default there): one prepared INSERT run with
-//!   `COM_STMT_BULK_EXECUTE` over batches of about 1 MB of parameters. The server takes each value
+//!   `COM_STMT_BULK_EXECUTE` over batches of about 64 KB of parameters. The server takes each value
 //!   as it is, without parsing a text stream byte by byte: measured on the benchmark's table it
 //!   costs the destination a third less CPU than LOAD DATA.
 //! - [`load`] (MySQL, where `local_infile` is on): one `LOAD DATA LOCAL INFILE` fed from a bounded
@@ -86,9 +86,7 @@ pub(super) async fn bulk(
             async move {
                 // An `Err` is the reader's failure, which it reports itself.
                 while let Some(Ok(batch)) = rx.recv().await {
-                    if batch.alone {
-                        fits_a_packet(&batch, max_allowed_packet, what)?;
-                    }
+                    fits_a_packet(&batch, shape.columns.len(), max_allowed_packet, what)?;
                     write_batch(writer, &stmt, batch, upsert, what).await?;
                 }
                 Ok(())
@@ -102,16 +100,24 @@ pub(super) async fn bulk(
     Ok(sent)
 }
 
-/// Room for a statement execution's header, NULL bitmap and parameter types around a row.
-const EXECUTE_OVERHEAD: u64 = 1024 + 2 * 4096;
+/// A bulk packet's bytes besides the parameters: command, statement id, flags, the packet
+/// header, and two bytes of type per column.
+fn bulk_overhead(columns: usize) -> u64 {
+    16 + 2 * columns as u64
+}
 
-/// A row goes to the server in one packet (the driver sends a value in pieces only past 16 MB):
-/// one bigger than the destination's `max_allowed_packet` would be refused (by the driver,
-/// before it is sent), so it is a clear error instead (the chunk falls back to LOAD DATA where
-/// that is allowed).
-fn fits_a_packet(batch: &BulkBatch, max_allowed_packet: u64, what: &str) -> Result<(), CopyError> {
+/// A batch goes to the server as one packet, and only a single row can make one bigger than the
+/// destination's `max_allowed_packet` (see `BulkEncoder`); the driver would refuse it before
+/// sending, so it is a clear error instead (the chunk falls back to LOAD DATA where that is
+/// allowed, which streams a row in pieces).
+fn fits_a_packet(
+    batch: &BulkBatch,
+    columns: usize,
+    max_allowed_packet: u64,
+    what: &str,
+) -> Result<(), CopyError> {
     let bytes = batch.bytes as u64;
-    if bytes + EXECUTE_OVERHEAD <= max_allowed_packet {
+    if bytes + bulk_overhead(columns) <= max_allowed_packet {
         return Ok(());
     }
     Err(CopyError::RowTooLarge {
@@ -122,7 +128,7 @@ fn fits_a_packet(batch: &BulkBatch, max_allowed_packet: u64, what: &str) -> Resu
     })
 }
 
-/// One batch: a bulk execution (or a plain one for a row alone), then its accounting.
+/// One batch: a bulk execution, then its accounting.
 async fn write_batch(
     dst: &mut Conn,
     stmt: &Statement,
@@ -132,13 +138,8 @@ async fn write_batch(
 ) -> Result<(), CopyError> {
     let sent = batch.rows.len() as u64;
     // `Params::Positional` as they are: the driver's `From<Vec<_>>` would copy every value.
-    let result = if batch.alone {
-        let row = batch.rows.into_iter().next().unwrap_or_default();
-        dst.exec_drop(stmt, Params::Positional(row)).await
-    } else {
-        let rows = batch.rows.into_iter().map(Params::Positional);
-        dst.exec_batch(stmt, rows).await
-    };
+    let rows = batch.rows.into_iter().map(Params::Positional);
+    let result = dst.exec_batch(stmt, rows).await;
     result.map_err(|e| CopyError::dest_sql(what, "inserting the rows (bulk)", e))?;
     check_stored(dst, sent, upsert, what).await
 }
