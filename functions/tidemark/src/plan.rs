@@ -151,7 +151,8 @@ async fn policy_plan(
                 format!(
                     "-- policy: incremental; this DDL runs on a table's first cycle only. Later \
                      cycles run no DDL: each table upserts the rows with \
-                     watermark - {}s <= column <= LEAST(MAX(column), NOW(6) - {}s), with the \
+                     watermark - {}s <= column <= \
+                     GREATEST(watermark, LEAST(MAX(column), NOW(6) - {}s)), with the \
                      destination's triggers on it set aside during the load\n",
                     p.lookback_seconds, p.lag_seconds
                 ),

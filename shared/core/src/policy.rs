@@ -113,19 +113,59 @@ pub struct IncrementalWindow {
     /// `db.table` in source names.
     pub table: String,
     pub column: String,
-    /// `None` on the table's first cycle: a full copy.
+    /// `previous - lookback`; `None` on the table's first cycle: a full copy.
     pub low: Option<String>,
-    /// `None` when the table is empty.
+    /// The window's upper bound and the watermark once the run succeeds: the newest row up to
+    /// the lag, never below `previous`. `None` when the table is empty on its first cycle.
     pub high: Option<String>,
     /// The watermark before this run (`None` on the first cycle).
     pub previous: Option<String>,
-    /// Nothing newer than the watermark (up to the lag): the run copies nothing for this table.
+    /// No row lies in `[low, high]`: the run copies nothing for this table.
     pub unchanged: bool,
+}
+
+/// Orders two watermarks as the servers print them (`YYYY-MM-DD HH:MM:SS[.ffffff]`): the date and
+/// time by their text, the fractions as digits, so `.5` and `.500000` are the same instant.
+pub fn compare_watermarks(a: &str, b: &str) -> std::cmp::Ordering {
+    let split = |v: &str| -> (String, String) {
+        let (whole, fraction) = v.trim().split_once('.').unwrap_or((v.trim(), ""));
+        (whole.to_owned(), fraction.trim_end_matches('0').to_owned())
+    };
+    let ((a_whole, a_fraction), (b_whole, b_fraction)) = (split(a), split(b));
+    a_whole
+        .cmp(&b_whole)
+        .then_with(|| a_fraction.cmp(&b_fraction))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cmp::Ordering;
+
+    #[test]
+    fn watermarks_compare_as_instants() {
+        let cmp = compare_watermarks;
+        assert_eq!(
+            cmp("2026-12-01 10:00:00", "2026-12-01 09:59:59.999999"),
+            Ordering::Greater
+        );
+        assert_eq!(
+            cmp("2026-12-01 10:00:00.5", "2026-12-01 10:00:00.500000"),
+            Ordering::Equal
+        );
+        assert_eq!(
+            cmp("2026-12-01 10:00:00", "2026-12-01 10:00:00.000000"),
+            Ordering::Equal
+        );
+        assert_eq!(
+            cmp("2026-12-01 10:00:00.05", "2026-12-01 10:00:00.4"),
+            Ordering::Less
+        );
+        assert_eq!(
+            cmp("2025-12-31 23:59:59.9", "2026-01-01 00:00:00"),
+            Ordering::Less
+        );
+    }
     use crate::state::{RunKey, RunTrigger};
 
     #[test]

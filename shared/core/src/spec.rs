@@ -220,7 +220,9 @@ pub struct IncrementalPolicy {
     /// Rows newer than `NOW() - lag_seconds` wait for the next cycle.
     #[serde(default)]
     pub lag_seconds: u32,
-    /// Each cycle re-reads this many seconds before the last watermark.
+    /// Each cycle re-reads (upserts) the rows stamped this many seconds before the last
+    /// watermark, also when nothing newer arrived: a row committed late whose timestamp is
+    /// within this of the watermark still arrives.
     #[serde(default)]
     pub lookback_seconds: u32,
 }

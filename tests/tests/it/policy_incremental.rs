@@ -3,6 +3,7 @@
 
 use mysql_async::prelude::Queryable;
 use tidemark_core::ports::StateStore;
+use tidemark_engine::policy::incremental::window_probe;
 use tidemark_local::SqliteStore;
 use tidemark_tests::harness::{PrivateServer, Server, destination, source, unique_name};
 
@@ -127,16 +128,26 @@ async fn changes_arrive_ties_are_neither_lost_nor_doubled_and_triggers_fire_once
         ])
         .await;
 
-    // Nothing changed: nothing copied, the watermark stays.
+    // Nothing changed: with no lookback only the rows tied with the watermark are read again,
+    // and the watermark stays.
     let before = store
         .get_watermark("task-i", &format!("{db}.ev"))
         .await
         .expect("store")
         .expect("mark");
+    let tied = count(
+        &src,
+        &format!(
+            "SELECT COUNT(*) FROM `{db}`.ev WHERE updated_at = '{}'",
+            before.value
+        ),
+    )
+    .await;
+    assert!(tied >= 1, "the watermark is the newest row's stamp");
     let third = cycle(&store, "task-i", &spec, &src, "2026-12-03T02:30:00Z")
         .await
         .expect("third cycle");
-    assert_eq!(rows_copied(&third), 0);
+    assert_eq!(rows_copied(&third), tied);
     let after = store
         .get_watermark("task-i", &format!("{db}.ev"))
         .await
@@ -236,6 +247,156 @@ async fn a_column_added_on_the_source_fails_the_run_naming_it_and_the_fix() {
     src.exec(&[&format!("DROP DATABASE `{db}`")]).await;
 }
 
+/// The watermark of `task` for `db`.ev.
+async fn watermark(store: &SqliteStore, task: &str, db: &str) -> String {
+    store
+        .get_watermark(task, &format!("{db}.ev"))
+        .await
+        .expect("store")
+        .expect("a watermark")
+        .value
+}
+
+/// A quiet table, then a row committed late, stamped ten minutes before the watermark: the next
+/// cycle reads the lookback window although nothing is newer, and the row arrives. The rows are
+/// stamped by the server's own `NOW()`, in the zone its writers use.
+async fn late_row_arrives_on_a_quiet_table(src: &Server, column_type: &str, task: &str) {
+    let db = unique_name("incl_src");
+    let target = unique_name("incl");
+    make_source(src, &db, column_type).await;
+    src.exec(&[&format!(
+        "INSERT INTO `{db}`.ev SELECT seq, 1, NOW() - INTERVAL seq SECOND \
+         FROM `{db}`.seq_1_to_500"
+    )])
+    .await;
+    let spec = spec(
+        src,
+        serde_json::json!({"mode": "incremental", "lag_seconds": 0, "lookback_seconds": 3600}),
+        objects(&db, &target),
+        "UTC",
+    );
+    let store = SqliteStore::in_memory().expect("store");
+    let first = cycle(&store, task, &spec, src, "2026-12-01T02:30:00Z")
+        .await
+        .expect("first cycle");
+    assert_eq!(rows_copied(&first), 500);
+    let mark = watermark(&store, task, &db).await;
+    // In UTC: a TIMESTAMP watermark is UTC text (a DATETIME is converted by no zone).
+    src.exec(&[
+        "SET time_zone = '+00:00'",
+        &format!("INSERT INTO `{db}`.ev VALUES (501, 7, '{mark}' - INTERVAL 10 MINUTE)"),
+    ])
+    .await;
+    let second = cycle(&store, task, &spec, src, "2026-12-02T02:30:00Z")
+        .await
+        .expect("second cycle");
+    let dest_rows = count(
+        &destination(),
+        &format!("SELECT COUNT(*) FROM `{target}`.ev"),
+    )
+    .await;
+    assert_eq!(dest_rows, 501, "the late row was lost ({column_type})");
+    // The whole lookback window was upserted again: the 500 rows and the late one.
+    assert_eq!(rows_copied(&second), 501);
+    assert_eq!(
+        rows_hash(&destination(), &target, "ev", "id, v, updated_at").await,
+        rows_hash(src, &db, "ev", "id, v, updated_at").await
+    );
+    assert_eq!(watermark(&store, task, &db).await, mark);
+    destination()
+        .exec(&[&format!("DROP DATABASE `{target}`")])
+        .await;
+    src.exec(&[&format!("DROP DATABASE `{db}`")]).await;
+}
+
+#[tokio::test]
+async fn a_late_row_on_a_quiet_timestamp_table_arrives_within_the_lookback() {
+    late_row_arrives_on_a_quiet_table(&source(), "TIMESTAMP(6)", "task-late-ts").await;
+}
+
+#[tokio::test]
+async fn the_watermark_never_moves_back_and_an_empty_window_is_one_index_read() {
+    let db = unique_name("incb_src");
+    let target = unique_name("incb");
+    let src = source();
+    make_source(&src, &db, "DATETIME(6)").await;
+    // Old rows, outside any lookback; then id 101 a minute ago and id 102 ten seconds ago.
+    src.exec(&[
+        &format!(
+            "INSERT INTO `{db}`.ev SELECT seq, 1, NOW(6) - INTERVAL 2 HOUR \
+             FROM `{db}`.seq_1_to_100"
+        ),
+        &format!("INSERT INTO `{db}`.ev VALUES (101, 1, NOW(6) - INTERVAL 60 SECOND)"),
+        &format!("INSERT INTO `{db}`.ev VALUES (102, 1, NOW(6) - INTERVAL 10 SECOND)"),
+    ])
+    .await;
+    let spec = spec(
+        &src,
+        serde_json::json!({"mode": "incremental", "lag_seconds": 0, "lookback_seconds": 600}),
+        objects(&db, &target),
+        "UTC",
+    );
+    let store = SqliteStore::in_memory().expect("store");
+    cycle(&store, "task-b", &spec, &src, "2026-12-01T02:30:00Z")
+        .await
+        .expect("first cycle");
+    let mark = watermark(&store, "task-b", &db).await;
+
+    // The newest row is deleted: its successor (id 101) is in the lookback and read again, but
+    // the watermark stays where it was.
+    src.exec(&[&format!("DELETE FROM `{db}`.ev WHERE id = 102")])
+        .await;
+    let second = cycle(&store, "task-b", &spec, &src, "2026-12-02T02:30:00Z")
+        .await
+        .expect("second cycle");
+    assert_eq!(rows_copied(&second), 1, "id 101, inside the lookback");
+    assert_eq!(
+        watermark(&store, "task-b", &db).await,
+        mark,
+        "the watermark moved back to the newest remaining row"
+    );
+
+    // Nothing at all in the window: the table is skipped after one range read of its index.
+    src.exec(&[&format!("DELETE FROM `{db}`.ev WHERE id = 101")])
+        .await;
+    let third = cycle(&store, "task-b", &spec, &src, "2026-12-03T02:30:00Z")
+        .await
+        .expect("third cycle");
+    assert_eq!(rows_copied(&third), 0);
+    assert_eq!(watermark(&store, "task-b", &db).await, mark);
+    let window = &third.run.plan["windows"][0];
+    assert_eq!(window["unchanged"], true, "{window}");
+    let (low, high) = (
+        window["low"].as_str().expect("low"),
+        window["high"].as_str().expect("high"),
+    );
+    assert_eq!(high, mark);
+    let probe = window_probe(&db, "ev", "updated_at", Some(low), high);
+    let mut conn = src.conn().await;
+    let plan: Vec<mysql_async::Row> = conn
+        .query(format!(
+            "EXPLAIN {}",
+            String::from_utf8(probe).expect("utf-8")
+        ))
+        .await
+        .expect("explain");
+    assert_eq!(plan.len(), 1, "one table read");
+    let column = |name: &str| -> String {
+        plan[0]
+            .get_opt::<Option<String>, &str>(name)
+            .and_then(Result::ok)
+            .flatten()
+            .unwrap_or_default()
+    };
+    assert_eq!(column("type"), "range", "a scan, not a range read");
+    assert_eq!(column("key"), "ix_updated");
+    drop(conn);
+    destination()
+        .exec(&[&format!("DROP DATABASE `{target}`")])
+        .await;
+    src.exec(&[&format!("DROP DATABASE `{db}`")]).await;
+}
+
 #[tokio::test]
 async fn datetime_windows_use_the_source_servers_zone() {
     let private = PrivateServer::start("inc_tz", &["--default-time-zone=Asia/Shanghai"]);
@@ -275,4 +436,6 @@ async fn datetime_windows_use_the_source_servers_zone() {
     destination()
         .exec(&[&format!("DROP DATABASE `{target}`")])
         .await;
+    // A late row on a quiet DATETIME table, stamped in the server's zone.
+    late_row_arrives_on_a_quiet_table(&src, "DATETIME(6)", "task-late-dt").await;
 }

@@ -265,8 +265,9 @@ async fn crash_before_watermarks_then_next_cycle_copies_exactly_the_new_rows() {
         ])
         .await;
     // The new and changed rows plus the row at the old watermark (the closed low bound); events
-    // has nothing newer than its watermark, so it is not copied at all.
-    let expected = [("orders", 40 + 10 + 1), ("customers", 5 + 1), ("events", 0)];
+    // has nothing newer than its watermark: only its row at the watermark is read again (the
+    // task's lookback is 0, so its window is the watermark itself).
+    let expected = [("orders", 40 + 10 + 1), ("customers", 5 + 1), ("events", 1)];
     next_minute().await;
     let data_dir = scenario.data_dir();
     let serve = Serve::start(&data_dir, None).await;

@@ -6,16 +6,26 @@ use mysql_async::{Conn, Row};
 use tidemark_core::policy::IncrementalWindow;
 
 use super::PolicyError;
+use crate::copy::RowWindow;
+use crate::copy::sql::SqlBuf;
 use crate::schema::TablePlan;
 use crate::schema::plan::SessionVars;
 use crate::schema::quote::{quote_ident, quote_qualified};
 
 /// Reads one table's window, once, on a source session of its own (its time zone is changed).
 ///
-/// `high = LEAST(MAX(col), NOW(6) - lag)`. A TIMESTAMP column is read and compared in UTC (the
-/// copy sessions are UTC too); a DATETIME column has no zone, so `NOW(6)` is taken in the source
-/// server's own time zone, the zone its writers' `NOW()` used. `low = previous - lookback`.
-/// `unchanged` when no row is newer than the previous watermark.
+/// `high = GREATEST(previous, LEAST(MAX(col), NOW(6) - lag))` and `low = previous - lookback`.
+/// A TIMESTAMP column is read and compared in UTC (the copy sessions are UTC too); a DATETIME
+/// column has no zone, so `NOW(6)` is taken in the source server's own time zone, the zone its
+/// writers' `NOW()` used.
+///
+/// - `high` never falls below the previous watermark: a source whose newest row was deleted, or
+///   a larger `lag_seconds`, does not move the watermark back (and the next window with it).
+/// - The lookback part `[low, previous]` is read every cycle, also when nothing is newer than
+///   the watermark: a row that became visible late, stamped before the watermark, is copied as
+///   long as it is inside the lookback.
+/// - `unchanged` only when no row at all lies in `[low, high]`, found by one read of the
+///   timestamp column's index ([`window_probe`]): then nothing is copied and no mark moves.
 pub async fn read_window(
     source: &mut Conn,
     database: &str,
@@ -53,26 +63,62 @@ pub async fn read_window(
         .query_drop(format!("SET SESSION time_zone = {zone}"))
         .await
         .map_err(PolicyError::sql("setting the session time zone", &object))?;
+    // `p` is NULL on a first cycle, `h` on an empty table: GREATEST of either is the other.
     let sql = format!(
-        "SELECT CAST(h AS CHAR), CAST(CAST(? AS DATETIME(6)) - INTERVAL ? SECOND AS CHAR), \
-         h <= CAST(? AS DATETIME(6)) \
-         FROM (SELECT LEAST(MAX({c}), NOW(6) - INTERVAL ? SECOND) AS h FROM {object}) w",
+        "SELECT CAST(GREATEST(COALESCE(h, p), COALESCE(p, h)) AS CHAR), \
+         CAST(p - INTERVAL ? SECOND AS CHAR) \
+         FROM (SELECT LEAST(MAX({c}), NOW(6) - INTERVAL ? SECOND) AS h, \
+         CAST(? AS DATETIME(6)) AS p FROM {object}) w",
         c = quote_ident(column)
     );
-    let row: Option<(Option<String>, Option<String>, Option<i64>)> = source
-        .exec_first(sql, (previous, lookback_seconds, previous, lag_seconds))
+    let row: Option<(Option<String>, Option<String>)> = source
+        .exec_first(sql, (lookback_seconds, lag_seconds, previous))
         .await
         .map_err(PolicyError::sql("reading the incremental window", &object))?;
-    let (high, low, not_newer) = row.unwrap_or((None, None, None));
+    let (high, low) = row.unwrap_or((None, None));
+    let unchanged = match (previous, &high) {
+        // A first cycle copies the table, whatever it holds.
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(_), Some(high)) => {
+            let probe = window_probe(database, table, column, low.as_deref(), high);
+            let found: Option<u8> = source
+                .query_first(probe)
+                .await
+                .map_err(PolicyError::sql("looking for rows in the window", &object))?;
+            found.is_none()
+        }
+    };
     Ok(IncrementalWindow {
         table: format!("{database}.{table}"),
         column: column.to_owned(),
         low,
-        high: high.clone(),
+        high,
         previous: previous.map(str::to_owned),
-        // An empty table, or nothing newer than the watermark: nothing to copy this time.
-        unchanged: previous.is_some() && (high.is_none() || not_newer == Some(1)),
+        unchanged,
     })
+}
+
+/// `SELECT 1 FROM t WHERE low <= col <= high LIMIT 1`: whether a window holds any row, in one
+/// range read of an index that starts with the column (the precheck warns where none does).
+pub fn window_probe(
+    database: &str,
+    table: &str,
+    column: &str,
+    low: Option<&str>,
+    high: &str,
+) -> Vec<u8> {
+    let window = RowWindow {
+        column: column.to_owned(),
+        low: low.map(str::to_owned),
+        high: high.to_owned(),
+    };
+    let mut sql = SqlBuf::new();
+    sql.push("SELECT 1 FROM ")
+        .push(&quote_qualified(database, table));
+    window.push_predicate(&mut sql, true, column);
+    sql.push(" LIMIT 1");
+    sql.into_bytes()
 }
 
 /// The destination table's column names, in order; empty when the table does not exist.

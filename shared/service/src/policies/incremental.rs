@@ -1,8 +1,9 @@
 //! Timestamp-based incremental: a table's first cycle creates it and copies it in full; later
 //! cycles copy one window per table, read once at the start of the run:
-//! `low = watermark - lookback <= column <= high = LEAST(MAX(column), NOW(6) - lag)`, each chunk
-//! upserting and never clearing its range. The watermark moves to `high` only after every chunk
-//! of every table committed. Deletes on the source are not carried.
+//! `low = watermark - lookback <= column <= high = GREATEST(watermark, LEAST(MAX(column),
+//! NOW(6) - lag))`, each chunk upserting and never clearing its range. The watermark moves to
+//! `high` only after every chunk of every table committed, and never backwards. Deletes on the
+//! source are not carried.
 //!
 //! - A table whose destination copy is gone is treated as a first cycle again: dropping the
 //!   destination table is how a user asks for a full reload (and the fix a column change names).
@@ -11,12 +12,15 @@
 //! - Destination triggers of the loaded tables are set aside (recorded on the run, dropped) for
 //!   the load and recreated after it, also after a failed load: a REPLACE deletes and inserts,
 //!   and a trigger must not fire for copied rows.
-//! - When no row is newer than the watermark, the table is not copied at all this cycle.
+//! - The lookback part of the window is read every cycle, also on a quiet table, so a row that
+//!   became visible late with a timestamp inside the lookback is copied. Only when the window
+//!   holds no row at all (one index read says so) is the table not copied this cycle.
 
+use std::cmp::Ordering;
 use std::collections::HashSet;
 
 use tidemark_core::IncrementalPolicy;
-use tidemark_core::policy::IncrementalWindow;
+use tidemark_core::policy::{IncrementalWindow, compare_watermarks};
 use tidemark_core::state::Watermark;
 use tidemark_engine::copy::RowWindow;
 use tidemark_engine::policy::incremental::{
@@ -294,9 +298,16 @@ fn first_cycle_ddl(
         .collect()
 }
 
+/// Moves a table's watermark to `high`, never backwards: a stored watermark later than `high` (a
+/// run that overlapped this one, say) stays.
 async fn advance_watermark(ctx: &Ctx<'_>, table: &str, high: &str) -> Result<(), ServiceError> {
     loop {
         let current = ctx.store.get_watermark(&ctx.key.task_id, table).await?;
+        if let Some(current) = &current
+            && compare_watermarks(&current.value, high) != Ordering::Less
+        {
+            return Ok(());
+        }
         let mark = Watermark {
             task_id: ctx.key.task_id.clone(),
             table: table.to_owned(),
