@@ -10,8 +10,10 @@
 //!   end of the run whatever happened.
 //! - [`harness::net`]: a closed port and a silent listener on loopback (a host that does not answer).
 //! - [`harness::names`]: database and resource names unique to one test.
+//! - [`harness::clock`]: [`harness::ManualClock`], a clock a test moves by hand (no sleeps).
 //!
-//! - [`contract`]: suites every adapter of a port must pass (the state store's first).
+//! - [`contract`]: suites every adapter of a port must pass: the state store's, and the step
+//!   queue's for the queues a host polls itself.
 //!
 //! Nothing here connects anywhere but loopback.
 

@@ -11,7 +11,8 @@
 //!   incremental window, which replicas `keep_replicas` drops.
 //! - [`state`]: the records kept per task (task, precheck, run, step, progress, watermark).
 //! - [`ports`]: the traits the use cases need ([`ports::StateStore`], [`ports::SecretStore`],
-//!   [`ports::TaskScheduler`], [`ports::StepQueue`], [`ports::Clock`]).
+//!   [`ports::TaskScheduler`], [`ports::StepQueue`] and its consumer side [`ports::StepInbox`],
+//!   [`ports::Clock`]).
 //! - [`precheck`]: the precheck report ([`precheck::CheckResult`], [`precheck::PrecheckReport`])
 //!   and the stable check ids.
 //! - [`ident`]: MySQL identifier rules (length, forbidden characters, case-insensitive names).

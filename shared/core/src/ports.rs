@@ -1,7 +1,7 @@
 //! The ports: what the use cases need from the outside world, as small traits. Adapters live in
 //! `tidemark-local` (SQLite, files, in-process) and `tidemark-aws` (DynamoDB, Secrets Manager,
-//! EventBridge Scheduler, SQS); the store contract suite in `tidemark-tests` holds every
-//! state store to the same behaviour.
+//! EventBridge Scheduler, SQS); the contract suites in `tidemark-tests` hold every state store,
+//! and every step queue that can be polled, to the same behaviour.
 
 use std::time::Duration;
 
@@ -309,6 +309,55 @@ pub trait StepQueue: Send + Sync {
         message: &StepMessage,
         delay: Option<Duration>,
     ) -> Result<(), QueueError>;
+}
+
+/// One delivery of a step-queue message, as [`StepInbox::receive`] hands it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedStep {
+    pub message: StepMessage,
+    /// Names this delivery, not the message: each receive of a message hands out a new one, and
+    /// only the newest acts on it (as SQS's receipt handles).
+    pub receipt: String,
+    /// How many times the message has been received, this delivery included (1 the first time).
+    pub receive_count: u32,
+}
+
+/// The consumer side of the step queue, for hosts that poll a queue themselves (the local host;
+/// on AWS, Lambda's event source consumes SQS instead). It keeps SQS's semantics, so one step
+/// driver behaves the same everywhere: delivery is at least once, a received message is only
+/// hidden until its visibility timeout passes, and a message received too often without being
+/// deleted goes to a dead-letter list. Time comes from the adapter's [`Clock`].
+#[async_trait]
+pub trait StepInbox: StepQueue {
+    /// Receives up to `max` messages whose delay has passed and that are not invisible, oldest
+    /// available first (the one visible longest). Each becomes invisible for `visibility`, gets
+    /// a new receipt, and its receive count grows by one. A message whose receive count already
+    /// reached the queue's `max_receive_count` is moved to the dead-letter list instead of being
+    /// delivered (SQS's redrive). An empty answer means nothing is available now.
+    async fn receive(
+        &self,
+        max: u32,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedStep>, QueueError>;
+
+    /// Acknowledges a delivery: the message is gone for good. The newest receipt works even after
+    /// the visibility timeout has passed, as long as no one received the message again. A stale
+    /// receipt (the message was received again since, or is already gone or dead-lettered) is a
+    /// no-op, not an error: delivery is at least once, so another consumer now owns the message.
+    async fn delete(&self, receipt: &str) -> Result<(), QueueError>;
+
+    /// Sets the invisibility of the message held with `receipt` to `visibility` from now:
+    /// extends it (a long step's heartbeat) or shortens it, `Duration::ZERO` making the message
+    /// visible at once. A stale receipt is a no-op and answers `Ok`, as for [`Self::delete`].
+    async fn change_visibility(
+        &self,
+        receipt: &str,
+        visibility: Duration,
+    ) -> Result<(), QueueError>;
+
+    /// Returns and removes up to `max` dead-lettered messages, in the order they were sent; each
+    /// is returned once.
+    async fn take_dead_letters(&self, max: u32) -> Result<Vec<StepMessage>, QueueError>;
 }
 
 /// "Run the precheck of task `task_id` started at `at`": the body of a precheck-queue message.

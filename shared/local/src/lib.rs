@@ -6,14 +6,23 @@
 //! ## Layout
 //! - [`sqlite`]: [`SqliteStore`], the state store in one SQLite file, with the same item layout
 //!   as the DynamoDB table (a partition key, a sort key, a version, a JSON body).
+//! - [`queue`]: [`SqliteQueue`], the step queue with SQS's semantics (delay, visibility timeout,
+//!   receipts, dead letters) in the same SQLite file, from [`SqliteStore::step_queue`]; messages
+//!   outlive the process.
+//! - [`memory_queue`]: [`MemoryQueue`], the same queue in memory, for fast tests of step logic.
 //! - [`secrets`]: [`LocalSecretStore`], inline passwords in a JSON file of mode 0600, never in
 //!   the state.
 //! - [`scheduler`]: [`LocalScheduler`], started tasks' schedules in a SQLite table, with how far
 //!   each has been fired (the serve loop's memory across restarts).
 
+pub mod memory_queue;
+pub mod queue;
 pub mod scheduler;
 pub mod secrets;
 pub mod sqlite;
+
+pub use memory_queue::MemoryQueue;
+pub use queue::SqliteQueue;
 
 pub use scheduler::{LocalSchedule, LocalScheduler};
 pub use secrets::LocalSecretStore;

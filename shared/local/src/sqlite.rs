@@ -3,7 +3,8 @@
 //! One table of items keyed like the DynamoDB table (DESIGN: State): `pk`, `sk`, a `version` and
 //! the record as JSON. One connection behind a mutex serialises every call, which makes each
 //! read-modify-write (conditional updates, counters, slots) atomic, as DynamoDB's conditions and
-//! ADD are. Calls run on tokio's blocking pool.
+//! ADD are. Calls run on tokio's blocking pool. The step queue ([`crate::queue`]) lives in the
+//! same file, on the same connection.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -31,7 +32,8 @@ CREATE TABLE IF NOT EXISTS items (
 /// The SQLite state store. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    // The step queue (`crate::queue`) shares it: one file, one writer, no lock waits.
+    pub(crate) conn: Arc<Mutex<Connection>>,
 }
 
 impl SqliteStore {
@@ -54,6 +56,7 @@ impl SqliteStore {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
         )
         .and_then(|()| conn.execute_batch(SCHEMA))
+        .and_then(|()| conn.execute_batch(crate::queue::SCHEMA))
         .map_err(|e| backend(e.to_string()))?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),

@@ -1,3 +1,4 @@
 //! Contract suites: behaviour every adapter of a port must show, run against each adapter.
 
 pub mod state_store;
+pub mod step_queue;

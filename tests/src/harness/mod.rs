@@ -1,6 +1,7 @@
 //! The test harness. See the crate docs for the tour.
 
 pub mod aws;
+pub mod clock;
 pub mod names;
 pub mod net;
 pub mod private;
@@ -9,6 +10,7 @@ pub mod server;
 pub mod stack;
 pub mod tls;
 
+pub use clock::ManualClock;
 pub use names::unique_name;
 pub use private::PrivateServer;
 pub use server::Server;

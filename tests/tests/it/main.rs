@@ -22,6 +22,8 @@ mod schema_diff;
 mod schema_hostile;
 mod schema_mapping;
 mod stack;
+mod step_queue_memory;
+mod step_queue_sqlite;
 mod steps_queue;
 mod store_dynamodb;
 mod store_sqlite;
