@@ -165,7 +165,11 @@ pub enum StepKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
+    /// Planned, no message sent for it yet (the dispatch sends at most `channel.workers`).
     Pending,
+    /// Its message is on the queue (sent, or sent back after a failure or a postponement).
+    Queued,
+    /// Claimed: a worker holds its lease and works on it.
     Leased,
     Done,
     Failed,
@@ -198,6 +202,10 @@ pub struct StepRecord {
     pub started_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<Timestamp>,
+    /// When its latest message was sent: the sweep sends again a step queued long ago that no
+    /// worker took (its message was lost). Absent on records of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_at: Option<Timestamp>,
     pub version: u64,
 }
 

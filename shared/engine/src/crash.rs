@@ -28,6 +28,8 @@
 //! | `incremental.triggers_restored` | incremental Finalize: triggers restored, before the post-data DDL and the watermarks |
 //! | `incremental.data_committed` | incremental Finalize: every chunk committed and post-data applied, before the watermarks move |
 //! | `finalize.before_done` | any policy's Finalize: the ending done, before the step is recorded done |
+//! | `step.before_ack` | the local consumer: a step handled and what follows it sent, before its message is acknowledged |
+//! | `sweep.resend` | the sweep: a step whose message was lost marked queued again, before its message is sent |
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -53,6 +55,8 @@ pub const POINTS: &[&str] = &[
     "incremental.triggers_restored",
     "incremental.data_committed",
     "finalize.before_done",
+    "step.before_ack",
+    "sweep.resend",
 ];
 
 struct Armed {

@@ -206,7 +206,7 @@ impl AwsWiring {
             .with_precheck_queue(self.precheck_queue.clone(), PRECHECK_WINDOW);
         // Runs go through the step queue: run-cycle and run-now send, run-worker takes.
         let mut worker = WorkerConfig::new(self.step_queue.clone(), "lambda");
-        worker.step_budget = self.step_budget;
+        worker.driver.step_budget = self.step_budget;
         service.set_worker(worker);
         service
     }

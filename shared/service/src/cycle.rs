@@ -12,14 +12,12 @@
 //! ```
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jiff::Timestamp;
 use secrecy::SecretString;
 use tidemark_core::ports::{Clock, StateStore, StoreError};
-use tidemark_core::state::{
-    RunKey, RunPhase, RunRecord, RunStatus, RunTrigger, StepKind, StepStatus,
-};
+use tidemark_core::state::{RunKey, RunPhase, RunRecord, RunStatus, RunTrigger};
 use tidemark_core::{DatabaseSelection, MigrationType, TaskSpec};
 use tidemark_engine::copy::{
     CopyEndpoints, RowWindow, TableCopySpec, TablePlan as EnginePlan, chunk_bytes, plan_table,
@@ -29,7 +27,7 @@ use tidemark_engine::schema::{SchemaPlan, TablePlan};
 use tidemark_engine::{ConnectOptions, connect, plan_from_source};
 
 use crate::error::ServiceError;
-use crate::steps::{self, TableEntry, Takeover};
+use crate::steps::TableEntry;
 
 /// One table's outcome; `table` and `dest_table` are `db.table` (source and destination names).
 pub use tidemark_engine::copy::TableReport as TableOutcome;
@@ -97,12 +95,8 @@ pub struct CycleReport {
 
 pub type Events = Arc<dyn Fn(CycleEvent) + Send + Sync>;
 
-/// Runs one cycle to its end in this process and records it: creates the run (or takes over one
-/// a dead process left), then runs its steps — the Schema step unless a complete plan exists,
-/// every chunk not yet done (`channel.workers` at once), the Finalize step. A run taken over
-/// after a restart resumes from its steps: committed chunks are not copied again. `Ok` carries a
-/// run that succeeded; a failed run is cleaned up, recorded as failed (with its error) and
-/// returned as `Err`.
+/// Runs one cycle to its end in this process through the one driver (see
+/// [`crate::driver::local`]), with the default retry policy.
 pub async fn run_cycle(
     store: &dyn StateStore,
     clock: &dyn Clock,
@@ -158,170 +152,17 @@ pub async fn run_cycle_with(
     on_event: Events,
     retry: StepRetry,
 ) -> Result<CycleReport, ServiceError> {
-    let started = Instant::now();
-    let key = RunKey {
-        task_id: input.task_id.to_owned(),
-        scheduled_time: input.scheduled_time,
-    };
-    start_run(store, clock, &key, input.trigger).await?;
-
-    let mut ctx = Ctx::new(store, clock, &key, &input, &on_event).await?;
-    let owner = steps::owner_id("local");
-    let mut attempt = 0;
-    let outcome = loop {
-        let outcome = drive(&mut ctx, &owner).await;
-        match &outcome {
-            Err(e) if e.is_retryable() && attempt < retry.attempts => {
-                attempt += 1;
-                let wait = retry.backoff(attempt);
-                tracing::warn!(task = %key.task_id, run = %key.time_key(), attempt, wait_ms = wait.as_millis() as u64, error = %e, "the run hit a retryable failure; resuming it from its steps after a backoff");
-                ctx.warn(format!(
-                    "retry {attempt} of {} after a transient failure: {e}",
-                    retry.attempts
-                ));
-                let now = clock.now();
-                // The run is alive: the stalled-run reaper must not take it.
-                let _ = update_run(store, &key, |r| r.heartbeat = now).await;
-                tokio::time::sleep(wait).await;
-            }
-            _ => break outcome,
-        }
-    };
-    if outcome.is_err() {
-        let finish = match store.list_steps(&key).await {
-            Ok(list) => steps::finalize_of(&list)
-                .and_then(|s| steps::finalize_payload(s).ok())
-                .map(|p| p.finish),
-            Err(_) => None,
-        };
-        steps::abort(&mut ctx, finish.as_ref()).await;
-    }
-    let run = ctx.finish_run(&outcome).await?;
-    let warnings = ctx.warnings.clone();
-    let tables = outcome?;
-    Ok(CycleReport {
-        run,
-        tables,
-        warnings,
-        elapsed: started.elapsed(),
-    })
-}
-
-/// The steps of a run, in this process.
-async fn drive(ctx: &mut Ctx<'_>, owner: &str) -> Result<Vec<TableOutcome>, ServiceError> {
-    // Both endpoints answer (an error names which one does not) before the pools open.
-    ctx.source_conn().await?.disconnect().await.ok();
-    ctx.destination_conn().await?.disconnect().await.ok();
-    let endpoints = Arc::new(
-        CopyEndpoints::open(&ctx.source, &ctx.destination, ctx.spec().channel.workers).await?,
-    );
-    let list = ctx.store.list_steps(ctx.key).await?;
-    if steps::finalize_of(&list).is_none() {
-        steps::ensure_schema_step(ctx).await?;
-        let claimed = steps::claim(ctx, steps::SCHEMA_STEP, owner, Takeover::Any).await?;
-        let schema = steps::schema(ctx, &endpoints).await;
-        if let Some(record) = claimed {
-            let settled = schema
-                .as_ref()
-                .map(|_| (0, 0, None))
-                .map_err(ToString::to_string);
-            steps::settle(ctx, record, settled).await?;
-        }
-        schema?;
-    } else {
-        tracing::info!(task = %ctx.key.task_id, run = %ctx.key.time_key(), "resuming the run from its steps");
-    }
-    let list = ctx.store.list_steps(ctx.key).await?;
-    let Some(finalize) = steps::finalize_of(&list).cloned() else {
-        return Err(ServiceError::Store(StoreError::Backend {
-            detail: "the run's plan was not written".into(),
-            retryable: false,
-        }));
-    };
-    let payload = steps::finalize_payload(&finalize)?;
-    for t in &payload.tables {
-        (ctx.on_event)(CycleEvent::TablePlanned {
-            table: t.table.clone(),
-            dest_table: t.dest_table.clone(),
-            chunks: t.chunks,
-            estimated_rows: t.estimated_rows,
-        });
-    }
-    if finalize.status == StepStatus::Done {
-        return Ok(steps::outcomes(ctx, &payload.tables, &list));
-    }
-    ctx.phase(RunPhase::Copying).await?;
-    let pending: Vec<u32> = list
-        .iter()
-        .filter(|s| s.kind == StepKind::Chunk && s.status != StepStatus::Done)
-        .map(|s| s.n)
-        .collect();
-    run_chunks(ctx, &endpoints, owner, pending).await?;
-    let record = steps::claim(ctx, finalize.n, owner, Takeover::Any)
-        .await?
-        .ok_or_else(|| {
-            ServiceError::Store(StoreError::Backend {
-                detail: "the run's Finalize step could not be claimed".into(),
-                retryable: true,
-            })
-        })?;
-    let outcome = steps::finalize(ctx, record.clone()).await;
-    if let Err(e) = &outcome {
-        let _ = steps::settle(ctx, record, Err(e.to_string())).await;
-    }
-    let tables = outcome?;
-    if let Ok(endpoints) = Arc::try_unwrap(endpoints) {
-        endpoints.disconnect().await;
-    }
-    Ok(tables)
-}
-
-/// Runs the chunk steps `channel.workers` at a time. The first failure stops new chunks from
-/// starting; chunks already running finish (each commits or rolls back on its own).
-async fn run_chunks(
-    ctx: &Ctx<'_>,
-    endpoints: &CopyEndpoints,
-    owner: &str,
-    pending: Vec<u32>,
-) -> Result<(), ServiceError> {
-    let workers = usize::try_from(ctx.spec().channel.workers.max(1)).unwrap_or(1);
-    // Futures do nothing until polled: run_at_most starts them `workers` at a time. (Collected
-    // so that no closure is held across an await: the spawned cycle must stay Send.)
-    let steps: Vec<_> = pending
-        .into_iter()
-        .map(|n| run_chunk_step(ctx, endpoints, owner, n))
-        .collect();
-    crate::bounded::run_at_most(workers, steps).await
-}
-
-/// One chunk step, claimed (unless another holder has it or it is done) and run; a failure is
-/// recorded on the step.
-async fn run_chunk_step(
-    ctx: &Ctx<'_>,
-    endpoints: &CopyEndpoints,
-    owner: &str,
-    n: u32,
-) -> Result<(), ServiceError> {
-    let Some(record) = steps::claim(ctx, n, owner, Takeover::Any).await? else {
-        return Ok(());
-    };
-    match steps::chunk(ctx, endpoints, record.clone()).await {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let _ = steps::settle(ctx, record, Err(e.to_string())).await;
-            Err(e)
-        }
-    }
+    crate::driver::local::run_cycle(store, clock, input, on_event, retry).await
 }
 
 /// Creates the run, or takes over one for the same scheduled time that a dead process left
-/// unfinished (its steps say where it stopped). A finished one is not run again.
-async fn start_run(
+/// unfinished (its steps say where it stopped): `true` then. A finished one is not run again.
+pub(crate) async fn start_run(
     store: &dyn StateStore,
     clock: &dyn Clock,
     key: &RunKey,
     trigger: RunTrigger,
-) -> Result<(), ServiceError> {
+) -> Result<bool, ServiceError> {
     let now = clock.now();
     let run = RunRecord {
         key: key.clone(),
@@ -338,7 +179,7 @@ async fn start_run(
         version: 1,
     };
     if store.create_run(&run).await? {
-        return Ok(());
+        return Ok(false);
     }
     let existing = store
         .get_run(key)
@@ -358,7 +199,7 @@ async fn start_run(
         r.heartbeat = now;
     })
     .await?;
-    Ok(())
+    Ok(true)
 }
 
 /// Reads the run, changes it and writes it back, again on a lost race (a chunk's counter moved
@@ -442,9 +283,9 @@ impl<'a> Ctx<'a> {
 
     /// Records the run's end: succeeded, or failed with the error (unless it already ended —
     /// cancelled, or failed by the reaper — which stays as it is).
-    pub async fn finish_run<T>(
+    pub async fn finish_run<T, E: std::fmt::Display>(
         &mut self,
-        outcome: &Result<T, ServiceError>,
+        outcome: &Result<T, E>,
     ) -> Result<RunRecord, ServiceError> {
         self.record
             .insert("warnings".into(), serde_json::json!(self.warnings));
@@ -501,8 +342,11 @@ impl<'a> Ctx<'a> {
         Ok(())
     }
 
-    /// Writes what the run has recorded so far onto it, so that a run that dies leaves it.
-    pub async fn save_record(&self) -> Result<(), ServiceError> {
+    /// Writes what the run has recorded so far (its warnings too) onto it, so that a run that
+    /// dies leaves it and the next step, in whatever process, starts from it.
+    pub async fn save_record(&mut self) -> Result<(), ServiceError> {
+        self.record
+            .insert("warnings".into(), serde_json::json!(self.warnings));
         let plan = serde_json::Value::Object(self.record.clone());
         let now = self.clock.now();
         update_run(self.store, self.key, |r| {

@@ -16,8 +16,11 @@
 //! - [`http`]: the one [`axum::Router`] of the API and the error-to-status mapping.
 //! - [`allowlist`]: the endpoint hosts/CIDRs the service may connect to.
 //! - [`passwords`]: an endpoint's password from the spec, the environment or the secret store.
-//! - [`cycle`]: one cycle of a task: the run record, the schema's pre-data phase, the chunked copy
-//!   `channel.workers` at a time, the post-data phase, per-table progress in the state store.
+//! - [`driver`]: the one run driver: what follows each step, decided in one place for every host
+//!   (Lambda's run-worker, `tidemark run`, `tidemark serve`), with the dispatch bounded by
+//!   `channel.workers`, leases renewed while a step works, and the sweep.
+//! - [`cycle`]: a cycle's input, events, report and run context (what every step needs).
+//! - [`steps`]: the Schema, Chunk and Finalize steps' work, each idempotent on retry.
 //! - [`precheck`]: a task's precheck: the engine's checks plus the schema plan's mapping
 //!   warnings, in one report.
 //! - [`error`]: [`ServiceError`]; messages name the object and the fix, never a secret.
@@ -26,6 +29,7 @@ pub mod allowlist;
 mod bounded;
 mod checks;
 pub mod cycle;
+pub mod driver;
 pub mod error;
 pub mod http;
 mod jobs;
@@ -42,8 +46,9 @@ pub mod worker;
 
 pub use allowlist::Allowlist;
 pub use cycle::{CycleEvent, CycleReport, StepRetry, TableOutcome, run_cycle, run_cycle_with};
+pub use driver::{DriverConfig, StepOutcome};
 pub use error::ServiceError;
 pub use http::router;
 pub use queued_precheck::QueuedPrecheck;
 pub use tasks::{Ports, TaskService};
-pub use worker::{CycleStart, StepOutcome, WorkerConfig};
+pub use worker::{CycleStart, WorkerConfig};

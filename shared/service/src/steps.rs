@@ -41,11 +41,6 @@ use crate::error::ServiceError;
 /// The Schema step's number; chunks follow it, the Finalize step closes the list.
 pub const SCHEMA_STEP: u32 = 0;
 
-/// How long a claimed step belongs to its claimer: longer than the longest invocation (the
-/// worker's timeout is 15 minutes), so a live worker never loses its step, and a dead one's step
-/// is free again after it.
-pub const STEP_LEASE: SignedDuration = SignedDuration::from_secs(20 * 60);
-
 /// One table of a run, as its report names it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableEntry {
@@ -125,6 +120,7 @@ pub(crate) fn step(run: &RunKey, n: u32, kind: StepKind, payload: serde_json::Va
         payload,
         started_at: None,
         finished_at: None,
+        queued_at: None,
         version: 1,
     }
 }
@@ -161,10 +157,13 @@ pub(crate) fn finalize_payload(step: &StepRecord) -> Result<FinalizePayload, Ser
 }
 
 /// Makes sure the Schema step's record exists (a run's first step).
-pub(crate) async fn ensure_schema_step(ctx: &Ctx<'_>) -> Result<(), ServiceError> {
-    ctx.store
+pub(crate) async fn ensure_schema_step(
+    store: &dyn tidemark_core::ports::StateStore,
+    key: &RunKey,
+) -> Result<(), ServiceError> {
+    store
         .put_steps(&[step(
-            ctx.key,
+            key,
             SCHEMA_STEP,
             StepKind::Schema,
             serde_json::Value::Null,
@@ -173,63 +172,69 @@ pub(crate) async fn ensure_schema_step(ctx: &Ctx<'_>) -> Result<(), ServiceError
     Ok(())
 }
 
-/// Who may claim a step now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Takeover {
-    /// Only a step nobody holds, or whose lease expired (a worker among many).
-    Expired,
-    /// Any step not done: this process owns the run and every other holder is dead (the local
-    /// host after a restart).
-    Any,
-}
-
-/// Claims step `n` for `owner`: the claimed record, or `None` when it is done, failed, or held
-/// by someone else (a lost race included).
+/// Claims step `n` for `owner` with a lease of `lease`: the claimed record, or `None` when it is
+/// done, failed, or held by a live lease of someone else (a lost race included).
 pub(crate) async fn claim(
     ctx: &Ctx<'_>,
     n: u32,
     owner: &str,
-    takeover: Takeover,
+    lease: SignedDuration,
 ) -> Result<Option<StepRecord>, ServiceError> {
     let now = ctx.clock.now();
-    loop {
-        let Some(mut record) = ctx.store.get_step(ctx.key, n).await? else {
+    let Some(mut record) = ctx.store.get_step(ctx.key, n).await? else {
+        return Ok(None);
+    };
+    match record.status {
+        StepStatus::Done | StepStatus::Failed => return Ok(None),
+        StepStatus::Leased if record.lease_until.is_some_and(|until| until > now) => {
             return Ok(None);
-        };
-        match record.status {
-            StepStatus::Done => return Ok(None),
-            // A failed step ends its run, except in the process that owns the run and drives it
-            // again after a retryable failure (or after a crash before the run was recorded as
-            // failed): there it is the step to redo, never one to skip.
-            StepStatus::Failed if takeover == Takeover::Expired => return Ok(None),
-            StepStatus::Leased
-                if takeover == Takeover::Expired
-                    && record.lease_until.is_some_and(|until| until > now) =>
-            {
-                return Ok(None);
-            }
-            _ => {}
         }
-        let taken_over = record.status == StepStatus::Leased;
-        record.status = StepStatus::Leased;
-        record.lease_owner = Some(owner.to_owned());
-        record.lease_until = Some(now.saturating_add(STEP_LEASE).unwrap_or(now));
-        record.attempts += 1;
-        record.error = None;
-        record.started_at = Some(now);
-        record.finished_at = None;
-        match ctx.store.update_step(&record).await {
+        StepStatus::Pending | StepStatus::Queued | StepStatus::Leased => {}
+    }
+    if record.status == StepStatus::Leased {
+        tracing::info!(task = %ctx.key.task_id, run = %ctx.key.time_key(), step = n, holder = ?record.lease_owner, "a step whose holder's lease lapsed is taken over");
+    }
+    record.status = StepStatus::Leased;
+    record.lease_owner = Some(owner.to_owned());
+    record.lease_until = Some(now.saturating_add(lease).unwrap_or(now));
+    record.attempts += 1;
+    record.error = None;
+    record.started_at = Some(now);
+    record.finished_at = None;
+    match ctx.store.update_step(&record).await {
+        Ok(version) => {
+            record.version = version;
+            Ok(Some(record))
+        }
+        Err(e) if e.is_conflict() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes a step its holder changed. The holder's lease renewals move the stored version, so a
+/// conflict is settled by reading it again: still held by `owner`, the change is written over
+/// the newer version; taken by someone else, the conflict stands.
+pub(crate) async fn write_own(
+    ctx: &Ctx<'_>,
+    record: &mut StepRecord,
+    owner: Option<&str>,
+) -> Result<(), ServiceError> {
+    loop {
+        match ctx.store.update_step(record).await {
             Ok(version) => {
                 record.version = version;
-                if taken_over && record.kind == StepKind::Chunk {
-                    // The dead holder's worker slot goes back with its step.
-                    ctx.store.release_slot(ctx.key).await?;
-                }
-                return Ok(Some(record));
+                return Ok(());
             }
             Err(e) if e.is_conflict() => {
-                if takeover == Takeover::Expired {
-                    return Ok(None);
+                let fresh = ctx.store.get_step(ctx.key, record.n).await?;
+                match fresh {
+                    Some(fresh)
+                        if fresh.status == StepStatus::Leased
+                            && fresh.lease_owner.as_deref() == owner =>
+                    {
+                        record.version = fresh.version;
+                    }
+                    _ => return Err(e.into()),
                 }
             }
             Err(e) => return Err(e.into()),
@@ -239,14 +244,13 @@ pub(crate) async fn claim(
 
 /// Gives a claimed step back untouched (its work postponed), for another delivery to take.
 pub(crate) async fn release(ctx: &Ctx<'_>, mut record: StepRecord) -> Result<(), ServiceError> {
-    record.status = StepStatus::Pending;
-    record.lease_owner = None;
+    let owner = record.lease_owner.take();
+    record.status = StepStatus::Queued;
     record.lease_until = None;
     record.attempts = record.attempts.saturating_sub(1);
-    match ctx.store.update_step(&record).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_conflict() => Ok(()),
-        Err(e) => Err(e.into()),
+    match write_own(ctx, &mut record, owner.as_deref()).await {
+        Err(ServiceError::Store(e)) if e.is_conflict() => Ok(()),
+        other => other,
     }
 }
 
@@ -270,7 +274,8 @@ pub(crate) async fn settle(
             record.error = Some(error);
         }
     }
-    record.version = ctx.store.update_step(&record).await?;
+    let owner = record.lease_owner.clone();
+    write_own(ctx, &mut record, owner.as_deref()).await?;
     Ok(record)
 }
 
@@ -353,19 +358,13 @@ async fn write_steps(ctx: &Ctx<'_>, steps: Vec<StepRecord>) -> Result<(), Servic
     Ok(())
 }
 
-/// What one committed chunk did.
-pub(crate) struct ChunkDone {
-    /// The run's committed chunks after this one (the last chunk's worker enqueues Finalize).
-    pub chunks_done: u32,
-}
-
 /// A claimed Chunk step's work: the copy (retried on a retryable failure), the step settled, the
 /// table's counters and the run's count added to.
 pub(crate) async fn chunk(
     ctx: &Ctx<'_>,
     endpoints: &CopyEndpoints,
     record: StepRecord,
-) -> Result<ChunkDone, ServiceError> {
+) -> Result<(), ServiceError> {
     let payload: ChunkPayload = decode(&record)?;
     let verify = ctx.spec().channel.verify;
     let options = ChunkOptions {
@@ -419,11 +418,11 @@ pub(crate) async fn chunk(
         mismatched: 0,
     };
     ctx.store.add_progress(ctx.key, &table, &delta).await?;
-    let chunks_done = ctx.store.increment_chunks_done(ctx.key).await?;
+    ctx.store.increment_chunks_done(ctx.key).await?;
     let now = ctx.clock.now();
     update_run(ctx.store, ctx.key, |r| r.heartbeat = now).await?;
     (ctx.on_event)(CycleEvent::ChunkDone { table });
-    Ok(ChunkDone { chunks_done })
+    Ok(())
 }
 
 /// A claimed Finalize step's work: the policy's ending, then the tables' report from the chunk

@@ -1,56 +1,46 @@
-//! Runs driven by a step queue, one step per message (run-cycle and run-worker on AWS): the
-//! same steps as [`crate::cycle::run_cycle`] runs in one process (see [`crate::steps`]).
+//! Runs driven by a step queue, one step per message (run-cycle and run-worker on AWS), through
+//! the one driver ([`crate::driver`]) that `tidemark run` and `tidemark serve` run too.
 //!
 //! - [`TaskService::begin_cycle`]: the scheduler's trigger. The run is created with a
 //!   conditional write keyed by task and scheduled time, so a trigger delivered twice (or three
 //!   times at once) makes one run; a cycle due while the task's previous run goes on is recorded
 //!   as `skipped`. The Schema step's message is sent.
-//! - [`TaskService::run_step`]: one message. A message for a done step, a finished run or a step
-//!   another worker holds does nothing (duplicate deliveries are normal). A chunk takes one of
-//!   the run's `channel.workers` slots (counted in the state store: the queue's concurrency is
-//!   per queue, not per run) or is sent again after a short delay. A step that could not finish
-//!   before the caller's deadline is not started: it goes back to the queue as a new message,
-//!   which is not a failed delivery. The worker that commits the last chunk sends Finalize.
+//! - [`TaskService::run_step`]: one message, handed to [`Driver::handle`]; a run that ends
+//!   gets its task's status and failure policy applied here.
 //! - [`TaskService::dead_letter`]: a message the queue gave up on fails its run under the
-//!   task's failure policy; [`TaskService::reap_stalled`] does the same for runs whose heartbeat
-//!   stopped.
+//!   task's failure policy; [`TaskService::reap_stalled`] sweeps every run that is not over
+//!   (lost messages sent again, stalled runs failed).
 
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+use async_trait::async_trait;
 
 use jiff::Timestamp;
 use tidemark_core::ports::{StepMessage, StepQueue};
-use tidemark_core::state::{
-    RunKey, RunPhase, RunStatus, RunTrigger, StepKind, StepRecord, StepStatus, TaskStatus,
-};
-use tidemark_engine::copy::CopyEndpoints;
+use tidemark_core::state::{RunKey, RunStatus, RunTrigger, TaskStatus};
 
-use crate::cycle::{Ctx, CycleEvent, CycleInput, Events, update_run};
+use crate::cycle::{Ctx, CycleInput};
+use crate::driver::{
+    Driver, DriverConfig, RunSubject, RunSubjects, StepOutcome, finish_of, log_events,
+};
 use crate::error::ServiceError;
 use crate::runs::new_run;
-use crate::steps::{self, Takeover};
+use crate::steps;
 use crate::tasks::TaskService;
 
-/// How a queue-driven worker paces itself.
+/// How a queue-driven worker reaches its queue and paces itself.
 #[derive(Clone)]
 pub struct WorkerConfig {
     pub queue: Arc<dyn StepQueue>,
-    /// The time a step is expected to need at most: one is not started closer than this to the
-    /// caller's deadline.
-    pub step_budget: Duration,
-    /// How long a chunk that found no free worker slot waits before its message comes back.
-    pub slot_wait: Duration,
-    /// Who holds the leases this process takes.
-    pub owner: String,
+    pub driver: DriverConfig,
 }
 
 impl WorkerConfig {
     pub fn new(queue: Arc<dyn StepQueue>, owner: &str) -> WorkerConfig {
         WorkerConfig {
             queue,
-            step_budget: Duration::from_secs(120),
-            slot_wait: Duration::from_secs(5),
-            owner: steps::owner_id(owner),
+            driver: DriverConfig::new(owner),
         }
     }
 }
@@ -67,25 +57,6 @@ pub enum CycleStart {
     /// The task is gone, stopped or completed: nothing was done.
     Ignored(String),
 }
-
-/// What one step message did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StepOutcome {
-    /// The step ran and is done (or failed its run, which is recorded).
-    Ran,
-    /// Nothing to do: done already, held by another worker, or the run is over.
-    Ignored(&'static str),
-    /// Sent back to the queue (deadline near, no free slot, or a retryable failure).
-    Postponed(&'static str),
-}
-
-/// How long a queue-driven run may go without progress before it is failed: longer than a
-/// step's message takes to come back after its worker died (the step queue's visibility
-/// timeout, 30 minutes) plus a step's lease, so a crashed worker's step is retried first.
-pub const QUEUE_RUN_LEASE: jiff::SignedDuration = jiff::SignedDuration::from_secs(60 * 60);
-
-/// Retryable failures of one step, across deliveries, before the run fails.
-const STEP_ATTEMPTS: u32 = 5;
 
 pub(crate) type WorkerSlot = OnceLock<WorkerConfig>;
 
@@ -160,21 +131,25 @@ impl TaskService {
                 true
             })
             .await;
-        self.ports
-            .store
-            .put_steps(&[steps::step(
-                &key,
-                steps::SCHEMA_STEP,
-                StepKind::Schema,
-                serde_json::Value::Null,
-            )])
+        steps::ensure_schema_step(self.ports.store.as_ref(), &key).await?;
+        self.driver(&worker)
+            .send(&key, steps::SCHEMA_STEP, None)
             .await?;
-        send(&worker, &key, steps::SCHEMA_STEP, None).await?;
         tracing::info!(task = %task_id, run = %key.time_key(), "run created, schema step sent");
         Ok(CycleStart::Started(key))
     }
 
-    /// One step message, with the caller's deadline (the Lambda invocation's).
+    fn driver<'a>(&'a self, worker: &'a WorkerConfig) -> Driver<'a> {
+        Driver {
+            store: self.ports.store.as_ref(),
+            clock: self.ports.clock.as_ref(),
+            queue: worker.queue.as_ref(),
+            config: &worker.driver,
+        }
+    }
+
+    /// One step message, with the caller's deadline (the Lambda invocation's). A run the step
+    /// ended gets its task's status and failure policy applied.
     pub async fn run_step(
         self: &Arc<Self>,
         message: &StepMessage,
@@ -182,236 +157,27 @@ impl TaskService {
     ) -> Result<StepOutcome, ServiceError> {
         let worker = self.worker()?.clone();
         let key = &message.run;
-        let Some(run) = self.ports.store.get_run(key).await? else {
-            return Ok(StepOutcome::Ignored("the run does not exist"));
-        };
-        if run.status.is_final() {
-            return Ok(StepOutcome::Ignored("the run is over"));
-        }
-        let Some(record) = self.ports.store.get_step(key, message.step).await? else {
-            return Ok(StepOutcome::Ignored("the step does not exist"));
-        };
-        let Some(task) = self.ports.store.get_task(&key.task_id).await? else {
-            self.finish_run(key, RunStatus::Failed, Some("the task was deleted".into()))
-                .await;
-            return Ok(StepOutcome::Ignored("the task was deleted"));
-        };
-        if record.status == StepStatus::Done {
-            if record.kind != StepKind::Finalize {
-                self.send_next(&worker, key).await?;
-            }
-            return Ok(StepOutcome::Ignored("the step is done"));
-        }
-        if let Some(deadline) = deadline
-            && deadline.saturating_duration_since(Instant::now()) < worker.step_budget
-        {
-            send(&worker, key, message.step, None).await?;
-            return Ok(StepOutcome::Postponed("too close to the deadline"));
-        }
-        let passwords = match self.passwords(&task.spec).await {
-            Ok(p) => p,
-            Err(e) => {
-                self.fail_run(key, &e.to_string(), None).await;
-                return Ok(StepOutcome::Ran);
-            }
-        };
-        let input = CycleInput::of_task(&task, key, run.trigger, passwords);
         let events = log_events(key);
-        let store = Arc::clone(&self.ports.store);
-        let clock = Arc::clone(&self.ports.clock);
-        let mut ctx = Ctx::new(store.as_ref(), clock.as_ref(), key, &input, &events).await?;
-        let Some(claimed) =
-            steps::claim(&ctx, message.step, &worker.owner, Takeover::Expired).await?
-        else {
-            return Ok(StepOutcome::Ignored("another worker holds the step"));
-        };
-        match claimed.kind {
-            StepKind::Schema => self.schema_step(&worker, &mut ctx, claimed).await,
-            StepKind::Chunk => self.chunk_step(&worker, &mut ctx, claimed).await,
-            StepKind::Finalize => self.finalize_step(&worker, &mut ctx, claimed).await,
-        }
-    }
-
-    async fn schema_step(
-        self: &Arc<Self>,
-        worker: &WorkerConfig,
-        ctx: &mut Ctx<'_>,
-        record: StepRecord,
-    ) -> Result<StepOutcome, ServiceError> {
-        let list = ctx.store.list_steps(ctx.key).await?;
-        if steps::finalize_of(&list).is_some() {
-            // The plan was written by an attempt that died before it said so.
-            steps::settle(ctx, record, Ok((0, 0, None))).await?;
-            self.send_next(worker, ctx.key).await?;
-            return Ok(StepOutcome::Ran);
-        }
-        update_run(ctx.store, ctx.key, |r| r.status = RunStatus::Running).await?;
-        let planned = async {
-            // The Schema step walks a big table's key in parts, one session each.
-            let endpoints = open_endpoints(ctx, ctx.spec().channel.workers).await?;
-            let total = steps::schema(ctx, &endpoints).await;
-            endpoints.disconnect().await;
-            total
-        }
-        .await;
-        match planned {
-            Ok(_) => {
-                steps::settle(ctx, record, Ok((0, 0, None))).await?;
-                self.send_next(worker, ctx.key).await?;
-                Ok(StepOutcome::Ran)
-            }
-            Err(e) => self.step_failed(worker, ctx, record, e, None).await,
-        }
-    }
-
-    async fn chunk_step(
-        self: &Arc<Self>,
-        worker: &WorkerConfig,
-        ctx: &mut Ctx<'_>,
-        record: StepRecord,
-    ) -> Result<StepOutcome, ServiceError> {
-        let workers = ctx.spec().channel.workers.max(1);
-        if !ctx.store.acquire_slot(ctx.key, workers).await? {
-            steps::release(ctx, record.clone()).await?;
-            send(worker, ctx.key, record.n, Some(worker.slot_wait)).await?;
-            return Ok(StepOutcome::Postponed(
-                "every worker slot of the run is taken",
-            ));
-        }
-        if ctx.store.get_run(ctx.key).await?.and_then(|r| r.phase) != Some(RunPhase::Copying) {
-            let _ = ctx.phase(RunPhase::Copying).await;
-        }
-        let copied = async {
-            let endpoints = open_endpoints(ctx, 1).await?;
-            let done = steps::chunk(ctx, &endpoints, record.clone()).await;
-            endpoints.disconnect().await;
-            done
-        }
-        .await;
-        ctx.store.release_slot(ctx.key).await?;
-        match copied {
-            Ok(done) => {
-                let total = ctx
-                    .store
-                    .get_run(ctx.key)
-                    .await?
-                    .map_or(u32::MAX, |r| r.chunks_total);
-                if done.chunks_done >= total {
-                    self.send_next(worker, ctx.key).await?;
+        let handled = self
+            .driver(&worker)
+            .handle(message, self.as_ref(), &events, deadline)
+            .await?;
+        if let Some(end) = handled.ended {
+            let failed = end.error.as_ref().map(ToString::to_string);
+            if let (Some(run), Some(task)) = (
+                self.ports.store.get_run(key).await?,
+                self.ports.store.get_task(&key.task_id).await?,
+            ) {
+                if end.status == RunStatus::Failed && !end.cleaned_up {
+                    // Failed outside its steps (a password unreadable): cleaned up here, where
+                    // the task is at hand, or marked pending for the sweep.
+                    self.clean_up(key).await;
                 }
-                Ok(StepOutcome::Ran)
-            }
-            Err(e) => {
-                let finish = self.finish_of(ctx.key).await;
-                self.step_failed(worker, ctx, record, e, finish).await
-            }
-        }
-    }
-
-    async fn finalize_step(
-        self: &Arc<Self>,
-        worker: &WorkerConfig,
-        ctx: &mut Ctx<'_>,
-        record: StepRecord,
-    ) -> Result<StepOutcome, ServiceError> {
-        let list = ctx.store.list_steps(ctx.key).await?;
-        let pending = list
-            .iter()
-            .filter(|s| s.kind == StepKind::Chunk && s.status != StepStatus::Done)
-            .count();
-        if pending > 0 {
-            // A Finalize sent early (a duplicate of a chunk's "last" message): the last chunk
-            // sends it again.
-            steps::release(ctx, record).await?;
-            return Ok(StepOutcome::Ignored("chunks are still to copy"));
-        }
-        match steps::finalize(ctx, record.clone()).await {
-            Ok(_) => {
-                let run = ctx.finish_run(&Ok::<(), ServiceError>(())).await?;
-                tracing::info!(task = %ctx.key.task_id, run = %ctx.key.time_key(), "run succeeded");
-                self.after_run(ctx.key, run.trigger, ctx.spec().failure_policy, None)
+                self.after_run(key, run.trigger, task.spec.failure_policy, failed)
                     .await;
-                Ok(StepOutcome::Ran)
-            }
-            Err(e) => {
-                let finish = steps::finalize_payload(&record).ok().map(|p| p.finish);
-                self.step_failed(worker, ctx, record, e, finish).await
             }
         }
-    }
-
-    /// A step's failure: a retryable one goes back to the queue with a delay (up to
-    /// [`STEP_ATTEMPTS`] attempts); any other fails the run, which is cleaned up.
-    async fn step_failed(
-        self: &Arc<Self>,
-        worker: &WorkerConfig,
-        ctx: &mut Ctx<'_>,
-        record: StepRecord,
-        error: ServiceError,
-        finish: Option<steps::Finish>,
-    ) -> Result<StepOutcome, ServiceError> {
-        if retryable(&error) && record.attempts < STEP_ATTEMPTS {
-            tracing::warn!(task = %ctx.key.task_id, run = %ctx.key.time_key(), step = record.n, attempt = record.attempts, error = %error, "a step failed; it will be retried");
-            let n = record.n;
-            let attempts = record.attempts;
-            let mut back = record;
-            back.status = StepStatus::Pending;
-            back.lease_owner = None;
-            back.lease_until = None;
-            back.error = Some(error.to_string());
-            ctx.store.update_step(&back).await?;
-            let delay = Duration::from_secs(2u64.saturating_pow(attempts).min(60));
-            send(worker, ctx.key, n, Some(delay)).await?;
-            return Ok(StepOutcome::Postponed("a retryable failure"));
-        }
-        let message = error.to_string();
-        steps::settle(ctx, record, Err(message.clone())).await?;
-        steps::abort(ctx, finish.as_ref()).await;
-        let run = ctx.finish_run(&Err::<(), _>(error)).await?;
-        tracing::warn!(task = %ctx.key.task_id, run = %ctx.key.time_key(), error = %message, "run failed");
-        self.after_run(
-            ctx.key,
-            run.trigger,
-            ctx.spec().failure_policy,
-            Some(message),
-        )
-        .await;
-        Ok(StepOutcome::Ran)
-    }
-
-    /// Sends what comes next for a run: the chunks not done, or Finalize when every chunk is.
-    async fn send_next(&self, worker: &WorkerConfig, key: &RunKey) -> Result<(), ServiceError> {
-        let list = self.ports.store.list_steps(key).await?;
-        let Some(finalize) = steps::finalize_of(&list) else {
-            return Ok(());
-        };
-        let pending: Vec<u32> = list
-            .iter()
-            .filter(|s| s.kind == StepKind::Chunk && s.status != StepStatus::Done)
-            .map(|s| s.n)
-            .collect();
-        if pending.is_empty() {
-            if finalize.status != StepStatus::Done {
-                send(worker, key, finalize.n, None).await?;
-            }
-            return Ok(());
-        }
-        // Only the chunks nobody holds: a leased one has its own message in flight.
-        for n in list
-            .iter()
-            .filter(|s| s.kind == StepKind::Chunk && s.status == StepStatus::Pending)
-            .map(|s| s.n)
-        {
-            send(worker, key, n, None).await?;
-        }
-        Ok(())
-    }
-
-    pub(crate) async fn finish_of(&self, key: &RunKey) -> Option<steps::Finish> {
-        let list = self.ports.store.list_steps(key).await.ok()?;
-        steps::finalize_payload(steps::finalize_of(&list)?)
-            .ok()
-            .map(|p| p.finish)
+        Ok(handled.outcome)
     }
 
     /// A step message the queue gave up on (the dead-letter queue): its run fails under the
@@ -428,13 +194,15 @@ impl TaskService {
              queue): check the run-worker function's logs, then run the task again",
             message.step
         );
-        let finish = self.finish_of(&message.run).await;
+        let finish = finish_of(self.ports.store.as_ref(), &message.run).await;
         self.fail_run(&message.run, &error, finish.as_ref()).await;
         Ok(())
     }
 
-    /// Fails every run whose heartbeat is older than the lease, under its task's failure
-    /// policy, cleaning up what it left. Returns their keys.
+    /// Sweeps every run that is not over ([`Driver::sweep`]): lost step messages sent again,
+    /// the dispatch topped up, and a run without progress for the driver's `run_lease` failed
+    /// under its task's failure policy, cleaned up. A failed run whose clean-up could not run
+    /// earlier is cleaned up now. Returns the keys of the runs failed.
     pub async fn reap_stalled(self: &Arc<Self>) -> Result<Vec<RunKey>, ServiceError> {
         let mut reaped = Vec::new();
         let mut next: Option<String> = None;
@@ -451,23 +219,36 @@ impl TaskService {
     }
 
     async fn reap_task(self: &Arc<Self>, task_id: &str) -> Result<Vec<RunKey>, ServiceError> {
-        let now = self.ports.clock.now();
+        let worker = self.worker()?.clone();
+        let driver = self.driver(&worker);
         let mut reaped = Vec::new();
+        let Some(task) = self.ports.store.get_task(task_id).await? else {
+            return Ok(reaped);
+        };
         let runs = self.ports.store.list_runs(task_id, 20, None).await?;
-        for run in runs.items.into_iter().filter(|r| !r.status.is_final()) {
-            let idle = now.duration_since(run.heartbeat);
-            if idle <= QUEUE_RUN_LEASE {
+        for run in runs.items {
+            if run.status.is_final() {
+                if clean_up_pending(&run) {
+                    self.clean_up(&run.key).await;
+                }
                 continue;
             }
-            let error = format!(
-                "no progress for {} s (the lease is {} s): the run was stopped; check that both \
-                 endpoints answer and the run-worker function's logs, then run it again",
-                idle.as_secs(),
-                QUEUE_RUN_LEASE.as_secs()
-            );
-            let finish = self.finish_of(&run.key).await;
-            self.fail_run(&run.key, &error, finish.as_ref()).await;
-            reaped.push(run.key);
+            let swept = driver.sweep(&run.key, task.spec.channel.workers).await?;
+            if !swept.resent.is_empty() {
+                tracing::warn!(task = %task_id, run = %run.key.time_key(), steps = ?swept.resent, "steps whose message was lost were sent again");
+            }
+            if swept.stalled {
+                let idle = self.ports.clock.now().duration_since(run.heartbeat);
+                let error = format!(
+                    "no progress for {} s (the lease is {} s): the run was stopped; check that \
+                     both endpoints answer and the run-worker function's logs, then run it again",
+                    idle.as_secs(),
+                    worker.driver.run_lease.as_secs()
+                );
+                let finish = finish_of(self.ports.store.as_ref(), &run.key).await;
+                self.fail_run(&run.key, &error, finish.as_ref()).await;
+                reaped.push(run.key);
+            }
         }
         Ok(reaped)
     }
@@ -496,21 +277,8 @@ impl TaskService {
         let Ok(Some(task)) = self.ports.store.get_task(&key.task_id).await else {
             return;
         };
-        if finish.is_some()
-            && let Ok(passwords) = self.passwords(&task.spec).await
-        {
-            let input = CycleInput::of_task(&task, key, run.trigger, passwords);
-            let events = log_events(key);
-            let store = Arc::clone(&self.ports.store);
-            let clock = Arc::clone(&self.ports.clock);
-            if let Ok(mut ctx) =
-                Ctx::new(store.as_ref(), clock.as_ref(), key, &input, &events).await
-            {
-                steps::abort(&mut ctx, finish).await;
-                if !ctx.warnings.is_empty() {
-                    tracing::warn!(task = %key.task_id, run = %key.time_key(), warnings = ?ctx.warnings, "clean-up incomplete");
-                }
-            }
+        if finish.is_some() {
+            self.clean_up(key).await;
         }
         let failed = (status == RunStatus::Failed).then(|| error.to_owned());
         let policy = if status == RunStatus::Failed {
@@ -527,6 +295,74 @@ impl TaskService {
         }
     }
 
+    /// Cleans up what an ended run left (shadow tables, a half-made replica, triggers set
+    /// aside), from its plan. A clean-up that cannot run (a password unreadable, an endpoint
+    /// down) is never skipped silently: it is logged as an error, shown on the run as a warning
+    /// and marked pending there, and the sweep ([`TaskService::reap_stalled`]) tries it again.
+    pub(crate) async fn clean_up(&self, key: &RunKey) {
+        let Some(finish) = finish_of(self.ports.store.as_ref(), key).await else {
+            return;
+        };
+        let outcome = async {
+            let run = self
+                .ports
+                .store
+                .get_run(key)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound {
+                    what: format!("run {}", key.time_key()),
+                })?;
+            let task = self.get(&key.task_id).await?;
+            let passwords = self.passwords(&task.spec).await?;
+            let input = CycleInput::of_task(&task, key, run.trigger, passwords);
+            let events = log_events(key);
+            let mut ctx = Ctx::new(
+                self.ports.store.as_ref(),
+                self.ports.clock.as_ref(),
+                key,
+                &input,
+                &events,
+            )
+            .await?;
+            let before = ctx.warnings.len();
+            steps::abort(&mut ctx, Some(&finish)).await;
+            let incomplete = ctx.warnings.len() > before;
+            ctx.record
+                .insert(CLEAN_UP_PENDING.into(), serde_json::json!(incomplete));
+            ctx.save_record().await?;
+            if incomplete {
+                tracing::error!(task = %key.task_id, run = %key.time_key(), warnings = ?ctx.warnings, "clean-up incomplete; the sweep tries it again");
+            }
+            Ok::<(), ServiceError>(())
+        }
+        .await;
+        if let Err(e) = outcome {
+            tracing::error!(task = %key.task_id, run = %key.time_key(), error = %e, "the run's clean-up could not run; the sweep tries it again");
+            let warning = format!("the clean-up after this run could not run yet: {e}");
+            let _ = crate::cycle::update_run(self.ports.store.as_ref(), key, |r| {
+                if let serde_json::Value::Object(plan) = &mut r.plan {
+                    plan.insert(CLEAN_UP_PENDING.into(), serde_json::json!(true));
+                    let warnings = plan
+                        .entry("warnings")
+                        .or_insert_with(|| serde_json::json!([]));
+                    if let Some(list) = warnings.as_array_mut()
+                        && !list.iter().any(|w| w == &serde_json::json!(warning))
+                    {
+                        list.push(serde_json::json!(warning));
+                    }
+                } else {
+                    r.plan = serde_json::json!({ CLEAN_UP_PENDING: true, "warnings": [warning] });
+                }
+            })
+            .await;
+        }
+    }
+
+    /// The Finalize step's plan for cleaning up a run, when its Schema step wrote one.
+    pub(crate) async fn finish_of(&self, key: &RunKey) -> Option<steps::Finish> {
+        finish_of(self.ports.store.as_ref(), key).await
+    }
+
     pub(crate) async fn passwords(
         &self,
         spec: &tidemark_core::TaskSpec,
@@ -537,41 +373,25 @@ impl TaskService {
     }
 }
 
-async fn send(
-    worker: &WorkerConfig,
-    key: &RunKey,
-    step: u32,
-    delay: Option<Duration>,
-) -> Result<(), ServiceError> {
-    let message = StepMessage {
-        run: key.clone(),
-        step,
-    };
-    worker.queue.send_step(&message, delay).await.map_err(|e| {
-        ServiceError::Store(tidemark_core::ports::StoreError::Backend {
-            detail: e.to_string(),
-            retryable: e.is_retryable(),
-        })
-    })
+/// On a run's record: its clean-up has yet to run (or to finish).
+const CLEAN_UP_PENDING: &str = "clean_up_pending";
+
+fn clean_up_pending(run: &tidemark_core::state::RunRecord) -> bool {
+    run.plan.get(CLEAN_UP_PENDING) == Some(&serde_json::Value::Bool(true))
 }
 
-async fn open_endpoints(ctx: &Ctx<'_>, workers: u32) -> Result<CopyEndpoints, ServiceError> {
-    ctx.source_conn().await?.disconnect().await.ok();
-    ctx.destination_conn().await?.disconnect().await.ok();
-    Ok(CopyEndpoints::open(&ctx.source, &ctx.destination, workers).await?)
-}
-
-fn log_events(key: &RunKey) -> Events {
-    let (task, run) = (key.task_id.clone(), key.time_key());
-    Arc::new(move |event: CycleEvent| {
-        if let CycleEvent::Warning(w) = &event {
-            tracing::warn!(task = %task, run = %run, warning = %w, "run warning");
-        }
-    })
-}
-
-/// Whether a step's failure may pass if the step runs again unchanged (a server restarting, a
-/// connection lost, a deadlock, the state store throttled).
-fn retryable(error: &ServiceError) -> bool {
-    error.is_retryable()
+/// The driver finds a run's task and passwords through the service.
+#[async_trait]
+impl RunSubjects for TaskService {
+    async fn subject(&self, task_id: &str) -> Result<Option<RunSubject>, ServiceError> {
+        let Some(task) = self.ports.store.get_task(task_id).await? else {
+            return Ok(None);
+        };
+        let (source_password, destination_password) = self.passwords(&task.spec).await?;
+        Ok(Some(RunSubject {
+            spec: Arc::new(task.spec),
+            source_password,
+            destination_password,
+        }))
+    }
 }

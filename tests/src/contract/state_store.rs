@@ -78,6 +78,7 @@ pub fn step(run: &RunKey, n: u32) -> StepRecord {
         payload: serde_json::json!({ "table": "shop.orders", "chunk": n }),
         started_at: Some(jiff::Timestamp::from_second(1_790_000_000).expect("time")),
         finished_at: None,
+        queued_at: Some(jiff::Timestamp::from_second(1_790_000_100).expect("time")),
         version: 1,
     }
 }

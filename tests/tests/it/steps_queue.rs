@@ -78,8 +78,7 @@ async fn rig(step_budget: Duration) -> Rig {
         Arc::new(SqsStepQueue::new(sqs.clone(), &queue_url)),
         "test-worker",
     );
-    worker.step_budget = step_budget;
-    worker.slot_wait = Duration::from_secs(1);
+    worker.driver.step_budget = step_budget;
     service.set_worker(worker);
     Rig {
         service,

@@ -1,0 +1,147 @@
+//! What a run sends next, and the sweep that repairs what a crash lost.
+//!
+//! The dispatch model, the same on every host: a run has at most `channel.workers` chunk
+//! messages in flight (steps `Queued` or `Leased`); the Schema step's end fills that room, and
+//! each chunk's end fills it again, which sends the next chunk. A step goes from `Pending` to
+//! `Queued` with a conditional write before its message is sent, so two workers finishing at
+//! once never send the same step, and Finalize is sent once, by the worker whose write wins.
+//! Two chunks finishing at the same instant may each see the other still running and leave
+//! one message more in flight for a moment; never more than that.
+
+use tidemark_core::state::{RunKey, RunStatus, StepKind, StepRecord, StepStatus};
+
+use super::Driver;
+use crate::error::ServiceError;
+use crate::steps;
+
+/// What a sweep did to one run.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Swept {
+    /// Steps whose message was sent again (lost, or their holder died).
+    pub resent: Vec<u32>,
+    /// The run had no progress for `run_lease` and was failed.
+    pub stalled: bool,
+}
+
+impl Driver<'_> {
+    /// Sends what the run needs next: chunk messages up to `workers` in flight, or Finalize
+    /// (once) when every chunk is done.
+    pub(crate) async fn dispatch(&self, key: &RunKey, workers: u32) -> Result<(), ServiceError> {
+        let list = self.store.list_steps(key).await?;
+        let Some(finalize) = steps::finalize_of(&list) else {
+            return Ok(());
+        };
+        let chunks = || list.iter().filter(|s| s.kind == StepKind::Chunk);
+        if chunks().all(|s| s.status == StepStatus::Done) {
+            if finalize.status == StepStatus::Pending && self.mark_queued(finalize.clone()).await? {
+                self.send(key, finalize.n, None).await?;
+            }
+            return Ok(());
+        }
+        let in_flight = chunks()
+            .filter(|s| matches!(s.status, StepStatus::Queued | StepStatus::Leased))
+            .count();
+        let mut room = usize::try_from(workers.max(1))
+            .unwrap_or(1)
+            .saturating_sub(in_flight);
+        for step in chunks().filter(|s| s.status == StepStatus::Pending) {
+            if room == 0 {
+                break;
+            }
+            if self.mark_queued(step.clone()).await? {
+                self.send(key, step.n, None).await?;
+                room -= 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// `Pending` -> `Queued`, conditionally: `false` when another worker changed it first.
+    async fn mark_queued(&self, mut step: StepRecord) -> Result<bool, ServiceError> {
+        step.status = StepStatus::Queued;
+        step.queued_at = Some(self.clock.now());
+        match self.store.update_step(&step).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_conflict() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Repairs one run that is not over: a step queued longer than `resend_after` ago that no
+    /// worker took, or one whose holder's lease lapsed, is sent again (duplicates are harmless:
+    /// a step is claimed once); the dispatch is topped up. A run whose heartbeat is older than
+    /// `run_lease` is reported stalled and changed no further: the host fails it (with its
+    /// clean-up and failure policy).
+    pub async fn sweep(&self, key: &RunKey, workers: u32) -> Result<Swept, ServiceError> {
+        let mut swept = Swept::default();
+        let Some(run) = self.store.get_run(key).await? else {
+            return Ok(swept);
+        };
+        if run.status.is_final() {
+            return Ok(swept);
+        }
+        let now = self.clock.now();
+        let idle = now.duration_since(run.heartbeat);
+        if idle > jiff::SignedDuration::try_from(self.config.run_lease).unwrap_or_default()
+            && run.status != RunStatus::Pending
+        {
+            swept.stalled = true;
+            return Ok(swept);
+        }
+        let resend_after =
+            jiff::SignedDuration::try_from(self.config.resend_after).unwrap_or_default();
+        for step in self.store.list_steps(key).await? {
+            let lost = match step.status {
+                StepStatus::Queued => step
+                    .queued_at
+                    .is_none_or(|at| now.duration_since(at) > resend_after),
+                StepStatus::Leased => step.lease_until.is_none_or(|until| until <= now),
+                _ => false,
+            };
+            if lost && self.requeue(step.clone()).await? {
+                // Test hook: a lost step is marked queued again, its message not yet sent.
+                tidemark_engine::crash::point("sweep.resend");
+                self.send(key, step.n, None).await?;
+                swept.resent.push(step.n);
+            }
+        }
+        self.dispatch(key, workers).await?;
+        Ok(swept)
+    }
+
+    /// Marks a step queued now (its lease, if any, given up), conditionally.
+    async fn requeue(&self, mut step: StepRecord) -> Result<bool, ServiceError> {
+        step.status = StepStatus::Queued;
+        step.lease_owner = None;
+        step.lease_until = None;
+        self.mark_queued(step).await
+    }
+
+    /// Takes a run over in a process that is its only driver (the next `tidemark run` after one
+    /// that crashed, `tidemark serve` after a restart): whatever a dead process held or had sent
+    /// is sent again now, without waiting for leases to lapse. A step recorded failed by a run
+    /// that never ended is tried again. Returns the steps sent.
+    pub(crate) async fn take_over(
+        &self,
+        key: &RunKey,
+        workers: u32,
+    ) -> Result<Vec<u32>, ServiceError> {
+        let mut sent = Vec::new();
+        let list = self.store.list_steps(key).await?;
+        let planned = steps::finalize_of(&list).is_some();
+        for step in list {
+            let again = match step.status {
+                StepStatus::Queued | StepStatus::Leased | StepStatus::Failed => true,
+                // Before the plan is complete only the Schema step is sent.
+                StepStatus::Pending => step.n == steps::SCHEMA_STEP && !planned,
+                StepStatus::Done => false,
+            };
+            if again && self.requeue(step.clone()).await? {
+                self.send(key, step.n, None).await?;
+                sent.push(step.n);
+            }
+        }
+        self.dispatch(key, workers).await?;
+        Ok(sent)
+    }
+}

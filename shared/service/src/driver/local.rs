@@ -1,0 +1,258 @@
+//! One run driven to its end in this process (`tidemark run`, `tidemark serve`): its steps go
+//! through an in-process queue with SQS's semantics and `channel.workers` consumers hand them to
+//! [`Driver::handle`], the same driver run-worker runs on Lambda.
+//!
+//! The queue holds no state of its own that matters: the step records do. A run taken over after
+//! a crash has its unfinished steps sent again ([`Driver::take_over`]); a message that a
+//! consumer received and did not acknowledge comes back after its visibility timeout.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tidemark_core::ports::{Clock, StateStore, StepInbox, SystemClock};
+use tidemark_core::state::{RunKey, RunStatus, StepStatus};
+use tidemark_engine::crash;
+use tidemark_local::MemoryQueue;
+
+use super::{Driver, DriverConfig, RunEnd, RunSubject, RunSubjects, announce_tables};
+use crate::cycle::{Ctx, CycleInput, CycleReport, Events, StepRetry, start_run};
+use crate::error::ServiceError;
+use crate::steps;
+
+/// How often an idle consumer looks for a message, and sweeps the run.
+const POLL: Duration = Duration::from_millis(20);
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// The one task of a `run_cycle`.
+struct OneTask<'a> {
+    task_id: &'a str,
+    subject: RunSubject,
+}
+
+#[async_trait]
+impl RunSubjects for OneTask<'_> {
+    async fn subject(&self, task_id: &str) -> Result<Option<RunSubject>, ServiceError> {
+        Ok((task_id == self.task_id).then(|| RunSubject {
+            spec: Arc::clone(&self.subject.spec),
+            source_password: self.subject.source_password.clone(),
+            destination_password: self.subject.destination_password.clone(),
+        }))
+    }
+}
+
+/// Runs one cycle to its end in this process and records it: creates the run (or takes over
+/// one a dead process left: its committed chunks are not copied again), then drives its steps
+/// through the one driver. `Ok` carries a run that succeeded; a failed run is cleaned up,
+/// recorded as failed (with its error) and returned as `Err`.
+pub async fn run_cycle(
+    store: &dyn StateStore,
+    clock: &dyn Clock,
+    input: CycleInput<'_>,
+    on_event: Events,
+    retry: StepRetry,
+) -> Result<CycleReport, ServiceError> {
+    let started = Instant::now();
+    let key = RunKey {
+        task_id: input.task_id.to_owned(),
+        scheduled_time: input.scheduled_time,
+    };
+    let resumed = start_run(store, clock, &key, input.trigger).await?;
+    let mut config = DriverConfig::new("local");
+    config.step_attempts = retry.attempts + 1;
+    config.first_backoff = retry.first_backoff;
+    config.max_backoff = retry.max_backoff;
+    // Messages wait on this process's own clock (a test's clock may stand still).
+    let queue = MemoryQueue::new(Arc::new(SystemClock), u32::MAX);
+    let driver = Driver {
+        store,
+        clock,
+        queue: &queue,
+        config: &config,
+    };
+    let workers = input.spec.channel.workers.max(1);
+    let subjects = OneTask {
+        task_id: input.task_id,
+        subject: RunSubject {
+            spec: Arc::new(input.spec.clone()),
+            source_password: input.source_password.clone(),
+            destination_password: input.destination_password.clone(),
+        },
+    };
+    if resumed {
+        tracing::info!(task = %key.task_id, run = %key.time_key(), "resuming the run from its steps");
+        let ctx = Ctx::new(store, clock, &key, &input, &on_event).await?;
+        announce_tables(&ctx).await?;
+    }
+    steps::ensure_schema_step(store, &key).await?;
+    driver.take_over(&key, workers).await?;
+
+    let done = AtomicBool::new(false);
+    let consumers: Vec<_> = (0..workers)
+        .map(|i| consume(&driver, &queue, &subjects, &on_event, &key, &done, i == 0))
+        .collect();
+    let ends = futures_util::future::join_all(consumers).await;
+    let mut error = None;
+    for end in ends {
+        match end {
+            Ok(Some(RunEnd { error: Some(e), .. })) => {
+                error.get_or_insert(e);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                error.get_or_insert(e);
+            }
+        }
+    }
+    report(store, clock, &key, &input, &on_event, started, error).await
+}
+
+/// One consumer: takes the run's messages and hands them to the driver until the run is over.
+/// The first consumer also sweeps the run now and then (a lost message, a stalled run).
+async fn consume(
+    driver: &Driver<'_>,
+    inbox: &dyn StepInbox,
+    subjects: &dyn RunSubjects,
+    events: &Events,
+    key: &RunKey,
+    done: &AtomicBool,
+    sweeper: bool,
+) -> Result<Option<RunEnd>, ServiceError> {
+    let visibility = driver.config.step_lease;
+    let mut last_sweep = Instant::now();
+    while !done.load(Ordering::Acquire) {
+        let Some(delivery) = inbox
+            .receive(1, visibility)
+            .await
+            .map_err(queue_error)?
+            .pop()
+        else {
+            if driver
+                .store
+                .get_run(key)
+                .await?
+                .is_none_or(|r| r.status.is_final())
+            {
+                done.store(true, Ordering::Release);
+                break;
+            }
+            if sweeper && last_sweep.elapsed() >= SWEEP_EVERY {
+                last_sweep = Instant::now();
+                let workers = subjects
+                    .subject(&key.task_id)
+                    .await?
+                    .map_or(1, |s| s.spec.channel.workers);
+                let swept = driver.sweep(key, workers).await?;
+                if swept.stalled {
+                    return Err(stalled(driver, key));
+                }
+            }
+            tokio::time::sleep(POLL).await;
+            continue;
+        };
+        let handled = driver
+            .handle(&delivery.message, subjects, events, None)
+            .await;
+        match handled {
+            Ok(handled) => {
+                // Test hook: the step is settled and what follows it sent; its message is not
+                // acknowledged yet (a crash here delivers it again).
+                crash::point("step.before_ack");
+                inbox.delete(&delivery.receipt).await.map_err(queue_error)?;
+                if let Some(end) = handled.ended {
+                    done.store(true, Ordering::Release);
+                    return Ok(Some(end));
+                }
+            }
+            Err(e) if e.is_retryable() => {
+                // The state store or the queue failed between steps: the message comes back
+                // after its visibility timeout; sooner, here.
+                tracing::warn!(task = %key.task_id, run = %key.time_key(), error = %e, "a step could not be handled; it will be delivered again");
+                inbox
+                    .change_visibility(&delivery.receipt, driver.config.first_backoff)
+                    .await
+                    .map_err(queue_error)?;
+            }
+            Err(e) => {
+                done.store(true, Ordering::Release);
+                return Err(e);
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn stalled(driver: &Driver<'_>, key: &RunKey) -> ServiceError {
+    ServiceError::Invalid {
+        field: "run".into(),
+        message: format!(
+            "run {} of task {} made no progress for {} s: check that both endpoints answer, then \
+             run it again",
+            key.time_key(),
+            key.task_id,
+            driver.config.run_lease.as_secs()
+        ),
+    }
+}
+
+fn queue_error(e: tidemark_core::ports::QueueError) -> ServiceError {
+    ServiceError::Store(tidemark_core::ports::StoreError::Backend {
+        detail: e.to_string(),
+        retryable: e.is_retryable(),
+    })
+}
+
+/// The run's report once it is over: its tables from the done chunk steps, its warnings; a run
+/// that did not succeed is recorded failed (when no step did) and returned as its error.
+async fn report(
+    store: &dyn StateStore,
+    clock: &dyn Clock,
+    key: &RunKey,
+    input: &CycleInput<'_>,
+    on_event: &Events,
+    started: Instant,
+    error: Option<ServiceError>,
+) -> Result<CycleReport, ServiceError> {
+    let mut ctx = Ctx::new(store, clock, key, input, on_event).await?;
+    if let Some(error) = error {
+        let run = store.get_run(key).await?;
+        if run.is_some_and(|r| !r.status.is_final()) {
+            // The driver could not go on (a stalled run, the store gone): the run is failed
+            // here and cleaned up from its plan.
+            let finish = super::finish_of(store, key).await;
+            steps::abort(&mut ctx, finish.as_ref()).await;
+            ctx.finish_run(&Err::<(), &ServiceError>(&error)).await?;
+        }
+        return Err(error);
+    }
+    let run = store
+        .get_run(key)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound {
+            what: format!("run {} of task {}", key.time_key(), key.task_id),
+        })?;
+    if run.status != RunStatus::Succeeded {
+        return Err(ServiceError::Invalid {
+            field: "run".into(),
+            message: run
+                .error
+                .clone()
+                .unwrap_or_else(|| format!("the run ended {:?}", run.status).to_lowercase()),
+        });
+    }
+    let list = store.list_steps(key).await?;
+    let tables = match steps::finalize_of(&list) {
+        Some(finalize) if finalize.status == StepStatus::Done => {
+            let payload = steps::finalize_payload(finalize)?;
+            steps::outcomes(&ctx, &payload.tables, &list)
+        }
+        _ => Vec::new(),
+    };
+    Ok(CycleReport {
+        run,
+        tables,
+        warnings: ctx.warnings.clone(),
+        elapsed: started.elapsed(),
+    })
+}

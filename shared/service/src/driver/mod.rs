@@ -1,0 +1,422 @@
+//! # The one run driver
+//!
+//! A run's steps travel on a step queue on every host — SQS on AWS (run-cycle sends, run-worker
+//! takes), an in-process queue in `tidemark run` and `tidemark serve` — and [`Driver::handle`]
+//! is the one place that decides what follows a step:
+//!
+//! ```text
+//! Schema done      -> chunk messages dispatched, at most `channel.workers` in flight
+//! a chunk done     -> the next pending chunk dispatched (none waits for a slot in a busy loop)
+//! last chunk done  -> Finalize dispatched, once (a conditional write picks the sender)
+//! Finalize done    -> the run succeeded
+//! a step failed    -> retryable: sent back after a jittered backoff, up to `step_attempts`;
+//!                     otherwise the run fails and what it left is cleaned up
+//! ```
+//!
+//! - A step is claimed with a short lease that its holder renews while it works ([`lease`]), so
+//!   a dead holder's step is free again within one lease and its message comes back.
+//! - [`Driver::sweep`] is the safety net: it re-sends a step whose message was lost, tops up the
+//!   dispatch, and fails a run without progress for `run_lease`.
+//! - [`local`] drives a run to its end in this process with consumers over an in-process queue.
+//!
+//! ## Layout
+//! - [`config`]: [`DriverConfig`], every duration as configuration.
+//! - [`dispatch`]: what is sent next, bounded by `channel.workers`; the sweep.
+//! - [`lease`]: a claimed step's lease, renewed while its work runs.
+//! - [`local`]: `run_cycle`, one run to its end over consumers in this process.
+
+pub mod config;
+mod dispatch;
+mod lease;
+pub mod local;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use secrecy::SecretString;
+use tidemark_core::TaskSpec;
+use tidemark_core::ports::{Clock, StateStore, StepMessage, StepQueue};
+use tidemark_core::state::{RunKey, RunPhase, RunStatus, StepKind, StepRecord, StepStatus};
+use tidemark_engine::copy::CopyEndpoints;
+
+pub use config::DriverConfig;
+
+use crate::cycle::{Ctx, CycleEvent, CycleInput, Events, update_run};
+use crate::error::ServiceError;
+use crate::steps;
+
+/// What one step message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// The step ran and is done (or failed its run, which is recorded).
+    Ran,
+    /// Nothing to do: done already, held by another worker, or the run is over.
+    Ignored(&'static str),
+    /// Sent back to the queue (deadline near, or a retryable failure).
+    Postponed(&'static str),
+}
+
+/// How a run ended, for the host to apply to its task (status, failure policy).
+#[derive(Debug)]
+pub struct RunEnd {
+    pub status: RunStatus,
+    /// The error that failed the run, as it was raised.
+    pub error: Option<ServiceError>,
+    /// What the run left was cleaned up by the step that ended it; `false` for a run failed
+    /// from outside its steps, which its host cleans up.
+    pub cleaned_up: bool,
+}
+
+/// What [`Driver::handle`] did with one message.
+#[derive(Debug)]
+pub struct Handled {
+    pub outcome: StepOutcome,
+    /// Set when this step ended its run.
+    pub ended: Option<RunEnd>,
+}
+
+impl Handled {
+    fn of(outcome: StepOutcome) -> Handled {
+        Handled {
+            outcome,
+            ended: None,
+        }
+    }
+}
+
+/// A run's task as a step needs it: its spec and both passwords.
+pub struct RunSubject {
+    pub spec: Arc<TaskSpec>,
+    pub source_password: SecretString,
+    pub destination_password: SecretString,
+}
+
+/// Where the driver finds a run's task: the state store and the secret store (a host's task
+/// service), or the one task a `tidemark run` was given.
+#[async_trait]
+pub trait RunSubjects: Send + Sync {
+    /// The task of runs of `task_id`; `None` when the task is gone. An error that is not
+    /// retryable (a password that cannot be read) fails the run.
+    async fn subject(&self, task_id: &str) -> Result<Option<RunSubject>, ServiceError>;
+}
+
+/// The one driver of runs, over the ports of the host it runs in.
+pub struct Driver<'a> {
+    pub store: &'a dyn StateStore,
+    pub clock: &'a dyn Clock,
+    pub queue: &'a dyn StepQueue,
+    pub config: &'a DriverConfig,
+}
+
+impl Driver<'_> {
+    /// One step message, with the caller's deadline (a Lambda invocation's), if any.
+    pub async fn handle(
+        &self,
+        message: &StepMessage,
+        subjects: &dyn RunSubjects,
+        events: &Events,
+        deadline: Option<Instant>,
+    ) -> Result<Handled, ServiceError> {
+        let key = &message.run;
+        let Some(run) = self.store.get_run(key).await? else {
+            return Ok(Handled::of(StepOutcome::Ignored("the run does not exist")));
+        };
+        if run.status.is_final() {
+            return Ok(Handled::of(StepOutcome::Ignored("the run is over")));
+        }
+        let Some(record) = self.store.get_step(key, message.step).await? else {
+            return Ok(Handled::of(StepOutcome::Ignored("the step does not exist")));
+        };
+        let subject = match subjects.subject(&key.task_id).await {
+            Ok(Some(subject)) => subject,
+            Ok(None) => {
+                let error = ServiceError::NotFound {
+                    what: format!("task {} (deleted while its run went on)", key.task_id),
+                };
+                return self.end_outside(key, error).await;
+            }
+            Err(e) if e.is_retryable() => return Err(e),
+            Err(e) => return self.end_outside(key, e).await,
+        };
+        let workers = subject.spec.channel.workers;
+        if record.status == StepStatus::Done {
+            // A duplicate delivery, or a redelivery after the process died between the step's
+            // end and its message's acknowledgement: what should follow it is sent.
+            if record.kind != StepKind::Finalize {
+                self.dispatch(key, workers).await?;
+            }
+            return Ok(Handled::of(StepOutcome::Ignored("the step is done")));
+        }
+        if let Some(deadline) = deadline
+            && deadline.saturating_duration_since(Instant::now()) < self.config.step_budget
+        {
+            self.send(key, message.step, None).await?;
+            return Ok(Handled::of(StepOutcome::Postponed(
+                "too close to the deadline",
+            )));
+        }
+        let input = CycleInput {
+            task_id: &key.task_id,
+            spec: &subject.spec,
+            scheduled_time: key.scheduled_time,
+            trigger: run.trigger,
+            source_password: subject.source_password.clone(),
+            destination_password: subject.destination_password.clone(),
+        };
+        let mut ctx = Ctx::new(self.store, self.clock, key, &input, events).await?;
+        let lease = lease::Lease::new(self.store, self.clock, self.config, key, message.step);
+        let Some(claimed) = lease.claim(&ctx).await? else {
+            return Ok(Handled::of(StepOutcome::Ignored(
+                "another worker holds the step",
+            )));
+        };
+        let work = async {
+            match claimed.kind {
+                StepKind::Schema => self.schema_step(&mut ctx, claimed, workers).await,
+                StepKind::Chunk => self.chunk_step(&mut ctx, claimed, workers).await,
+                StepKind::Finalize => self.finalize_step(&mut ctx, claimed).await,
+            }
+        };
+        match lease.hold_while(work).await {
+            Some(handled) => handled,
+            None => Ok(Handled::of(StepOutcome::Ignored(
+                "the step's lease lapsed and another worker took it",
+            ))),
+        }
+    }
+
+    async fn schema_step(
+        &self,
+        ctx: &mut Ctx<'_>,
+        record: StepRecord,
+        workers: u32,
+    ) -> Result<Handled, ServiceError> {
+        let list = ctx.store.list_steps(ctx.key).await?;
+        if steps::finalize_of(&list).is_some() {
+            // The plan was written by an attempt that died before it said so.
+            steps::settle(ctx, record, Ok((0, 0, None))).await?;
+            self.dispatch(ctx.key, workers).await?;
+            return Ok(Handled::of(StepOutcome::Ran));
+        }
+        update_run(ctx.store, ctx.key, |r| r.status = RunStatus::Running).await?;
+        let planned = async {
+            // The Schema step walks a big table's key in parts, one session each.
+            let endpoints = open_endpoints(ctx, workers).await?;
+            let total = steps::schema(ctx, &endpoints).await;
+            endpoints.disconnect().await;
+            total
+        }
+        .await;
+        match planned {
+            Ok(_) => {
+                steps::settle(ctx, record, Ok((0, 0, None))).await?;
+                announce_tables(ctx).await?;
+                self.dispatch(ctx.key, workers).await?;
+                Ok(Handled::of(StepOutcome::Ran))
+            }
+            Err(e) => self.step_failed(ctx, record, e, None).await,
+        }
+    }
+
+    async fn chunk_step(
+        &self,
+        ctx: &mut Ctx<'_>,
+        record: StepRecord,
+        workers: u32,
+    ) -> Result<Handled, ServiceError> {
+        if ctx.store.get_run(ctx.key).await?.and_then(|r| r.phase) != Some(RunPhase::Copying) {
+            let _ = ctx.phase(RunPhase::Copying).await;
+        }
+        let copied = async {
+            let endpoints = open_endpoints(ctx, 1).await?;
+            let done = steps::chunk(ctx, &endpoints, record.clone()).await;
+            endpoints.disconnect().await;
+            done
+        }
+        .await;
+        match copied {
+            Ok(_) => {
+                self.dispatch(ctx.key, workers).await?;
+                Ok(Handled::of(StepOutcome::Ran))
+            }
+            Err(e) => {
+                let finish = finish_of(ctx.store, ctx.key).await;
+                self.step_failed(ctx, record, e, finish).await
+            }
+        }
+    }
+
+    async fn finalize_step(
+        &self,
+        ctx: &mut Ctx<'_>,
+        record: StepRecord,
+    ) -> Result<Handled, ServiceError> {
+        let list = ctx.store.list_steps(ctx.key).await?;
+        if list
+            .iter()
+            .any(|s| s.kind == StepKind::Chunk && s.status != StepStatus::Done)
+        {
+            // Sent before every chunk was done (a run of an earlier version): the last chunk
+            // sends it again.
+            steps::release(ctx, record).await?;
+            return Ok(Handled::of(StepOutcome::Ignored(
+                "chunks are still to copy",
+            )));
+        }
+        match steps::finalize(ctx, record.clone()).await {
+            Ok(_) => {
+                ctx.finish_run(&Ok::<(), ServiceError>(())).await?;
+                tracing::info!(task = %ctx.key.task_id, run = %ctx.key.time_key(), "run succeeded");
+                Ok(Handled {
+                    outcome: StepOutcome::Ran,
+                    ended: Some(RunEnd {
+                        status: RunStatus::Succeeded,
+                        error: None,
+                        cleaned_up: true,
+                    }),
+                })
+            }
+            Err(e) => {
+                let finish = steps::finalize_payload(&record).ok().map(|p| p.finish);
+                self.step_failed(ctx, record, e, finish).await
+            }
+        }
+    }
+
+    /// A step's failure: a retryable one goes back to the queue after a backoff (up to
+    /// `step_attempts` attempts), recorded as a warning on the run; any other fails the run,
+    /// which is cleaned up.
+    async fn step_failed(
+        &self,
+        ctx: &mut Ctx<'_>,
+        record: StepRecord,
+        error: ServiceError,
+        finish: Option<steps::Finish>,
+    ) -> Result<Handled, ServiceError> {
+        if error.is_retryable() && record.attempts < self.config.step_attempts {
+            let (n, attempts) = (record.n, record.attempts);
+            let delay = self.config.backoff(attempts);
+            tracing::warn!(task = %ctx.key.task_id, run = %ctx.key.time_key(), step = n, attempt = attempts, wait_ms = delay.as_millis() as u64, error = %error, "a step failed; it will be retried");
+            ctx.warn(format!(
+                "retry {attempts} of {} after a transient failure: {error}",
+                self.config.step_attempts
+            ));
+            ctx.save_record().await?;
+            let mut back = record;
+            back.status = StepStatus::Queued;
+            back.queued_at = Some(ctx.clock.now());
+            back.lease_owner = None;
+            back.lease_until = None;
+            back.error = Some(error.to_string());
+            ctx.store.update_step(&back).await?;
+            self.send(ctx.key, n, Some(delay)).await?;
+            return Ok(Handled::of(StepOutcome::Postponed("a retryable failure")));
+        }
+        let message = error.to_string();
+        steps::settle(ctx, record, Err(message.clone())).await?;
+        steps::abort(ctx, finish.as_ref()).await;
+        ctx.finish_run(&Err::<(), &str>(&message)).await?;
+        // The failed-run metric filter (template.yaml) counts this message.
+        tracing::warn!(task = %ctx.key.task_id, run = %ctx.key.time_key(), error = %message, "run failed");
+        Ok(Handled {
+            outcome: StepOutcome::Ran,
+            ended: Some(RunEnd {
+                status: RunStatus::Failed,
+                error: Some(error),
+                cleaned_up: true,
+            }),
+        })
+    }
+
+    /// Fails a run from outside its steps (its task gone, a password unreadable): recorded
+    /// failed; what it left is cleaned up by the host, which can read the task.
+    async fn end_outside(
+        &self,
+        key: &RunKey,
+        error: ServiceError,
+    ) -> Result<Handled, ServiceError> {
+        let now = self.clock.now();
+        let message = error.to_string();
+        update_run(self.store, key, |run| {
+            if run.status.is_final() {
+                return;
+            }
+            run.status = RunStatus::Failed;
+            run.phase = None;
+            run.error = Some(message.clone());
+            run.finished_at = Some(now);
+            run.heartbeat = now;
+        })
+        .await?;
+        tracing::warn!(task = %key.task_id, run = %key.time_key(), error = %message, "run failed");
+        Ok(Handled {
+            outcome: StepOutcome::Ran,
+            ended: Some(RunEnd {
+                status: RunStatus::Failed,
+                error: Some(error),
+                cleaned_up: false,
+            }),
+        })
+    }
+
+    /// Sends step `step` of `key`, after `delay`.
+    pub(crate) async fn send(
+        &self,
+        key: &RunKey,
+        step: u32,
+        delay: Option<std::time::Duration>,
+    ) -> Result<(), ServiceError> {
+        let message = StepMessage {
+            run: key.clone(),
+            step,
+        };
+        self.queue.send_step(&message, delay).await.map_err(|e| {
+            ServiceError::Store(tidemark_core::ports::StoreError::Backend {
+                detail: e.to_string(),
+                retryable: e.is_retryable(),
+            })
+        })
+    }
+}
+
+/// The Finalize step's plan for cleaning up, when the Schema step wrote one.
+pub(crate) async fn finish_of(store: &dyn StateStore, key: &RunKey) -> Option<steps::Finish> {
+    let list = store.list_steps(key).await.ok()?;
+    steps::finalize_payload(steps::finalize_of(&list)?)
+        .ok()
+        .map(|p| p.finish)
+}
+
+/// Tells the run's listener which tables it copies (progress bars), from the written plan.
+pub(crate) async fn announce_tables(ctx: &Ctx<'_>) -> Result<(), ServiceError> {
+    let list = ctx.store.list_steps(ctx.key).await?;
+    if let Some(finalize) = steps::finalize_of(&list) {
+        for t in steps::finalize_payload(finalize)?.tables {
+            (ctx.on_event)(CycleEvent::TablePlanned {
+                table: t.table,
+                dest_table: t.dest_table,
+                chunks: t.chunks,
+                estimated_rows: t.estimated_rows,
+            });
+        }
+    }
+    Ok(())
+}
+
+async fn open_endpoints(ctx: &Ctx<'_>, workers: u32) -> Result<CopyEndpoints, ServiceError> {
+    // Both endpoints answer (an error names which one does not) before the pools open.
+    ctx.source_conn().await?.disconnect().await.ok();
+    ctx.destination_conn().await?.disconnect().await.ok();
+    Ok(CopyEndpoints::open(&ctx.source, &ctx.destination, workers).await?)
+}
+
+/// Logs a run's warnings (the host's events when nobody watches the run).
+pub fn log_events(key: &RunKey) -> Events {
+    let (task, run) = (key.task_id.clone(), key.time_key());
+    Arc::new(move |event: CycleEvent| {
+        if let CycleEvent::Warning(w) = &event {
+            tracing::warn!(task = %task, run = %run, warning = %w, "run warning");
+        }
+    })
+}
