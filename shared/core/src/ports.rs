@@ -125,11 +125,6 @@ pub trait StateStore: Send + Sync {
     ) -> Result<Option<Watermark>, StoreError>;
     /// Writes a watermark: a new one needs `version == 0`, an existing one the version read.
     async fn put_watermark(&self, mark: &Watermark) -> Result<u64, StoreError>;
-
-    /// Takes one of a run's `max` worker slots; `false` when all are taken.
-    async fn acquire_slot(&self, run: &RunKey, max: u32) -> Result<bool, StoreError>;
-    /// Gives a slot back (never below zero).
-    async fn release_slot(&self, run: &RunKey) -> Result<(), StoreError>;
 }
 
 /// Which endpoint of a task a secret belongs to.

@@ -2,7 +2,7 @@
 //!
 //! One table of items keyed like the DynamoDB table (DESIGN: State): `pk`, `sk`, a `version` and
 //! the record as JSON. One connection behind a mutex serialises every call, which makes each
-//! read-modify-write (conditional updates, counters, slots) atomic, as DynamoDB's conditions and
+//! read-modify-write (conditional updates, counters) atomic, as DynamoDB's conditions and
 //! ADD are. Calls run on tokio's blocking pool. The step queue ([`crate::queue`]) lives in the
 //! same file, on the same connection.
 
@@ -503,37 +503,6 @@ impl StateStore for SqliteStore {
             } else {
                 replace(c, &pk, &sk, expected, &body, || what.clone())
             }
-        })
-        .await
-    }
-
-    async fn acquire_slot(&self, run: &RunKey, max: u32) -> Result<bool, StoreError> {
-        let pk = run_pk(run);
-        self.with(move |c| {
-            let used = get(c, &pk, "SLOTS")?.map(|(v, _)| v).unwrap_or(0);
-            if used >= u64::from(max) {
-                return Ok(false);
-            }
-            c.execute(
-                "INSERT INTO items (pk, sk, version, body) VALUES (?1, 'SLOTS', 1, '{}') \
-                 ON CONFLICT (pk, sk) DO UPDATE SET version = version + 1",
-                params![pk],
-            )
-            .map_err(sql)?;
-            Ok(true)
-        })
-        .await
-    }
-
-    async fn release_slot(&self, run: &RunKey) -> Result<(), StoreError> {
-        let pk = run_pk(run);
-        self.with(move |c| {
-            c.execute(
-                "UPDATE items SET version = MAX(version - 1, 0) WHERE pk = ?1 AND sk = 'SLOTS'",
-                params![pk],
-            )
-            .map_err(sql)?;
-            Ok(())
         })
         .await
     }

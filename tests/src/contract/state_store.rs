@@ -492,28 +492,6 @@ pub async fn watermarks_keep_full_precision_and_are_conditional(store: Store) {
     assert_eq!(read.value, next);
 }
 
-pub async fn worker_slots_are_bounded(store: Store) {
-    let r = run(&id(), "2026-12-01T02:30:00Z");
-    assert!(store.acquire_slot(&r.key, 2).await.expect("1st"));
-    assert!(store.acquire_slot(&r.key, 2).await.expect("2nd"));
-    assert!(!store.acquire_slot(&r.key, 2).await.expect("3rd is refused"));
-    store.release_slot(&r.key).await.expect("release");
-    assert!(store.acquire_slot(&r.key, 2).await.expect("a freed slot"));
-    for _ in 0..5 {
-        store
-            .release_slot(&r.key)
-            .await
-            .expect("release below zero is harmless");
-    }
-    let mut taken = 0;
-    for _ in 0..4 {
-        if store.acquire_slot(&r.key, 3).await.expect("acquire") {
-            taken += 1;
-        }
-    }
-    assert_eq!(taken, 3, "releases never push the count below zero");
-}
-
 /// Expands to one `#[tokio::test]` per contract case, each with a store from `$make` (an async
 /// expression giving an `Arc<dyn StateStore>`).
 #[macro_export]
@@ -530,8 +508,7 @@ macro_rules! state_store_contract {
             run_updates_are_conditional_and_chunk_counts_atomic,
             steps_are_created_once_listed_in_order_and_claimed_by_one,
             progress_adds_up_under_concurrency,
-            watermarks_keep_full_precision_and_are_conditional,
-            worker_slots_are_bounded);
+            watermarks_keep_full_precision_and_are_conditional);
     };
     (@cases $make:expr; $($case:ident),+) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

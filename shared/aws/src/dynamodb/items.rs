@@ -1,7 +1,7 @@
 //! The table's items: keys (DESIGN: State), attributes, record encoding and page cursors.
 //!
 //! A record is JSON in one `body` attribute, beside the key, its `v`ersion and the counters
-//! that are updated with `ADD` (a run's `chunks_done`, a table's progress, a run's `slots`):
+//! that are updated with `ADD` (a run's `chunks_done`, a table's progress):
 //! those live in their own number attributes, and reads take them from there.
 
 use std::collections::HashMap;
@@ -22,7 +22,6 @@ pub(crate) const SK: &str = "sk";
 pub(crate) const VERSION: &str = "v";
 pub(crate) const BODY: &str = "body";
 pub(crate) const CHUNKS_DONE: &str = "chunks_done";
-pub(crate) const SLOTS: &str = "slots";
 /// The table name of a progress item (`db.table`).
 pub(crate) const TABLE: &str = "tbl";
 /// Progress counters, added to with `ADD`.
@@ -36,7 +35,6 @@ pub(crate) const COUNTERS: [&str; 6] = [
 ];
 
 pub(crate) const TASK_SK: &str = "TASK";
-pub(crate) const SLOTS_SK: &str = "SLOTS";
 /// The task directory: one key-only item per task (`TASKS` / `TASK#<id>`), so tasks list in id
 /// order with a strongly consistent Query instead of a Scan of every item or a GSI.
 pub(crate) const DIRECTORY_PK: &str = "TASKS";

@@ -3,7 +3,7 @@
 //!
 //! - Shared records (task, run, step, watermark) are replaced with a `PutItem` conditional on the
 //!   version the writer read; creations are conditional on the item's absence.
-//! - Counters (a run's committed chunks, per-table progress, worker slots) use `UpdateItem` with
+//! - Counters (a run's committed chunks, per-table progress) use `UpdateItem` with
 //!   `ADD`, so concurrent workers never lose an increment; `ADD` to a run's `chunks_done` bumps its
 //!   version too, so a writer holding an older copy of the run cannot write the count back.
 //! - Tasks list through a key-only directory partition (`TASKS`), written in the same
@@ -439,64 +439,6 @@ impl StateStore for DynamoDbStore {
             }
         } else {
             self.replace(item, mark.version, what).await
-        }
-    }
-
-    #[tracing::instrument(skip_all, fields(task_id = %run.task_id, run = %run.time_key(), max), err)]
-    async fn acquire_slot(&self, run: &RunKey, max: u32) -> Result<bool, StoreError> {
-        if max == 0 {
-            return Ok(false);
-        }
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(run_pk(run), SLOTS_SK)))
-            .update_expression("ADD #slots :one")
-            .condition_expression("attribute_not_exists(#slots) OR #slots < :max")
-            .expression_attribute_names("#slots", SLOTS)
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":max", n(max))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) => {
-                let f = failure("UpdateItem", &e);
-                if f.is("ConditionalCheckFailedException") {
-                    Ok(false)
-                } else {
-                    Err(store_error(f))
-                }
-            }
-        }
-    }
-
-    #[tracing::instrument(skip_all, fields(task_id = %run.task_id, run = %run.time_key()), err)]
-    async fn release_slot(&self, run: &RunKey) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(run_pk(run), SLOTS_SK)))
-            .update_expression("ADD #slots :minus_one")
-            .condition_expression("#slots > :zero")
-            .expression_attribute_names("#slots", SLOTS)
-            .expression_attribute_values(":minus_one", n(-1))
-            .expression_attribute_values(":zero", n(0))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // No slot held (or no SLOTS item): the count stays at zero.
-            Err(e) => {
-                let f = failure("UpdateItem", &e);
-                if f.is("ConditionalCheckFailedException") {
-                    Ok(())
-                } else {
-                    Err(store_error(f))
-                }
-            }
         }
     }
 }
