@@ -74,6 +74,22 @@ impl ConnectOptions {
     }
 
     /// `host:port` as users write it (`[::1]:3306` for IPv6), for messages.
+    /// Tells two options apart without showing them: equal for the same server, user,
+    /// password, TLS and setup, different when any of them changes (a rotated secret too). In
+    /// this process's memory only: never logged, never stored.
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.host.hash(&mut hasher);
+        self.port.hash(&mut hasher);
+        self.user.hash(&mut hasher);
+        self.password.expose_secret().hash(&mut hasher);
+        format!("{:?}", self.tls).hash(&mut hasher);
+        self.connect_timeout.hash(&mut hasher);
+        self.setup.hash(&mut hasher);
+        hasher.finish()
+    }
+
     pub fn endpoint(&self) -> String {
         let host = self.host.trim_start_matches('[').trim_end_matches(']');
         if host.contains(':') {

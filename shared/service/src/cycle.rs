@@ -330,6 +330,24 @@ impl<'a> Ctx<'a> {
         self.warnings.push(warning);
     }
 
+    /// Moves the run to `phase` unless it is there already (several chunk steps start at once):
+    /// the event is told once, by the step whose write moved it.
+    pub async fn enter_phase(&self, phase: RunPhase) -> Result<(), ServiceError> {
+        let now = self.clock.now();
+        let moved = std::sync::atomic::AtomicBool::new(false);
+        update_run(self.store, self.key, |r| {
+            let differs = r.phase != Some(phase);
+            moved.store(differs, std::sync::atomic::Ordering::Relaxed);
+            r.phase = Some(phase);
+            r.heartbeat = now;
+        })
+        .await?;
+        if moved.load(std::sync::atomic::Ordering::Relaxed) {
+            (self.on_event)(CycleEvent::Phase(phase));
+        }
+        Ok(())
+    }
+
     /// Moves the run to `phase` (and refreshes its heartbeat).
     pub async fn phase(&self, phase: RunPhase) -> Result<(), ServiceError> {
         let now = self.clock.now();

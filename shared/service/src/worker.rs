@@ -22,7 +22,8 @@ use tidemark_core::state::{RunKey, RunStatus, RunTrigger, TaskStatus};
 
 use crate::cycle::{Ctx, CycleInput};
 use crate::driver::{
-    Driver, DriverConfig, RunSubject, RunSubjects, StepOutcome, finish_of, log_events,
+    Driver, DriverConfig, EndpointPools, RunSubject, RunSubjects, StepOutcome, finish_of,
+    log_events,
 };
 use crate::error::ServiceError;
 use crate::runs::new_run;
@@ -34,6 +35,8 @@ use crate::tasks::TaskService;
 pub struct WorkerConfig {
     pub queue: Arc<dyn StepQueue>,
     pub driver: DriverConfig,
+    /// Copy pools kept across the messages of a warm container.
+    pub pools: Arc<EndpointPools>,
 }
 
 impl WorkerConfig {
@@ -41,6 +44,7 @@ impl WorkerConfig {
         WorkerConfig {
             queue,
             driver: DriverConfig::new(owner),
+            pools: Arc::new(EndpointPools::new()),
         }
     }
 }
@@ -145,6 +149,7 @@ impl TaskService {
             clock: self.ports.clock.as_ref(),
             queue: worker.queue.as_ref(),
             config: &worker.driver,
+            pools: &worker.pools,
         }
     }
 

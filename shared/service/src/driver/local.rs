@@ -11,18 +11,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tidemark_core::ports::{Clock, StateStore, StepInbox, SystemClock};
+use tidemark_core::ports::{
+    Clock, QueueError, ReceivedStep, StateStore, StepInbox, StepMessage, StepQueue, SystemClock,
+};
 use tidemark_core::state::{RunKey, RunStatus, StepStatus};
 use tidemark_engine::crash;
 use tidemark_local::MemoryQueue;
 
-use super::{Driver, DriverConfig, RunEnd, RunSubject, RunSubjects, announce_tables};
+use super::{
+    Driver, DriverConfig, EndpointPools, RunEnd, RunSubject, RunSubjects, announce_tables,
+};
 use crate::cycle::{Ctx, CycleInput, CycleReport, Events, StepRetry, start_run};
 use crate::error::ServiceError;
 use crate::steps;
 
-/// How often an idle consumer looks for a message, and sweeps the run.
-const POLL: Duration = Duration::from_millis(20);
+/// How long an idle consumer waits for a send before it looks again (a delayed message becomes
+/// visible with no send), and how often it sweeps the run.
+const POLL: Duration = Duration::from_millis(50);
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// The one task of a `run_cycle`.
@@ -64,12 +69,14 @@ pub async fn run_cycle(
     config.first_backoff = retry.first_backoff;
     config.max_backoff = retry.max_backoff;
     // Messages wait on this process's own clock (a test's clock may stand still).
-    let queue = MemoryQueue::new(Arc::new(SystemClock), u32::MAX);
+    let queue = WakingQueue::new(MemoryQueue::new(Arc::new(SystemClock), u32::MAX));
+    let pools = EndpointPools::new();
     let driver = Driver {
         store,
         clock,
         queue: &queue,
         config: &config,
+        pools: &pools,
     };
     let workers = input.spec.channel.workers.max(1);
     let subjects = OneTask {
@@ -93,6 +100,7 @@ pub async fn run_cycle(
         .map(|i| consume(&driver, &queue, &subjects, &on_event, &key, &done, i == 0))
         .collect();
     let ends = futures_util::future::join_all(consumers).await;
+    pools.close().await;
     let mut error = None;
     for end in ends {
         match end {
@@ -112,7 +120,7 @@ pub async fn run_cycle(
 /// The first consumer also sweeps the run now and then (a lost message, a stalled run).
 async fn consume(
     driver: &Driver<'_>,
-    inbox: &dyn StepInbox,
+    inbox: &WakingQueue,
     subjects: &dyn RunSubjects,
     events: &Events,
     key: &RunKey,
@@ -148,7 +156,7 @@ async fn consume(
                     return Err(stalled(driver, key));
                 }
             }
-            tokio::time::sleep(POLL).await;
+            inbox.wait(POLL).await;
             continue;
         };
         let handled = driver
@@ -255,4 +263,58 @@ async fn report(
         warnings: ctx.warnings.clone(),
         elapsed: started.elapsed(),
     })
+}
+
+/// The in-process queue, waking idle consumers when a message is sent instead of letting them
+/// find it at their next look.
+struct WakingQueue {
+    queue: MemoryQueue,
+    sent: tokio::sync::Notify,
+}
+
+impl WakingQueue {
+    fn new(queue: MemoryQueue) -> WakingQueue {
+        WakingQueue {
+            queue,
+            sent: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Until a message is sent, or `at_most`.
+    async fn wait(&self, at_most: Duration) {
+        let _ = tokio::time::timeout(at_most, self.sent.notified()).await;
+    }
+
+    async fn receive(
+        &self,
+        max: u32,
+        visibility: Duration,
+    ) -> Result<Vec<ReceivedStep>, QueueError> {
+        self.queue.receive(max, visibility).await
+    }
+
+    async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
+        self.queue.delete(receipt).await
+    }
+
+    async fn change_visibility(
+        &self,
+        receipt: &str,
+        visibility: Duration,
+    ) -> Result<(), QueueError> {
+        self.queue.change_visibility(receipt, visibility).await
+    }
+}
+
+#[async_trait]
+impl StepQueue for WakingQueue {
+    async fn send_step(
+        &self,
+        message: &StepMessage,
+        delay: Option<Duration>,
+    ) -> Result<(), QueueError> {
+        self.queue.send_step(message, delay).await?;
+        self.sent.notify_waiters();
+        Ok(())
+    }
 }

@@ -24,11 +24,13 @@
 //! - [`dispatch`]: what is sent next, bounded by `channel.workers`; the sweep.
 //! - [`lease`]: a claimed step's lease, renewed while its work runs.
 //! - [`local`]: `run_cycle`, one run to its end over consumers in this process.
+//! - [`pools`]: [`EndpointPools`], copy pools kept across the steps a process runs.
 
 pub mod config;
 mod dispatch;
 mod lease;
 pub mod local;
+pub mod pools;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,9 +40,9 @@ use secrecy::SecretString;
 use tidemark_core::TaskSpec;
 use tidemark_core::ports::{Clock, StateStore, StepMessage, StepQueue};
 use tidemark_core::state::{RunKey, RunPhase, RunStatus, StepKind, StepRecord, StepStatus};
-use tidemark_engine::copy::CopyEndpoints;
 
 pub use config::DriverConfig;
+pub use pools::EndpointPools;
 
 use crate::cycle::{Ctx, CycleEvent, CycleInput, Events, update_run};
 use crate::error::ServiceError;
@@ -107,6 +109,7 @@ pub struct Driver<'a> {
     pub clock: &'a dyn Clock,
     pub queue: &'a dyn StepQueue,
     pub config: &'a DriverConfig,
+    pub pools: &'a EndpointPools,
 }
 
 impl Driver<'_> {
@@ -202,10 +205,8 @@ impl Driver<'_> {
         update_run(ctx.store, ctx.key, |r| r.status = RunStatus::Running).await?;
         let planned = async {
             // The Schema step walks a big table's key in parts, one session each.
-            let endpoints = open_endpoints(ctx, workers).await?;
-            let total = steps::schema(ctx, &endpoints).await;
-            endpoints.disconnect().await;
-            total
+            let endpoints = self.pools.get(ctx, workers).await?;
+            steps::schema(ctx, &endpoints).await
         }
         .await;
         match planned {
@@ -226,13 +227,11 @@ impl Driver<'_> {
         workers: u32,
     ) -> Result<Handled, ServiceError> {
         if ctx.store.get_run(ctx.key).await?.and_then(|r| r.phase) != Some(RunPhase::Copying) {
-            let _ = ctx.phase(RunPhase::Copying).await;
+            ctx.enter_phase(RunPhase::Copying).await?;
         }
         let copied = async {
-            let endpoints = open_endpoints(ctx, 1).await?;
-            let done = steps::chunk(ctx, &endpoints, record.clone()).await;
-            endpoints.disconnect().await;
-            done
+            let endpoints = self.pools.get(ctx, workers).await?;
+            steps::chunk(ctx, &endpoints, record.clone()).await
         }
         .await;
         match copied {
@@ -402,13 +401,6 @@ pub(crate) async fn announce_tables(ctx: &Ctx<'_>) -> Result<(), ServiceError> {
         }
     }
     Ok(())
-}
-
-async fn open_endpoints(ctx: &Ctx<'_>, workers: u32) -> Result<CopyEndpoints, ServiceError> {
-    // Both endpoints answer (an error names which one does not) before the pools open.
-    ctx.source_conn().await?.disconnect().await.ok();
-    ctx.destination_conn().await?.disconnect().await.ok();
-    Ok(CopyEndpoints::open(&ctx.source, &ctx.destination, workers).await?)
 }
 
 /// Logs a run's warnings (the host's events when nobody watches the run).
