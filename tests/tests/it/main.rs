@@ -26,5 +26,6 @@ mod step_queue_memory;
 mod step_queue_sqlite;
 mod steps_queue;
 mod store_dynamodb;
+mod store_memory;
 mod store_sqlite;
 mod tls;
