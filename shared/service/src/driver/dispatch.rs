@@ -57,7 +57,7 @@ impl Driver<'_> {
     }
 
     /// `Pending` -> `Queued`, conditionally: `false` when another worker changed it first.
-    async fn mark_queued(&self, mut step: StepRecord) -> Result<bool, ServiceError> {
+    pub(super) async fn mark_queued(&self, mut step: StepRecord) -> Result<bool, ServiceError> {
         step.status = StepStatus::Queued;
         step.queued_at = Some(self.clock.now());
         match self.store.update_step(&step).await {

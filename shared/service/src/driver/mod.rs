@@ -31,6 +31,8 @@ mod dispatch;
 mod lease;
 pub mod local;
 pub mod pools;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Instant;
