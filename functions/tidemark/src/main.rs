@@ -98,6 +98,11 @@ enum Command {
         /// Print the summary as one JSON object.
         #[arg(long)]
         json: bool,
+        /// A run of this task that an earlier `tidemark run` left unfinished (the process died)
+        /// is resumed by default; with --abandon it is failed, what it left is cleaned up, and a
+        /// new run starts.
+        #[arg(long)]
+        abandon: bool,
     },
     /// Serve the HTTP API, fire started tasks' cycles at their times, run them here.
     ///
@@ -177,11 +182,13 @@ fn main() -> ExitCode {
             scheduled_time,
             data_dir,
             json,
+            abandon,
         } => runtime.block_on(run::run(run::RunArgs {
             task,
             scheduled_time,
             data_dir,
             json,
+            abandon,
         })),
         Command::Serve {
             listen,

@@ -10,10 +10,12 @@ use std::time::Instant;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use jiff::Timestamp;
+use tidemark_core::ports::StateStore;
 use tidemark_core::ports::SystemClock;
 use tidemark_core::state::{RunPhase, RunTrigger, time_key};
 use tidemark_local::SqliteStore;
 use tidemark_service::cycle::{CycleInput, manual_scheduled_time};
+use tidemark_service::driver::local::abandon_run;
 use tidemark_service::{CycleEvent, CycleReport, ServiceError, StepRetry, run_cycle_with};
 
 use crate::spec_file::{BAD_SPEC, FAILED, read_spec_with_passwords};
@@ -32,6 +34,8 @@ pub struct RunArgs {
     pub scheduled_time: Option<Timestamp>,
     pub data_dir: PathBuf,
     pub json: bool,
+    /// Fail the run a dead `tidemark run` left unfinished instead of resuming it.
+    pub abandon: bool,
 }
 
 pub async fn run(args: RunArgs) -> ExitCode {
@@ -46,10 +50,69 @@ pub async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(FAILED);
         }
     };
+    // One `tidemark run` per data directory at a time: an unfinished run found below is then
+    // certainly one whose process died.
+    let _lock = match lock_data_dir(&args.data_dir) {
+        Ok(lock) => lock,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(FAILED);
+        }
+    };
     let task_id = local_task_id(&spec.name);
-    let scheduled_time = args
+    let unfinished = match unfinished_run(&store, &task_id).await {
+        Ok(run) => run,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(FAILED);
+        }
+    };
+    let mut scheduled_time = args
         .scheduled_time
         .unwrap_or_else(|| manual_scheduled_time(Timestamp::now()));
+    if let Some(run) = unfinished {
+        let at = time_key(run.key.scheduled_time);
+        if args.abandon {
+            let input = CycleInput {
+                task_id: &task_id,
+                spec: &spec,
+                scheduled_time: run.key.scheduled_time,
+                trigger: run.trigger,
+                source_password: source_password.clone(),
+                destination_password: destination_password.clone(),
+            };
+            if let Err(e) = abandon_run(&store, &SystemClock, input).await {
+                eprintln!(
+                    "error: the unfinished run scheduled at {at} could not be abandoned: {e}"
+                );
+                return ExitCode::from(FAILED);
+            }
+            eprintln!(
+                "the run of `{}` scheduled at {at}, left unfinished by an earlier tidemark run, \
+                 was failed and cleaned up (--abandon)",
+                spec.name
+            );
+        } else if args
+            .scheduled_time
+            .is_some_and(|t| t != run.key.scheduled_time)
+        {
+            eprintln!(
+                "error: the run of `{}` scheduled at {at} was left unfinished by an earlier \
+                 tidemark run: resume it (run again without --scheduled-time) or fail it with \
+                 --abandon",
+                spec.name
+            );
+            return ExitCode::from(FAILED);
+        } else {
+            eprintln!(
+                "resuming the run of `{}` scheduled at {at}, left unfinished by an earlier \
+                 tidemark run (its committed chunks are not copied again; --abandon fails it \
+                 instead)",
+                spec.name
+            );
+            scheduled_time = run.key.scheduled_time;
+        }
+    }
     let progress = Progress::new();
     let input = CycleInput {
         task_id: &task_id,
@@ -105,6 +168,37 @@ pub async fn run(args: RunArgs) -> ExitCode {
             eprintln!("error: the run failed: {e}");
             ExitCode::from(FAILED)
         }
+    }
+}
+
+/// The newest run of the task that did not end (a run left by a process that died).
+async fn unfinished_run(
+    store: &SqliteStore,
+    task_id: &str,
+) -> Result<Option<tidemark_core::state::RunRecord>, String> {
+    let runs = store
+        .list_runs(task_id, 20, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(runs.items.into_iter().find(|r| !r.status.is_final()))
+}
+
+/// Holds `DIR/run.lock` exclusively for the life of the process.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, String> {
+    let path = data_dir.join("run.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(format!(
+            "another tidemark run is using {}: wait for it to end, or give another --data-dir",
+            data_dir.display()
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
     }
 }
 

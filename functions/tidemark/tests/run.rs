@@ -34,16 +34,30 @@ impl Workdir {
     }
 
     fn run(&self, task: &serde_json::Value, extra: &[&str]) -> Output {
+        self.run_crashing(task, extra, None)
+    }
+
+    /// Runs with a crash point armed (`TIDEMARK_CRASH_AT`), or none.
+    fn run_crashing(
+        &self,
+        task: &serde_json::Value,
+        extra: &[&str],
+        crash: Option<&str>,
+    ) -> Output {
         let path = self.0.join("task.json");
         std::fs::write(&path, task.to_string()).expect("write the spec");
-        Command::new(env!("CARGO_BIN_EXE_tidemark"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_tidemark"));
+        command
             .arg("run")
             .arg(&path)
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(extra)
-            .output()
-            .expect("run tidemark")
+            .env_remove("TIDEMARK_CRASH_AT");
+        if let Some(point) = crash {
+            command.env("TIDEMARK_CRASH_AT", point);
+        }
+        command.output().expect("run tidemark")
     }
 
     fn data_dir(&self) -> PathBuf {
@@ -179,6 +193,113 @@ async fn one_cycle_copies_schema_and_data_exactly_and_reports_it() {
         text(&again.stderr)
     );
 
+    for (server, name) in [(&src, &db), (&dst, &target)] {
+        server.exec(&[&format!("DROP DATABASE `{name}`")]).await;
+    }
+}
+
+/// A `tidemark run` that died mid-copy is resumed by the next `tidemark run` of the task, which
+/// says so (its committed chunks are not copied again); with --abandon the unfinished run is
+/// failed and cleaned up instead, and a new run starts.
+#[tokio::test]
+async fn a_crashed_run_is_resumed_by_the_next_run_or_abandoned() {
+    let db = unique_name("run_crash");
+    let target = format!("{db}_dw");
+    sample(&db).await;
+    let work = Workdir::new();
+    let task = spec(&db, &target, destination().endpoint_json());
+    let first = "2026-12-01T02:30:00Z";
+    let died = work.run_crashing(
+        &task,
+        &["--scheduled-time", first],
+        Some("chunk.committed#2"),
+    );
+    assert_ne!(died.status.code(), Some(0), "the crash point did not fire");
+    assert!(
+        text(&died.stderr).contains("crash point"),
+        "{}",
+        text(&died.stderr)
+    );
+
+    // The next run, at another minute (no --scheduled-time: now), resumes the dead one.
+    let resumed = work.run(&task, &[]);
+    let stderr = text(&resumed.stderr);
+    assert_eq!(resumed.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("resuming the run") && stderr.contains(first),
+        "{stderr}"
+    );
+    let (src, dst) = (source(), destination());
+    let columns = "id, customer, HEX(note), amount";
+    assert_eq!(
+        rows_hash(&src, &db, "orders", columns).await,
+        rows_hash(&dst, &target, "orders", columns).await
+    );
+    let store = SqliteStore::open(&work.data_dir().join("state.sqlite")).expect("open state");
+    let runs = store
+        .list_runs("local-run-test", 10, None)
+        .await
+        .expect("runs")
+        .items;
+    assert_eq!(runs.len(), 1, "one run, resumed, none skipped: {runs:?}");
+    assert_eq!(runs[0].status, RunStatus::Succeeded);
+    let progress = store.list_progress(&runs[0].key).await.expect("progress");
+    let orders = progress
+        .iter()
+        .find(|p| p.table == format!("{db}.orders"))
+        .expect("orders progress");
+    assert_eq!(orders.rows, 20000, "a committed chunk was counted twice");
+    drop(store);
+
+    // Died again, then abandoned: failed and cleaned up, and a new run copies.
+    let second = "2026-12-02T02:30:00Z";
+    let died = work.run_crashing(
+        &task,
+        &["--scheduled-time", second],
+        Some("chunk.committed#2"),
+    );
+    assert_ne!(died.status.code(), Some(0));
+    let elsewhere = work.run(&task, &["--scheduled-time", "2026-12-03T02:30:00Z"]);
+    assert_eq!(
+        elsewhere.status.code(),
+        Some(1),
+        "another time while one is unfinished"
+    );
+    assert!(
+        text(&elsewhere.stderr).contains("--abandon"),
+        "{}",
+        text(&elsewhere.stderr)
+    );
+    let abandoned = work.run(&task, &["--abandon"]);
+    let stderr = text(&abandoned.stderr);
+    assert_eq!(abandoned.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("failed and cleaned up"), "{stderr}");
+    let store = SqliteStore::open(&work.data_dir().join("state.sqlite")).expect("open state");
+    let runs = store
+        .list_runs("local-run-test", 10, None)
+        .await
+        .expect("runs")
+        .items;
+    let status_at = |at: &str| {
+        let at: jiff::Timestamp = at.parse().expect("time");
+        runs.iter()
+            .find(|r| r.key.scheduled_time == at)
+            .map(|r| r.status)
+    };
+    assert_eq!(status_at(second), Some(RunStatus::Failed), "{runs:?}");
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    assert_eq!(
+        runs[0].status,
+        RunStatus::Succeeded,
+        "the new run: {runs:?}"
+    );
+    let leftovers = dst
+        .query_one(&format!(
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{target}' \
+             AND TABLE_NAME LIKE '\\_tm\\_%'"
+        ))
+        .await;
+    assert_eq!(leftovers.as_deref(), Some("0"), "shadow tables left");
     for (server, name) in [(&src, &db), (&dst, &target)] {
         server.exec(&[&format!("DROP DATABASE `{name}`")]).await;
     }

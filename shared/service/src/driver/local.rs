@@ -116,6 +116,27 @@ pub async fn run_cycle(
     report(store, clock, &key, &input, &on_event, started, error).await
 }
 
+/// Fails a run that a dead process left unfinished and cleans up what it left (shadow tables, a
+/// half-made replica, triggers set aside): `tidemark run --abandon`.
+pub async fn abandon_run(
+    store: &dyn StateStore,
+    clock: &dyn Clock,
+    input: CycleInput<'_>,
+) -> Result<tidemark_core::state::RunRecord, ServiceError> {
+    let key = RunKey {
+        task_id: input.task_id.to_owned(),
+        scheduled_time: input.scheduled_time,
+    };
+    let events: Events = Arc::new(|_| {});
+    let mut ctx = Ctx::new(store, clock, &key, &input, &events).await?;
+    let finish = super::finish_of(store, &key).await;
+    steps::abort(&mut ctx, finish.as_ref()).await;
+    ctx.finish_run(&Err::<(), &str>(
+        "abandoned unfinished (tidemark run --abandon); what it left was cleaned up",
+    ))
+    .await
+}
+
 /// One consumer: takes the run's messages and hands them to the driver until the run is over.
 /// The first consumer also sweeps the run now and then (a lost message, a stalled run).
 async fn consume(
