@@ -35,8 +35,8 @@ pub use plan::{
 };
 pub use range::{KeyBound, KeyRange, KeyValue};
 pub use runner::{
-    CopyEvent, CopyOptions, TablePlan, TableReport, Verification, copy_chunk_retrying, copy_tables,
-    plan_table, plan_table_in_window, unique_checks_off,
+    CopyEvent, CopyOptions, TablePlan, TableReport, Verification, copy_chunk_retrying,
+    copy_chunk_with_retry, copy_tables, plan_table, plan_table_in_window, unique_checks_off,
 };
 pub use session::CopyEndpoints;
 pub use shape::{Column, ColumnKind, TableCopySpec, TableShape, read_shape};
