@@ -13,6 +13,8 @@
 //! - [`verify`]: the NULL-safe, float-exact row count and checksum of a range.
 //! - [`runner`]: planning tables and copying their chunks `workers` at a time, with progress.
 //! - [`sql`]: the one identifier quoting and the one value escaping function.
+//! - `types`: the plain types several of these share ([`WriteMethod`], [`ChunkProgress`],
+//!   [`DigestSql`]), so that the modules import each other without a cycle.
 //!
 //! The run orchestrator: `CopyEndpoints::open` once, `plan_table` per table after the schema's
 //! pre-data phase, then `copy_tables` (locally) or `copy_chunk` per queued chunk (on Lambda),
@@ -26,6 +28,7 @@ pub mod runner;
 pub mod session;
 pub mod shape;
 pub mod sql;
+mod types;
 pub mod verify;
 mod write;
 
