@@ -15,7 +15,12 @@
 //! - [`contract`]: suites every adapter of a port must pass: the state store's, and the step
 //!   queue's for the queues a host polls itself.
 //!
+//! - [`module_graph`]: the import graph between the modules of a source directory, and
+//!   [`module_graph::check_acyclic`], which a crate's test runs over a directory whose modules
+//!   must form a DAG.
+//!
 //! Nothing here connects anywhere but loopback.
 
 pub mod contract;
 pub mod harness;
+pub mod module_graph;

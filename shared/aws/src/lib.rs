@@ -7,6 +7,9 @@
 //!   table (`dynamodb/items.rs`: keys, record encoding, page cursors; `dynamodb/access.rs`:
 //!   conditional writes, pages, batched reads; `dynamodb/table.rs`: the table, paged Queries,
 //!   batched deletes), and [`create_table`] for tests and local tooling.
+//! - [`retry`]: [`RetryPolicy`], the jittered exponential backoff of a batch's unprocessed items
+//!   (and the wait for a new table), its delays and count configurable
+//!   ([`DynamoDbStore::with_retry`], [`create_table_waiting`]).
 //! - [`secrets`]: [`SecretsManagerStore`], inline passwords as secrets in RDS's JSON format.
 //! - [`scheduler`]: [`EventBridgeScheduler`], one schedule per task; [`schedule_request`] builds
 //!   every parameter as a pure function, so the cron, zone, window and input are unit-tested.
@@ -21,11 +24,13 @@ mod error;
 
 pub mod dynamodb;
 pub mod queue;
+pub mod retry;
 pub mod scheduler;
 pub mod secrets;
 
-pub use dynamodb::{DynamoDbStore, create_table};
+pub use dynamodb::{DynamoDbStore, create_table, create_table_waiting};
 pub use queue::{SqsPrecheckQueue, SqsSender, SqsStepQueue};
+pub use retry::RetryPolicy;
 pub use scheduler::{
     EventBridgeScheduler, ScheduleRequest, SchedulerConfig, SchedulerInput, schedule_request,
 };

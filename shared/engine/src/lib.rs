@@ -12,6 +12,8 @@
 //! - [`copy`]: the data copy — table shapes, the chunk planner, the chunk copier (LOAD DATA LOCAL
 //!   or INSERTs, idempotent, verified), and the parallel table copier with progress.
 //! - [`precheck`]: the precheck: each server's facts read once, then pure checks over them.
+//! - [`retry`]: [`RetryPolicy`], the jittered exponential backoff of a retried failure (a chunk's
+//!   deadlock or lost connection), its delays and count configurable.
 //! - [`crash`]: a test hook: `TIDEMARK_CRASH_AT=<point>` aborts the process at a named point.
 //! - [`error`]: the engine's errors ([`ConnectError`], and [`CopyError`] which wraps it); every
 //!   message names the endpoint or the table and the fix, never a secret.
@@ -22,9 +24,11 @@ pub mod crash;
 pub mod error;
 pub mod policy;
 pub mod precheck;
+pub mod retry;
 pub mod schema;
 
 pub use connect::{ConnectOptions, DEFAULT_CONNECT_TIMEOUT, Flavor, ServerInfo, connect, probe};
 pub use error::{ConnectError, CopyError, FactsError, Side};
 pub use precheck::run_precheck;
+pub use retry::RetryPolicy;
 pub use schema::{Phase, SchemaError, SchemaPlan, apply, plan_from_source, plan_schema};

@@ -164,6 +164,7 @@ pub fn options(workers: u32, verify: bool) -> CopyOptions {
         workers,
         verify,
         method: None,
+        retry: tidemark_engine::RetryPolicy::default(),
     }
 }
 

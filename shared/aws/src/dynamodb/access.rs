@@ -155,25 +155,17 @@ impl DynamoDbStore {
         let mut found: HashMap<String, TaskRecord> = HashMap::new();
         for chunk in ids.chunks(BATCH_GET_KEYS) {
             let keys: Vec<Item> = chunk.iter().map(|id| key(task_pk(id), TASK_SK)).collect();
-            let mut pending = Some(built(
+            let request = built(
                 "BatchGetItem",
                 KeysAndAttributes::builder()
                     .set_keys(Some(keys))
                     .consistent_read(true)
                     .build(),
-            )?);
-            let mut attempt = 0u32;
+            )?;
+            // Unprocessed keys mean the partition is throttled: back off before asking again.
+            let mut delays = self.retry.delays();
+            let mut pending = Some(request);
             while let Some(request) = pending.take() {
-                if attempt == 10 {
-                    return Err(StoreError::Backend {
-                        detail: "BatchGetItem left keys unprocessed after 10 attempts".into(),
-                        retryable: true,
-                    });
-                }
-                if attempt > 0 {
-                    let backoff = std::time::Duration::from_millis(50u64 << attempt.min(6));
-                    tokio::time::sleep(backoff).await;
-                }
                 let out = self
                     .client
                     .batch_get_item()
@@ -193,7 +185,13 @@ impl DynamoDbStore {
                     .unprocessed_keys
                     .and_then(|mut u| u.remove(&self.table))
                     .filter(|k| !k.keys.is_empty());
-                attempt += 1;
+                if pending.is_some() {
+                    delays
+                        .before_retry(|tries| {
+                            format!("BatchGetItem left keys unprocessed after {tries} attempts")
+                        })
+                        .await?;
+                }
             }
         }
         Ok(ids.iter().filter_map(|id| found.remove(id)).collect())

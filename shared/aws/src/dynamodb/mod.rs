@@ -26,10 +26,11 @@ use tidemark_core::state::{
 use tokio::task::JoinSet;
 
 use crate::error::{Failure, failure};
+use crate::retry::RetryPolicy;
 use access::{Expect, built};
 use items::*;
-pub use table::create_table;
 use table::{Query, delete_keys};
+pub use table::{create_table, create_table_waiting};
 
 /// How many conditional step writes `put_steps` keeps in flight.
 const PUT_STEPS_CONCURRENCY: usize = 16;
@@ -39,6 +40,8 @@ const PUT_STEPS_CONCURRENCY: usize = 16;
 pub struct DynamoDbStore {
     client: Client,
     table: String,
+    /// How a batch's unprocessed items are retried.
+    retry: RetryPolicy,
 }
 
 pub(crate) fn store_error(f: Failure) -> StoreError {
@@ -54,7 +57,14 @@ impl DynamoDbStore {
         DynamoDbStore {
             client,
             table: table.into(),
+            retry: RetryPolicy::default(),
         }
+    }
+
+    /// This store, retrying a batch's unprocessed items as `retry` says (tests shorten it).
+    pub fn with_retry(mut self, retry: RetryPolicy) -> DynamoDbStore {
+        self.retry = retry;
+        self
     }
 
     pub fn table_name(&self) -> &str {
@@ -169,7 +179,13 @@ impl StateStore for DynamoDbStore {
         for item in &task_items {
             if let Some(run_pk) = run_pk_of(id, string_attr(item, SK)?) {
                 let run_items = self.query(everything(&run_pk)).await?;
-                delete_keys(&self.client, &self.table, Self::keys_of(&run_items)?).await?;
+                delete_keys(
+                    &self.client,
+                    &self.table,
+                    Self::keys_of(&run_items)?,
+                    &self.retry,
+                )
+                .await?;
             }
         }
         let (task_item, others): (Vec<Item>, Vec<Item>) =
@@ -178,11 +194,11 @@ impl StateStore for DynamoDbStore {
                     .and_then(|v| v.as_s().ok())
                     .is_some_and(|s| s == TASK_SK)
             });
-        delete_keys(&self.client, &self.table, others).await?;
+        delete_keys(&self.client, &self.table, others, &self.retry).await?;
         // The task and its directory entry last, so a task stays listed until all else is gone.
         let mut last = task_item;
         last.push(key(DIRECTORY_PK, directory_sk(id)));
-        delete_keys(&self.client, &self.table, last).await
+        delete_keys(&self.client, &self.table, last, &self.retry).await
     }
 
     async fn put_precheck(

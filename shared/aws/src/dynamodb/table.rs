@@ -1,8 +1,6 @@
 //! Table-wide operations: creating the table (tests and local tooling; SAM creates it on AWS),
 //! paged Queries and batched deletes.
 
-use std::time::Duration;
-
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, DeleteRequest, KeySchemaElement, KeyType,
@@ -12,10 +10,22 @@ use tidemark_core::ports::StoreError;
 
 use super::items::{Item, PK, SK, s};
 use super::store_error;
+use crate::retry::RetryPolicy;
 
 /// Creates the state table (`pk`/`sk` strings, on demand), as template.yaml does, and waits
-/// until it is active. An existing table of that name is left as it is.
+/// until it is active (about a minute at most, [`RetryPolicy::TABLE_ACTIVE`]). An existing table
+/// of that name is left as it is.
 pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError> {
+    create_table_waiting(client, name, &RetryPolicy::TABLE_ACTIVE).await
+}
+
+/// [`create_table`], checking whether the table is active once and again after each of `wait`'s
+/// delays.
+pub async fn create_table_waiting(
+    client: &Client,
+    name: &str,
+    wait: &RetryPolicy,
+) -> Result<(), StoreError> {
     let attribute = |n: &str| {
         AttributeDefinition::builder()
             .attribute_name(n)
@@ -50,7 +60,8 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError>
             return Err(store_error(f));
         }
     }
-    for _ in 0..120 {
+    let mut delays = wait.delays();
+    loop {
         let described = client
             .describe_table()
             .table_name(name)
@@ -60,12 +71,10 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError>
         if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        delays
+            .before_retry(|checks| format!("table {name} was not active after {checks} checks"))
+            .await?;
     }
-    Err(StoreError::Backend {
-        detail: format!("table {name} did not become active within a minute"),
-        retryable: true,
-    })
 }
 
 /// One Query over a partition, optionally limited to a sort-key prefix.
@@ -125,11 +134,12 @@ pub(crate) async fn query(
     }
 }
 
-/// Deletes items by key, 25 a request, retrying what DynamoDB leaves unprocessed.
+/// Deletes items by key, 25 a request, retrying what DynamoDB leaves unprocessed as `retry` says.
 pub(crate) async fn delete_keys(
     client: &Client,
     table: &str,
     keys: Vec<Item>,
+    retry: &RetryPolicy,
 ) -> Result<(), StoreError> {
     let requests = keys
         .into_iter()
@@ -145,23 +155,10 @@ pub(crate) async fn delete_keys(
         })
         .collect::<Result<Vec<_>, _>>()?;
     for chunk in requests.chunks(25) {
+        // Unprocessed items mean the partition is throttled: back off before retrying them.
+        let mut delays = retry.delays();
         let mut pending = chunk.to_vec();
-        let mut attempt = 0u32;
         while !pending.is_empty() {
-            if attempt == 10 {
-                return Err(StoreError::Backend {
-                    detail: format!(
-                        "BatchWriteItem left {} deletes unprocessed after {attempt} attempts",
-                        pending.len()
-                    ),
-                    retryable: true,
-                });
-            }
-            if attempt > 0 {
-                // Unprocessed items mean the partition is throttled: back off before retrying.
-                let backoff = Duration::from_millis(50u64 << attempt.min(6));
-                tokio::time::sleep(backoff).await;
-            }
             let out = client
                 .batch_write_item()
                 .request_items(table, std::mem::take(&mut pending))
@@ -172,7 +169,16 @@ pub(crate) async fn delete_keys(
                 .unprocessed_items
                 .and_then(|mut u| u.remove(table))
                 .unwrap_or_default();
-            attempt += 1;
+            if !pending.is_empty() {
+                let left = pending.len();
+                delays
+                    .before_retry(|tries| {
+                        format!(
+                            "BatchWriteItem left {left} deletes unprocessed after {tries} attempts"
+                        )
+                    })
+                    .await?;
+            }
         }
     }
     Ok(())

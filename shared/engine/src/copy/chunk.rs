@@ -19,22 +19,13 @@ use super::plan::Chunk;
 use super::session::CopyEndpoints;
 use super::shape::TableShape;
 use super::sql::{SqlBuf, qualified, quote_ident};
+pub use super::types::{ChunkProgress, WriteMethod};
 use super::verify::{Checksum, RowDigest, SumSql, checksum_with, compare};
 use super::write::{self, RowsOut};
 use crate::error::{CopyError, Side};
 
 /// Server errors that mean "LOCAL INFILE is off here": fall back to INSERTs.
 const LOCAL_INFILE_REFUSED: &[u16] = &[1148, 3948, 4166];
-
-/// How rows are written to the destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WriteMethod {
-    /// MariaDB's `COM_STMT_BULK_EXECUTE` of one prepared INSERT.
-    Bulk,
-    LoadData,
-    Insert,
-}
 
 /// How to copy one chunk.
 #[derive(Debug, Clone, Copy)]
@@ -64,13 +55,6 @@ impl Default for ChunkOptions {
             method: None,
         }
     }
-}
-
-/// Rows and bytes sent so far, reported while a chunk runs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ChunkProgress {
-    pub rows: u64,
-    pub bytes: u64,
 }
 
 /// What one committed chunk did.

@@ -13,6 +13,8 @@
 //! - [`verify`]: the NULL-safe, float-exact row count and checksum of a range.
 //! - [`runner`]: planning tables and copying their chunks `workers` at a time, with progress.
 //! - [`sql`]: the one identifier quoting and the one value escaping function.
+//! - `types`: the plain types several of these share ([`WriteMethod`], [`ChunkProgress`],
+//!   [`DigestSql`]), so that the modules import each other without a cycle.
 //!
 //! The run orchestrator: `CopyEndpoints::open` once, `plan_table` per table after the schema's
 //! pre-data phase, then `copy_tables` (locally) or `copy_chunk` per queued chunk (on Lambda),
@@ -26,6 +28,7 @@ pub mod runner;
 pub mod session;
 pub mod shape;
 pub mod sql;
+mod types;
 pub mod verify;
 mod write;
 
@@ -35,8 +38,8 @@ pub use plan::{
 };
 pub use range::{KeyBound, KeyRange, KeyValue};
 pub use runner::{
-    CopyEvent, CopyOptions, TablePlan, TableReport, Verification, copy_chunk_retrying, copy_tables,
-    plan_table, plan_table_in_window, unique_checks_off,
+    CopyEvent, CopyOptions, TablePlan, TableReport, Verification, copy_chunk_retrying,
+    copy_chunk_with_retry, copy_tables, plan_table, plan_table_in_window, unique_checks_off,
 };
 pub use session::CopyEndpoints;
 pub use shape::{Column, ColumnKind, TableCopySpec, TableShape, read_shape};

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use backon::Retryable;
 use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
 use tidemark_core::Channel;
@@ -22,6 +23,7 @@ use super::session::CopyEndpoints;
 use super::shape::{TableCopySpec, TableShape, read_shape};
 use super::sql::qualified;
 use crate::error::CopyError;
+use crate::retry::RetryPolicy;
 
 /// One table, planned: its shape, its chunks, and whether the destination table was empty.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +91,8 @@ pub struct CopyOptions {
     pub verify: bool,
     /// `None`: LOAD DATA where the destination allows it.
     pub method: Option<WriteMethod>,
+    /// How a chunk that failed retryably is retried.
+    pub retry: RetryPolicy,
 }
 
 impl From<&Channel> for CopyOptions {
@@ -97,6 +101,7 @@ impl From<&Channel> for CopyOptions {
             workers: channel.workers,
             verify: channel.verify,
             method: None,
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -206,11 +211,12 @@ pub async fn copy_tables(
                     bytes: p.bytes,
                 })
             };
-            let result = copy_chunk_retrying(
+            let result = copy_chunk_with_retry(
                 &endpoints,
                 &plan.shape,
                 chunk,
                 &chunk_options,
+                &options.retry,
                 &report_progress,
             )
             .await;
@@ -248,7 +254,7 @@ pub async fn copy_tables(
     Ok(out)
 }
 
-/// Copies one chunk, retrying a retryable failure a few times with backoff. A chunk is
+/// Copies one chunk, retrying a retryable failure as [`RetryPolicy::default`] says. A chunk is
 /// idempotent (its range is cleared in the same transaction as the load), so a deadlock between
 /// neighbouring chunks, a lost connection or a restarted server is retried before it fails the
 /// copy.
@@ -259,32 +265,45 @@ pub async fn copy_chunk_retrying(
     options: &ChunkOptions,
     progress: &(dyn Fn(ChunkProgress) + Send + Sync),
 ) -> Result<ChunkReport, CopyError> {
-    let mut attempt = 0;
-    loop {
-        match copy_chunk(endpoints, shape, chunk, options, progress).await {
-            Err(e) if e.is_retryable() && attempt < CHUNK_RETRIES => {
-                attempt += 1;
-                tracing::warn!(chunk = %chunk.display(), attempt, error = %e, "retrying a chunk");
-                tokio::time::sleep(retry_backoff(attempt)).await;
-            }
-            other => return other,
-        }
-    }
+    let retry = RetryPolicy::default();
+    copy_chunk_with_retry(endpoints, shape, chunk, options, &retry, progress).await
+}
+
+/// [`copy_chunk_retrying`] with its retries' count and delays given.
+pub async fn copy_chunk_with_retry(
+    endpoints: &CopyEndpoints,
+    shape: &TableShape,
+    chunk: &Chunk,
+    options: &ChunkOptions,
+    retry: &RetryPolicy,
+    progress: &(dyn Fn(ChunkProgress) + Send + Sync),
+) -> Result<ChunkReport, CopyError> {
+    retrying(retry, &chunk.display(), || {
+        copy_chunk(endpoints, shape, chunk, options, progress)
+    })
+    .await
+}
+
+/// Runs `attempt` until it succeeds, fails with an error that retrying cannot fix, or `retry`
+/// has no retry left.
+async fn retrying<T, F, Fut>(retry: &RetryPolicy, what: &str, attempt: F) -> Result<T, CopyError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, CopyError>>,
+{
+    attempt
+        .retry(retry.delays())
+        .when(CopyError::is_retryable)
+        .notify(|error, delay| {
+            tracing::warn!(chunk = %what, ?delay, %error, "retrying a chunk");
+        })
+        .await
 }
 
 /// Whether a chunk of a table planned as `plan` loads with `unique_checks = 0`: only an empty
 /// destination table copied as one chunk, outside an incremental window.
 pub fn unique_checks_off(plan: &TablePlan, chunk: &Chunk) -> bool {
     plan.dest_was_empty && plan.chunks.len() == 1 && chunk.window.is_none()
-}
-
-/// How often a retryable chunk failure is retried before it fails the copy.
-const CHUNK_RETRIES: u32 = 4;
-
-/// 0.25 s, 0.5 s, 1 s, 2 s: long enough for a deadlock's partner to commit or a restarted
-/// server to come back, short enough to stay well inside a Lambda invocation.
-fn retry_backoff(attempt: u32) -> Duration {
-    Duration::from_millis(250 << attempt.saturating_sub(1).min(4))
 }
 
 type ChunkOutcome = (usize, Instant, Result<ChunkReport, CopyError>);
@@ -330,5 +349,78 @@ fn empty_report(plan: &TablePlan) -> TableReport {
         elapsed: Duration::ZERO,
         verification: Verification::Off,
         warning: plan.shape.key_warning.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    /// Tiny waits: the tests count tries, they do not wait for real.
+    fn quick(max_retries: usize) -> RetryPolicy {
+        RetryPolicy {
+            min_delay: Duration::from_micros(10),
+            max_delay: Duration::from_micros(40),
+            max_retries,
+        }
+    }
+
+    fn lost_stream() -> CopyError {
+        CopyError::Stream {
+            chunk: "chunk 0".into(),
+            detail: "connection reset".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retryable_failure_is_tried_once_plus_the_retries() {
+        for retries in [0, 1, 4] {
+            let tries = AtomicU32::new(0);
+            let result: Result<(), CopyError> = retrying(&quick(retries), "chunk 0", || async {
+                tries.fetch_add(1, Ordering::Relaxed);
+                Err(lost_stream())
+            })
+            .await;
+            assert!(
+                matches!(result, Err(CopyError::Stream { .. })),
+                "{result:?}"
+            );
+            assert_eq!(tries.load(Ordering::Relaxed), retries as u32 + 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failure_retrying_cannot_fix_is_not_retried() {
+        let tries = AtomicU32::new(0);
+        let result: Result<(), CopyError> = retrying(&quick(4), "chunk 0", || async {
+            tries.fetch_add(1, Ordering::Relaxed);
+            Err(CopyError::TableNotFound {
+                table: "`db`.`t`".into(),
+            })
+        })
+        .await;
+        assert!(matches!(result, Err(CopyError::TableNotFound { .. })));
+        assert_eq!(tries.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_retry_that_succeeds_returns_its_result() {
+        let tries = AtomicU32::new(0);
+        let result = retrying(&quick(4), "chunk 0", || async {
+            match tries.fetch_add(1, Ordering::Relaxed) {
+                0 | 1 => Err(lost_stream()),
+                n => Ok(n),
+            }
+        })
+        .await;
+        assert_eq!(result.ok(), Some(2));
+    }
+
+    #[test]
+    fn copy_options_from_a_channel_retry_as_today() {
+        let options = CopyOptions::from(&Channel::default());
+        assert_eq!(options.retry, RetryPolicy::default());
     }
 }

@@ -9,9 +9,8 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts};
 
-use super::chunk::WriteMethod;
 use super::sql::push_string_literal;
-use super::verify::DigestSql;
+use super::types::{DigestSql, WriteMethod};
 use crate::connect::{ConnectOptions, ServerInfo, connect};
 use crate::error::{CopyError, Side};
 

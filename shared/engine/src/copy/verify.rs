@@ -42,6 +42,7 @@ use super::range::KeyRange;
 use super::session::CopyEndpoints;
 use super::shape::{Column, ColumnKind, TableShape};
 use super::sql::{SqlBuf, qualified, quote_ident};
+pub use super::types::DigestSql;
 use crate::error::{CopyError, Side};
 
 /// A chunk's row count and checksum on one side.
@@ -50,29 +51,6 @@ pub struct Checksum {
     pub rows: u64,
     /// The exact decimal sum of the rows' CRC32s.
     pub sum: String,
-}
-
-/// How a server computes the row digest; both forms give the same number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DigestSql {
-    /// `CRC32(CRC32(CRC32(prefix), bytes1), bytes2)`: MariaDB 10.8+ (CRC32 with a running value).
-    Chained,
-    /// `CRC32(CONCAT(prefix, CAST(bytes1 AS BINARY), ..))`: every MySQL and MariaDB.
-    Concat,
-}
-
-impl DigestSql {
-    /// Asks the server whether it has the two-argument CRC32 (and that it chains as zlib does).
-    pub async fn probe(conn: &mut Conn) -> DigestSql {
-        let chained: Result<Option<u8>, _> = conn
-            .query_first("SELECT CRC32(CRC32('tide'), 'mark') = CRC32('tidemark')")
-            .await;
-        match chained {
-            Ok(Some(1)) => DigestSql::Chained,
-            _ => DigestSql::Concat,
-        }
-    }
 }
 
 /// How a server adds up the rows' CRCs; exact either way.

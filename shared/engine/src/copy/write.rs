@@ -21,12 +21,12 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Row, Statement};
 use tokio::sync::mpsc;
 
-use super::chunk::ChunkProgress;
 use super::encode::{
     BulkBatch, BulkEncoder, InsertEncoder, LoadEncoder, RowEncoder, insert_params_sql,
     load_data_sql,
 };
 use super::shape::TableShape;
+use super::types::ChunkProgress;
 use super::verify::RowDigest;
 use crate::error::CopyError;
 
