@@ -8,25 +8,14 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
 use tidemark_core::Policy;
 use tidemark_core::ports::StoreError;
 use tidemark_core::state::{StepKind, StepRecord, StepStatus};
 use tidemark_engine::copy::{Checksum, CopyEndpoints, check_committed};
 
-use crate::cycle::Ctx;
+use crate::context::Ctx;
 use crate::error::ServiceError;
-use crate::steps::{ChunkPayload, decode};
-
-/// What a Chunk step records of its checksum (as JSON in the step's `checksum`): the source's
-/// rows and sum, and whether the destination's side is still to be compared (by Finalize).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct StepChecksum {
-    pub rows: u64,
-    pub sum: String,
-    #[serde(default)]
-    pub pending: bool,
-}
+use crate::payload::{ChunkPayload, StepChecksum, decode};
 
 /// Whether a policy's chunks commit before the destination's side of their checksum is
 /// compared, leaving the comparison to Finalize, which runs it while the tables' secondary
@@ -123,7 +112,7 @@ mod tests {
     use tidemark_core::state::RunKey;
 
     use super::*;
-    use crate::steps::step;
+    use crate::payload::step;
 
     fn done_chunk(checksum: Option<&str>) -> StepRecord {
         let run = RunKey {

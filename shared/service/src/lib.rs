@@ -28,6 +28,7 @@
 pub mod allowlist;
 mod bounded;
 mod checks;
+mod context;
 pub mod cycle;
 pub mod driver;
 pub mod error;
@@ -36,8 +37,10 @@ mod jobs;
 pub mod lifecycle;
 pub mod local_schedule;
 pub mod passwords;
+mod payload;
 pub mod policies;
 pub mod precheck;
+mod precheck_queue;
 pub mod queued_precheck;
 pub mod runs;
 pub mod steps;

@@ -26,8 +26,8 @@ use tidemark_core::schedule::Schedule;
 use tidemark_core::state::{RunKey, RunStatus, RunTrigger, TaskRecord, TaskStatus};
 use tidemark_local::LocalScheduler;
 
+use crate::context::new_run;
 use crate::error::ServiceError;
-use crate::runs::new_run;
 use crate::tasks::TaskService;
 
 /// How late the loop may see a cycle and still run it.

@@ -21,24 +21,8 @@ use tidemark_core::ports::PrecheckQueue;
 use tidemark_core::state::{PrecheckState, PrecheckSummary, TaskRecord};
 
 use crate::error::ServiceError;
+pub(crate) use crate::precheck_queue::QueuedPrechecks;
 use crate::tasks::TaskService;
-
-/// Where prechecks go, and how long one counts as running.
-pub(crate) struct QueuedPrechecks {
-    queue: Arc<dyn PrecheckQueue>,
-    window: SignedDuration,
-}
-
-impl QueuedPrechecks {
-    fn within(&self, summary: &PrecheckSummary, now: Timestamp) -> bool {
-        now.duration_since(summary.at) < self.window
-    }
-
-    /// The window as a message says it (`360 s`).
-    pub(crate) fn describe_window(&self) -> String {
-        format!("{} s", self.window.as_secs())
-    }
-}
 
 /// What became of a delivered precheck.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,6 +11,7 @@ use tidemark_core::state::{
 };
 use tokio::sync::oneshot;
 
+use crate::context::new_run;
 use crate::cycle::{CycleEvent, CycleInput, manual_scheduled_time, run_cycle_with};
 use crate::error::ServiceError;
 use crate::lifecycle::conflict_shutting_down;
@@ -298,29 +299,6 @@ impl TaskService {
             return Err(run_over(&detail.run));
         }
         Ok(detail)
-    }
-}
-
-/// A run record as a cycle of this process starts it.
-pub(crate) fn new_run(
-    key: &RunKey,
-    trigger: RunTrigger,
-    status: RunStatus,
-    now: Timestamp,
-) -> RunRecord {
-    RunRecord {
-        key: key.clone(),
-        trigger,
-        status,
-        phase: None,
-        error: None,
-        created_at: now,
-        finished_at: None,
-        heartbeat: now,
-        chunks_total: 0,
-        chunks_done: 0,
-        plan: serde_json::Value::Null,
-        version: 1,
     }
 }
 

@@ -19,7 +19,7 @@ use tidemark_core::{EndpointSpec, PasswordSource, TaskSpec, parse_task_spec};
 use crate::allowlist::Allowlist;
 use crate::error::ServiceError;
 use crate::jobs::Jobs;
-use crate::queued_precheck::QueuedPrechecks;
+use crate::precheck_queue::QueuedPrechecks;
 
 /// The ports the use cases run over.
 #[derive(Clone)]
@@ -45,7 +45,7 @@ pub struct TaskService {
     pub(crate) ports: Ports,
     pub(crate) allowlist: Allowlist,
     pub(crate) jobs: Jobs,
-    pub(crate) worker: crate::worker::WorkerSlot,
+    pub(crate) worker: OnceLock<crate::driver::WorkerConfig>,
     /// Set where prechecks go through a queue (Lambda); unset, they run in this process.
     pub(crate) precheck_queue: OnceLock<QueuedPrechecks>,
     pub(crate) step_retry: std::sync::Mutex<crate::cycle::StepRetry>,
@@ -57,7 +57,7 @@ impl TaskService {
             ports,
             allowlist,
             jobs: Jobs::default(),
-            worker: crate::worker::WorkerSlot::new(),
+            worker: OnceLock::new(),
             precheck_queue: OnceLock::new(),
             step_retry: std::sync::Mutex::new(crate::cycle::StepRetry::default()),
         })

@@ -11,43 +11,22 @@
 //!   task's failure policy; [`TaskService::reap_stalled`] sweeps every run that is not over
 //!   (lost messages sent again, stalled runs failed).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
 
 use jiff::Timestamp;
-use tidemark_core::ports::{StepMessage, StepQueue};
+use tidemark_core::ports::StepMessage;
 use tidemark_core::state::{RunKey, RunStatus, RunTrigger, TaskStatus};
 
-use crate::cycle::{Ctx, CycleInput};
-use crate::driver::{
-    Driver, DriverConfig, EndpointPools, RunSubject, RunSubjects, StepOutcome, finish_of,
-    log_events,
-};
+use crate::context::new_run;
+use crate::context::{Ctx, CycleInput};
+pub use crate::driver::WorkerConfig;
+use crate::driver::{Driver, RunSubject, RunSubjects, StepOutcome, finish_of, log_events};
 use crate::error::ServiceError;
-use crate::runs::new_run;
 use crate::steps;
 use crate::tasks::TaskService;
-
-/// How a queue-driven worker reaches its queue and paces itself.
-#[derive(Clone)]
-pub struct WorkerConfig {
-    pub queue: Arc<dyn StepQueue>,
-    pub driver: DriverConfig,
-    /// Copy pools kept across the messages of a warm container.
-    pub pools: Arc<EndpointPools>,
-}
-
-impl WorkerConfig {
-    pub fn new(queue: Arc<dyn StepQueue>, owner: &str) -> WorkerConfig {
-        WorkerConfig {
-            queue,
-            driver: DriverConfig::new(owner),
-            pools: Arc::new(EndpointPools::new()),
-        }
-    }
-}
 
 /// What a cycle trigger did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,8 +40,6 @@ pub enum CycleStart {
     /// The task is gone, stopped or completed: nothing was done.
     Ignored(String),
 }
-
-pub(crate) type WorkerSlot = OnceLock<WorkerConfig>;
 
 impl TaskService {
     /// Makes this service drive runs through a step queue (run-cycle, run-worker).
@@ -344,7 +321,7 @@ impl TaskService {
         if let Err(e) = outcome {
             tracing::error!(task = %key.task_id, run = %key.time_key(), error = %e, "the run's clean-up could not run; the sweep tries it again");
             let warning = format!("the clean-up after this run could not run yet: {e}");
-            let _ = crate::cycle::update_run(self.ports.store.as_ref(), key, |r| {
+            let _ = crate::context::update_run(self.ports.store.as_ref(), key, |r| {
                 if let serde_json::Value::Object(plan) = &mut r.plan {
                     plan.insert(CLEAN_UP_PENDING.into(), serde_json::json!(true));
                     let warnings = plan

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tidemark_engine::RetryPolicy;
+
 use crate::steps;
 
 /// The driver's durations and counts. `Default` is what a host uses unless told otherwise.
@@ -44,34 +46,20 @@ impl DriverConfig {
         }
     }
 
-    /// The wait before retry `attempt` (1-based): `first_backoff * 2^(attempt-1)`, capped at
-    /// `max_backoff`, with up to a quarter taken off at random so that the steps of runs that
-    /// failed together do not come back together.
+    /// The wait before retry `attempt` (1-based): doubling from `first_backoff`, jittered (so
+    /// that the steps of runs that failed together do not come back together), never above
+    /// `max_backoff` — the engine's [`RetryPolicy`], one backoff for every retry.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let full = self
-            .first_backoff
-            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
-            .min(self.max_backoff);
-        let quarter = full / 4;
-        full - quarter.mul_f64(jitter())
+        let attempt = usize::try_from(attempt.max(1)).unwrap_or(usize::MAX);
+        RetryPolicy {
+            min_delay: self.first_backoff,
+            max_delay: self.max_backoff,
+            max_retries: attempt,
+        }
+        .delays()
+        .nth(attempt - 1)
+        .unwrap_or(self.max_backoff)
     }
-
-    /// The longest a step's retries may wait in all.
-    pub fn retry_window(&self) -> Duration {
-        (1..=self.step_attempts).map(|a| self.backoff(a)).sum()
-    }
-}
-
-/// A number in [0, 1) that differs from call to call (no cryptographic quality needed).
-fn jitter() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]
@@ -79,22 +67,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_up_to_its_cap_with_at_most_a_quarter_of_jitter() {
+    fn backoff_grows_jittered_within_its_bounds() {
         let mut config = DriverConfig::new("t");
         config.first_backoff = Duration::from_millis(400);
-        config.max_backoff = Duration::from_millis(2000);
-        for (attempt, full) in [(1, 400), (2, 800), (3, 1600), (4, 2000), (9, 2000)] {
-            let full = Duration::from_millis(full);
-            for _ in 0..50 {
+        config.max_backoff = Duration::from_millis(3200);
+        for attempt in 1..=9 {
+            for _ in 0..20 {
                 let wait = config.backoff(attempt);
                 assert!(
-                    wait <= full && wait >= full - full / 4,
+                    wait >= config.first_backoff && wait <= config.max_backoff,
                     "{attempt}: {wait:?}"
                 );
             }
         }
+        // The third retry waits at least twice the first's floor.
+        assert!(config.backoff(3) >= Duration::from_millis(1600));
         let waits: std::collections::HashSet<Duration> =
-            (0..20).map(|_| config.backoff(3)).collect();
+            (0..20).map(|_| config.backoff(2)).collect();
         assert!(waits.len() > 1, "no jitter: {waits:?}");
     }
 }

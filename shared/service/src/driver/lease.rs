@@ -9,7 +9,7 @@ use tidemark_core::ports::{Clock, StateStore};
 use tidemark_core::state::{RunKey, StepRecord, StepStatus};
 
 use super::DriverConfig;
-use crate::cycle::{Ctx, update_run};
+use crate::context::{Ctx, update_run};
 use crate::error::ServiceError;
 use crate::steps;
 

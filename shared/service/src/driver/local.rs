@@ -12,16 +12,17 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tidemark_core::ports::{
-    Clock, QueueError, ReceivedStep, StateStore, StepInbox, StepMessage, StepQueue, SystemClock,
+    Clock, QueueError, ReceivedStep, StateStore, StepInbox, StepMessage, StepQueue, StoreError,
+    SystemClock,
 };
-use tidemark_core::state::{RunKey, RunStatus, StepStatus};
+use tidemark_core::state::{RunKey, RunPhase, RunRecord, RunStatus, RunTrigger, StepStatus};
 use tidemark_engine::crash;
 use tidemark_local::MemoryQueue;
 
 use super::{
     Driver, DriverConfig, EndpointPools, RunEnd, RunSubject, RunSubjects, announce_tables,
 };
-use crate::cycle::{Ctx, CycleInput, CycleReport, Events, StepRetry, start_run};
+use crate::context::{Ctx, CycleInput, Events, TableOutcome, update_run};
 use crate::error::ServiceError;
 use crate::steps;
 
@@ -29,6 +30,85 @@ use crate::steps;
 /// visible with no send), and how often it sweeps the run.
 const POLL: Duration = Duration::from_millis(50);
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// A finished cycle.
+#[derive(Debug, Clone)]
+pub struct CycleReport {
+    pub run: RunRecord,
+    pub tables: Vec<TableOutcome>,
+    pub warnings: Vec<String>,
+    pub elapsed: Duration,
+}
+
+/// How a run in this process rides out a transient failure (an endpoint restarting, a dropped
+/// connection, a deadlock) that outlasted a chunk's own retries: the steps are driven again from
+/// where they stopped, after a backoff, up to `attempts` more times — committed chunks are not
+/// copied again. A failure that is not retryable (a wrong spec, a privilege, a statement the
+/// server refuses) fails the run at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepRetry {
+    pub attempts: u32,
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for StepRetry {
+    /// 1, 2, 4, 8, 16 and 30 s: an endpoint that is back within about a minute loses no run.
+    fn default() -> StepRetry {
+        StepRetry {
+            attempts: 6,
+            first_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Creates the run, or takes over one for the same scheduled time that a dead process left
+/// unfinished (its steps say where it stopped): `true` then. A finished one is not run again.
+pub(crate) async fn start_run(
+    store: &dyn StateStore,
+    clock: &dyn Clock,
+    key: &RunKey,
+    trigger: RunTrigger,
+) -> Result<bool, ServiceError> {
+    let now = clock.now();
+    let run = RunRecord {
+        key: key.clone(),
+        trigger,
+        status: RunStatus::Running,
+        phase: Some(RunPhase::Schema),
+        error: None,
+        created_at: now,
+        finished_at: None,
+        heartbeat: now,
+        chunks_total: 0,
+        chunks_done: 0,
+        plan: serde_json::Value::Null,
+        version: 1,
+    };
+    if store.create_run(&run).await? {
+        return Ok(false);
+    }
+    let existing = store
+        .get_run(key)
+        .await?
+        .ok_or_else(|| StoreError::NotFound {
+            what: format!("run {}", key.time_key()),
+        })?;
+    if existing.status.is_final() {
+        return Err(ServiceError::AlreadyRan {
+            scheduled_time: key.time_key(),
+            status: format!("{:?}", existing.status).to_lowercase(),
+        });
+    }
+    update_run(store, key, |r| {
+        r.status = RunStatus::Running;
+        r.error = None;
+        r.heartbeat = now;
+    })
+    .await?;
+    Ok(true)
+}
 
 /// The one task of a `run_cycle`.
 struct OneTask<'a> {

@@ -41,12 +41,13 @@ use async_trait::async_trait;
 use secrecy::SecretString;
 use tidemark_core::TaskSpec;
 use tidemark_core::ports::{Clock, StateStore, StepMessage, StepQueue};
+
 use tidemark_core::state::{RunKey, RunPhase, RunStatus, StepKind, StepRecord, StepStatus};
 
 pub use config::DriverConfig;
 pub use pools::EndpointPools;
 
-use crate::cycle::{Ctx, CycleEvent, CycleInput, Events, update_run};
+use crate::context::{Ctx, CycleEvent, CycleInput, Events, update_run};
 use crate::error::ServiceError;
 use crate::steps;
 
@@ -103,6 +104,25 @@ pub trait RunSubjects: Send + Sync {
     /// The task of runs of `task_id`; `None` when the task is gone. An error that is not
     /// retryable (a password that cannot be read) fails the run.
     async fn subject(&self, task_id: &str) -> Result<Option<RunSubject>, ServiceError>;
+}
+
+/// How a queue-driven worker reaches its queue and paces itself.
+#[derive(Clone)]
+pub struct WorkerConfig {
+    pub queue: Arc<dyn StepQueue>,
+    pub driver: DriverConfig,
+    /// Copy pools kept across the messages of a warm container.
+    pub pools: Arc<EndpointPools>,
+}
+
+impl WorkerConfig {
+    pub fn new(queue: Arc<dyn StepQueue>, owner: &str) -> WorkerConfig {
+        WorkerConfig {
+            queue,
+            driver: DriverConfig::new(owner),
+            pools: Arc::new(EndpointPools::new()),
+        }
+    }
 }
 
 /// The one driver of runs, over the ports of the host it runs in.

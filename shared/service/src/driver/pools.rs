@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tidemark_engine::ConnectOptions;
 use tidemark_engine::copy::CopyEndpoints;
 
-use crate::cycle::Ctx;
+use crate::context::Ctx;
 use crate::error::ServiceError;
 
 /// How long a pool pair nobody used stays open.

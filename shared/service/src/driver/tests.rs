@@ -12,9 +12,9 @@ use tidemark_core::state::{RunKey, RunStatus, RunTrigger, StepKind, StepRecord, 
 use tidemark_local::{MemoryQueue, MemoryStore};
 
 use super::{Driver, DriverConfig, EndpointPools, RunSubject, RunSubjects, StepOutcome};
-use crate::cycle::Events;
+use crate::context::Events;
+use crate::context::new_run;
 use crate::error::ServiceError;
-use crate::runs::new_run;
 use crate::steps;
 
 /// A clock the test moves.
@@ -71,7 +71,7 @@ impl Rig {
         let mut run = new_run(&key, RunTrigger::Schedule, RunStatus::Running, clock.now());
         run.chunks_total = chunks;
         assert!(store.create_run(&run).await.expect("run"));
-        let mut list = vec![steps::step(
+        let mut list = vec![crate::payload::step(
             &key,
             steps::SCHEMA_STEP,
             StepKind::Schema,
@@ -79,9 +79,14 @@ impl Rig {
         )];
         list[0].status = StepStatus::Done;
         for n in 1..=chunks {
-            list.push(steps::step(&key, n, StepKind::Chunk, serde_json::json!({})));
+            list.push(crate::payload::step(
+                &key,
+                n,
+                StepKind::Chunk,
+                serde_json::json!({}),
+            ));
         }
-        list.push(steps::step(
+        list.push(crate::payload::step(
             &key,
             chunks + 1,
             StepKind::Finalize,

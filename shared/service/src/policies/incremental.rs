@@ -34,9 +34,9 @@ use tidemark_engine::schema::{
 use tidemark_engine::copy::CopyEndpoints;
 use tidemark_engine::crash;
 
-use crate::cycle::{CopyJob, Ctx, plan_copy};
+use crate::context::{CopyJob, Ctx, plan_copy};
 use crate::error::ServiceError;
-use crate::steps::{Finish, Prepared};
+use crate::payload::{Finish, Prepared};
 
 /// One table's part of a run.
 struct TableRun<'p> {

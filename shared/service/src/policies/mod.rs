@@ -13,7 +13,7 @@ use mysql_async::Conn;
 use tidemark_core::FieldError;
 use tidemark_engine::schema::{DdlStatement, ObjectKind, OnExisting, apply_statements};
 
-use crate::cycle::Ctx;
+use crate::context::Ctx;
 use crate::error::ServiceError;
 
 pub(crate) fn invalid(e: FieldError) -> ServiceError {

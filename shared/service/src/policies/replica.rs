@@ -15,9 +15,9 @@ use tidemark_engine::schema::{DdlStatement, OnExisting};
 use tidemark_engine::{Phase, apply};
 
 use super::invalid;
-use crate::cycle::{CopyJob, Ctx, plan_copy};
+use crate::context::{CopyJob, Ctx, plan_copy};
 use crate::error::ServiceError;
-use crate::steps::{Finish, Prepared, TableEntry};
+use crate::payload::{Finish, Prepared, TableEntry};
 
 /// The selection with every database renamed to its replica of the cycle at `scheduled`.
 pub fn replica_objects(

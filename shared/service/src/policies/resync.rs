@@ -31,9 +31,9 @@ use tidemark_engine::plan_from_source;
 
 use tidemark_engine::copy::{CopyEndpoints, TablePlan as EnginePlan};
 
-use crate::cycle::{CopyJob, Ctx, plan_copy};
+use crate::context::{CopyJob, Ctx, plan_copy};
 use crate::error::ServiceError;
-use crate::steps::{Finish, Prepared, TableEntry};
+use crate::payload::{Finish, Prepared, TableEntry};
 
 /// A resync's plan: the task's own (its names, views, routines, triggers), the shadows' (the
 /// same tables under their shadow names), and the swap.

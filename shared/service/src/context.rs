@@ -1,0 +1,371 @@
+//! What every step of a run works with: its input (the task's spec and passwords), the events
+//! it reports, and [`Ctx`], the run's record and endpoints as a step sees them. A leaf below the
+//! steps, the policies and the driver.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use secrecy::SecretString;
+use tidemark_core::ports::{Clock, StateStore, StoreError};
+use tidemark_core::state::{RunKey, RunPhase, RunRecord, RunStatus, RunTrigger};
+use tidemark_core::{DatabaseSelection, MigrationType, TaskSpec};
+use tidemark_engine::copy::{
+    CopyEndpoints, RowWindow, TableCopySpec, TablePlan as EnginePlan, chunk_bytes, plan_table,
+    plan_table_in_window,
+};
+use tidemark_engine::schema::{SchemaPlan, TablePlan};
+use tidemark_engine::{ConnectOptions, connect, plan_from_source};
+
+use crate::error::ServiceError;
+use crate::payload::TableEntry;
+
+/// One table's outcome; `table` and `dest_table` are `db.table` (source and destination names).
+pub use tidemark_engine::copy::TableReport as TableOutcome;
+
+/// What a cycle reports while it runs (for progress bars and logs). `table` is the source
+/// table as `db.table`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CycleEvent {
+    Phase(RunPhase),
+    TablePlanned {
+        table: String,
+        dest_table: String,
+        chunks: u32,
+        estimated_rows: u64,
+    },
+    /// Rows and bytes sent since the last event of this table.
+    Progress {
+        table: String,
+        rows: u64,
+        bytes: u64,
+    },
+    ChunkDone {
+        table: String,
+    },
+    Warning(String),
+}
+
+/// Everything one cycle needs.
+pub struct CycleInput<'a> {
+    pub task_id: &'a str,
+    pub spec: &'a TaskSpec,
+    pub scheduled_time: Timestamp,
+    pub trigger: RunTrigger,
+    pub source_password: SecretString,
+    pub destination_password: SecretString,
+}
+
+impl<'a> CycleInput<'a> {
+    /// The input of a stored task's run `key`, with both passwords read.
+    pub fn of_task(
+        task: &'a tidemark_core::state::TaskRecord,
+        key: &RunKey,
+        trigger: RunTrigger,
+        (source_password, destination_password): (SecretString, SecretString),
+    ) -> CycleInput<'a> {
+        CycleInput {
+            task_id: &task.id,
+            spec: &task.spec,
+            scheduled_time: key.scheduled_time,
+            trigger,
+            source_password,
+            destination_password,
+        }
+    }
+}
+
+pub type Events = Arc<dyn Fn(CycleEvent) + Send + Sync>;
+
+/// Reads the run, changes it and writes it back, again on a lost race (a chunk's counter moved
+/// its version): the change is applied to what is stored now, never to a stale copy.
+pub(crate) async fn update_run(
+    store: &dyn StateStore,
+    key: &RunKey,
+    change: impl Fn(&mut RunRecord),
+) -> Result<RunRecord, ServiceError> {
+    loop {
+        let mut run = store
+            .get_run(key)
+            .await?
+            .ok_or_else(|| StoreError::NotFound {
+                what: format!("run {} of task {}", key.time_key(), key.task_id),
+            })?;
+        change(&mut run);
+        match store.update_run(&run).await {
+            Ok(version) => {
+                run.version = version;
+                return Ok(run);
+            }
+            Err(e) if e.is_conflict() => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// What every step of a cycle needs: the run, the endpoints, the spec, the events, and the
+/// plan the run records (replica names, windows, triggers set aside), written as it grows.
+pub(crate) struct Ctx<'a> {
+    pub store: &'a dyn StateStore,
+    pub clock: &'a dyn Clock,
+    pub key: &'a RunKey,
+    pub input: &'a CycleInput<'a>,
+    pub source: ConnectOptions,
+    pub destination: ConnectOptions,
+    pub on_event: &'a Events,
+    pub warnings: Vec<String>,
+    pub record: serde_json::Map<String, serde_json::Value>,
+}
+
+impl<'a> Ctx<'a> {
+    /// A run's context, with what the run recorded so far (a run taken over keeps its record).
+    pub async fn new(
+        store: &'a dyn StateStore,
+        clock: &'a dyn Clock,
+        key: &'a RunKey,
+        input: &'a CycleInput<'a>,
+        on_event: &'a Events,
+    ) -> Result<Ctx<'a>, ServiceError> {
+        let record = match store.get_run(key).await? {
+            Some(run) => match run.plan {
+                serde_json::Value::Object(map) => map,
+                _ => serde_json::Map::new(),
+            },
+            None => serde_json::Map::new(),
+        };
+        let warnings = record
+            .get("warnings")
+            .and_then(|w| serde_json::from_value(w.clone()).ok())
+            .unwrap_or_default();
+        Ok(Ctx {
+            store,
+            clock,
+            key,
+            input,
+            source: ConnectOptions::from_endpoint(
+                &input.spec.source,
+                input.source_password.clone(),
+            ),
+            destination: ConnectOptions::from_endpoint(
+                &input.spec.destination,
+                input.destination_password.clone(),
+            ),
+            on_event,
+            warnings,
+            record,
+        })
+    }
+
+    /// Records the run's end: succeeded, or failed with the error (unless it already ended —
+    /// cancelled, or failed by the reaper — which stays as it is).
+    pub async fn finish_run<T, E: std::fmt::Display>(
+        &mut self,
+        outcome: &Result<T, E>,
+    ) -> Result<RunRecord, ServiceError> {
+        self.record
+            .insert("warnings".into(), serde_json::json!(self.warnings));
+        let record = serde_json::Value::Object(self.record.clone());
+        let now = self.clock.now();
+        update_run(self.store, self.key, |run| {
+            if run.status.is_final() {
+                return;
+            }
+            run.phase = None;
+            run.finished_at = Some(now);
+            run.heartbeat = now;
+            match outcome {
+                Ok(_) => run.status = RunStatus::Succeeded,
+                Err(e) => {
+                    run.status = RunStatus::Failed;
+                    run.error = Some(e.to_string());
+                }
+            }
+            run.plan = record.clone();
+        })
+        .await
+    }
+
+    pub fn spec(&self) -> &TaskSpec {
+        self.input.spec
+    }
+
+    pub fn with_schema(&self) -> bool {
+        self.spec().migration_types.contains(&MigrationType::Schema)
+    }
+
+    pub fn with_data(&self) -> bool {
+        self.spec().migration_types.contains(&MigrationType::Data)
+    }
+
+    pub fn warn(&mut self, warning: String) {
+        if self.warnings.contains(&warning) {
+            return;
+        }
+        (self.on_event)(CycleEvent::Warning(warning.clone()));
+        self.warnings.push(warning);
+    }
+
+    /// Moves the run to `phase` unless it is there already (several chunk steps start at once):
+    /// the event is told once, by the step whose write moved it.
+    pub async fn enter_phase(&self, phase: RunPhase) -> Result<(), ServiceError> {
+        let now = self.clock.now();
+        let moved = std::sync::atomic::AtomicBool::new(false);
+        update_run(self.store, self.key, |r| {
+            let differs = r.phase != Some(phase);
+            moved.store(differs, std::sync::atomic::Ordering::Relaxed);
+            r.phase = Some(phase);
+            r.heartbeat = now;
+        })
+        .await?;
+        if moved.load(std::sync::atomic::Ordering::Relaxed) {
+            (self.on_event)(CycleEvent::Phase(phase));
+        }
+        Ok(())
+    }
+
+    /// Moves the run to `phase` (and refreshes its heartbeat).
+    pub async fn phase(&self, phase: RunPhase) -> Result<(), ServiceError> {
+        let now = self.clock.now();
+        update_run(self.store, self.key, |r| {
+            r.phase = Some(phase);
+            r.heartbeat = now;
+        })
+        .await?;
+        (self.on_event)(CycleEvent::Phase(phase));
+        Ok(())
+    }
+
+    /// Writes what the run has recorded so far (its warnings too) onto it, so that a run that
+    /// dies leaves it and the next step, in whatever process, starts from it.
+    pub async fn save_record(&mut self) -> Result<(), ServiceError> {
+        self.record
+            .insert("warnings".into(), serde_json::json!(self.warnings));
+        let plan = serde_json::Value::Object(self.record.clone());
+        let now = self.clock.now();
+        update_run(self.store, self.key, |r| {
+            r.plan = plan.clone();
+            r.heartbeat = now;
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub async fn source_conn(&self) -> Result<mysql_async::Conn, ServiceError> {
+        connect(&self.source)
+            .await
+            .map_err(|source| ServiceError::Connect {
+                role: "source",
+                source,
+            })
+    }
+
+    pub async fn destination_conn(&self) -> Result<mysql_async::Conn, ServiceError> {
+        connect(&self.destination)
+            .await
+            .map_err(|source| ServiceError::Connect {
+                role: "destination",
+                source,
+            })
+    }
+
+    pub async fn read_plan(
+        &mut self,
+        objects: &[DatabaseSelection],
+    ) -> Result<SchemaPlan, ServiceError> {
+        let plan = read_plan(&self.source, objects).await?;
+        for warning in &plan.warnings {
+            self.warn(warning.to_string());
+        }
+        Ok(plan)
+    }
+}
+
+/// One table to copy, and the window of an incremental run (`None`: the whole table).
+pub(crate) struct CopyJob<'a> {
+    pub table: &'a TablePlan,
+    pub window: Option<RowWindow>,
+}
+
+async fn read_plan(
+    source: &ConnectOptions,
+    objects: &[DatabaseSelection],
+) -> Result<SchemaPlan, ServiceError> {
+    let mut src = connect(source).await.map_err(|e| ServiceError::Connect {
+        role: "source",
+        source: e,
+    })?;
+    let plan = plan_from_source(&mut src, objects).await;
+    let _ = src.disconnect().await;
+    Ok(plan?)
+}
+
+/// Plans the jobs' chunks (the tables exist on the destination, with their primary keys) and
+/// describes each table for the run's report.
+pub(crate) async fn plan_copy(
+    ctx: &mut Ctx<'_>,
+    endpoints: &CopyEndpoints,
+    jobs: &[CopyJob<'_>],
+) -> Result<(Vec<EnginePlan>, Vec<TableEntry>), ServiceError> {
+    if !ctx.with_data() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let target = chunk_bytes(ctx.spec().channel.chunk_mb);
+    let mut plans = Vec::with_capacity(jobs.len());
+    let mut entries = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let table = job.table;
+        let copy_spec = TableCopySpec {
+            source_db: table.source_database.clone(),
+            source_table: table.source_table.clone(),
+            dest_db: table.target_database.clone(),
+            dest_table: table.target_table.clone(),
+            columns: Some(
+                table
+                    .columns
+                    .iter()
+                    .filter(|c| !c.generated)
+                    .map(|c| (c.source.clone(), c.target.clone()))
+                    .collect(),
+            ),
+        };
+        let table_plan = match &job.window {
+            Some(window) => plan_table_in_window(endpoints, &copy_spec, target, window).await?,
+            None => plan_table(endpoints, &copy_spec, target).await?,
+        };
+        if let Some(warning) = &table_plan.shape.key_warning {
+            ctx.warn(warning.clone());
+        }
+        entries.push(TableEntry {
+            table: format!("{}.{}", table.source_database, table.source_table),
+            dest_table: format!("{}.{}", table.target_database, table.target_table),
+            chunks: u32::try_from(table_plan.chunks.len()).unwrap_or(u32::MAX),
+            estimated_rows: table_plan.chunks.iter().map(|c| c.estimated_rows).sum(),
+            upsert: job.window.is_some(),
+            warning: table_plan.shape.key_warning.clone(),
+        });
+        plans.push(table_plan);
+    }
+    Ok((plans, entries))
+}
+
+/// A run record as a cycle of this process starts it.
+pub(crate) fn new_run(
+    key: &RunKey,
+    trigger: RunTrigger,
+    status: RunStatus,
+    now: Timestamp,
+) -> RunRecord {
+    RunRecord {
+        key: key.clone(),
+        trigger,
+        status,
+        phase: None,
+        error: None,
+        created_at: now,
+        finished_at: None,
+        heartbeat: now,
+        chunks_total: 0,
+        chunks_done: 0,
+        plan: serde_json::Value::Null,
+        version: 1,
+    }
+}
