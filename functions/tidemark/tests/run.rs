@@ -388,3 +388,121 @@ fn a_bad_spec_exits_2_naming_the_field() {
     // A rejected spec writes nothing: not even the data directory.
     assert!(!work.data_dir().exists(), "a bad spec created the state");
 }
+
+/// A data directory written by the version before the one run driver (commit fe831f8): an
+/// incremental task `compat` whose first run succeeded (3000 rows, a watermark) and whose second
+/// run was killed (`TIDEMARK_CRASH_AT=chunk.committed`) with its only chunk committed but its step
+/// still leased. Every record loads, and the next `tidemark run` resumes the unfinished run to a
+/// verified finish.
+#[tokio::test]
+async fn a_data_dir_of_the_previous_version_loads_and_its_unfinished_run_is_resumed() {
+    let work = Workdir::new();
+    std::fs::create_dir_all(work.data_dir()).expect("data dir");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/state-fe831f8.sqlite"
+        ),
+        work.data_dir().join("state.sqlite"),
+    )
+    .expect("copy the fixture");
+    let store = SqliteStore::open(&work.data_dir().join("state.sqlite")).expect("open state");
+    let runs = store
+        .list_runs("local-compat", 10, None)
+        .await
+        .expect("runs load")
+        .items;
+    let statuses: Vec<RunStatus> = runs.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, vec![RunStatus::Running, RunStatus::Succeeded]);
+    for run in &runs {
+        let steps = store.list_steps(&run.key).await.expect("steps load");
+        assert_eq!(steps.len(), 3, "{steps:?}");
+    }
+    let mark = store
+        .get_watermark("local-compat", "tm_compat.ev")
+        .await
+        .expect("watermark loads")
+        .expect("a watermark");
+    assert_eq!(mark.value, "2026-11-03 02:00:00.000000");
+    drop(store);
+
+    // The servers as they were: the source with the rows of both runs, the destination with the
+    // first run's (the committed chunk of the second is upserted again).
+    let (src, dst) = (source(), destination());
+    src.exec(&[
+        "DROP DATABASE IF EXISTS tm_compat",
+        "CREATE DATABASE tm_compat",
+        "CREATE TABLE tm_compat.ev (id INT PRIMARY KEY, v VARCHAR(100) NOT NULL, \
+         updated_at DATETIME(6) NOT NULL, KEY ix_updated (updated_at))",
+        "INSERT INTO tm_compat.ev SELECT seq, REPEAT(CHAR(65 + seq % 26), 90), \
+         TIMESTAMP'2026-11-01 00:00:00' + INTERVAL seq MINUTE FROM tm_compat.seq_1_to_3000",
+        "INSERT INTO tm_compat.ev SELECT 3000 + seq, REPEAT('n', 90), \
+         TIMESTAMP'2026-11-20 00:00:00' + INTERVAL seq MINUTE FROM tm_compat.seq_1_to_2000",
+    ])
+    .await;
+    dst.exec(&[
+        "DROP DATABASE IF EXISTS tm_compat_dst",
+        "CREATE DATABASE tm_compat_dst",
+        "CREATE TABLE tm_compat_dst.ev (id INT PRIMARY KEY, v VARCHAR(100) NOT NULL, \
+         updated_at DATETIME(6) NOT NULL, KEY ix_updated (updated_at))",
+    ])
+    .await;
+    let mut conn = src.conn().await;
+    let rows: Vec<(i32, String, String)> = mysql_async::prelude::Queryable::query(
+        &mut conn,
+        "SELECT id, v, CAST(updated_at AS CHAR) FROM tm_compat.ev WHERE id <= 3000",
+    )
+    .await
+    .expect("first run's rows");
+    drop(conn);
+    let mut conn = dst.conn().await;
+    mysql_async::prelude::Queryable::exec_batch(
+        &mut conn,
+        "INSERT INTO tm_compat_dst.ev VALUES (?, ?, ?)",
+        rows,
+    )
+    .await
+    .expect("the first run's copy");
+    drop(conn);
+
+    let mut task = spec("tm_compat", "tm_compat_dst", destination().endpoint_json());
+    task["name"] = "compat".into();
+    task["policy"] =
+        serde_json::json!({ "mode": "incremental", "lag_seconds": 0, "lookback_seconds": 0 });
+    task["objects"] = serde_json::json!([{ "database": "tm_compat", "rename": "tm_compat_dst",
+        "tables": [{ "name": "ev", "timestamp_column": "updated_at" }] }]);
+    let out = work.run(&task, &[]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("resuming the run of `compat` scheduled at 2026-12-02T02:30:00Z"),
+        "{stderr}"
+    );
+    let columns = "id, v, updated_at";
+    assert_eq!(
+        rows_hash(&src, "tm_compat", "ev", columns).await,
+        rows_hash(&dst, "tm_compat_dst", "ev", columns).await
+    );
+    let store = SqliteStore::open(&work.data_dir().join("state.sqlite")).expect("open state");
+    let mark = store
+        .get_watermark("local-compat", "tm_compat.ev")
+        .await
+        .expect("read")
+        .expect("mark");
+    assert_eq!(
+        mark.value, "2026-11-21 09:20:00.000000",
+        "the watermark moved on"
+    );
+    let runs = store
+        .list_runs("local-compat", 10, None)
+        .await
+        .expect("runs")
+        .items;
+    assert_eq!(runs.len(), 2, "resumed, not a new run beside it: {runs:?}");
+    assert!(
+        runs.iter().all(|r| r.status == RunStatus::Succeeded),
+        "{runs:?}"
+    );
+    src.exec(&["DROP DATABASE tm_compat"]).await;
+    dst.exec(&["DROP DATABASE tm_compat_dst"]).await;
+}
