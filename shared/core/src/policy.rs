@@ -217,6 +217,7 @@ mod tests {
             heartbeat: t,
             chunks_total: 0,
             chunks_done: 0,
+            chunks_dispatched: 0,
             plan,
             version: 1,
         }

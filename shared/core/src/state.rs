@@ -146,6 +146,10 @@ pub struct RunRecord {
     /// worker that commits the last chunk knows it is the last).
     pub chunks_total: u32,
     pub chunks_done: u32,
+    /// Chunk steps sent, in number order: `chunks_dispatched - chunks_done` are in flight, which
+    /// the dispatch keeps at most `channel.workers` (absent, 0, on records of earlier versions).
+    #[serde(default)]
+    pub chunks_dispatched: u32,
     /// The policy's plan for this run (replica names, the incremental window, ...), as the
     /// Schema step wrote it.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]

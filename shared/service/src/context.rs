@@ -365,6 +365,7 @@ pub(crate) fn new_run(
         heartbeat: now,
         chunks_total: 0,
         chunks_done: 0,
+        chunks_dispatched: 0,
         plan: serde_json::Value::Null,
         version: 1,
     }

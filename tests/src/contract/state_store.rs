@@ -57,6 +57,7 @@ pub fn run(task_id: &str, scheduled: &str) -> RunRecord {
         heartbeat: at(scheduled),
         chunks_total: 0,
         chunks_done: 0,
+        chunks_dispatched: 0,
         plan: serde_json::Value::Null,
         version: 1,
     }

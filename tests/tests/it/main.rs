@@ -9,6 +9,7 @@ mod copy_support;
 mod copy_verify;
 mod docs;
 mod lambda;
+mod logins;
 mod policy_incremental;
 mod policy_replica;
 mod policy_resync;

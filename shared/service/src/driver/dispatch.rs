@@ -5,8 +5,10 @@
 //! each chunk's end fills it again, which sends the next chunk. A step goes from `Pending` to
 //! `Queued` with a conditional write before its message is sent, so two workers finishing at
 //! once never send the same step, and Finalize is sent once, by the worker whose write wins.
-//! Two chunks finishing at the same instant may each see the other still running and leave
-//! one message more in flight for a moment; never more than that.
+//! Chunks are sent in number order and the run counts them (`chunks_dispatched`), so after a
+//! chunk's end [`Driver::dispatch_next`] reads the run record alone, however many steps the run
+//! has; [`Driver::dispatch`], which reads every step, serves the Schema step's end, duplicates
+//! and the sweep, and puts the count right where a crash left it behind.
 
 use tidemark_core::state::{RunKey, RunStatus, StepKind, StepRecord, StepStatus};
 
@@ -44,6 +46,11 @@ impl Driver<'_> {
         let mut room = usize::try_from(workers.max(1))
             .unwrap_or(1)
             .saturating_sub(in_flight);
+        let mut highest = chunks()
+            .filter(|s| s.status != StepStatus::Pending)
+            .map(|s| s.n)
+            .max()
+            .unwrap_or(0);
         for step in chunks().filter(|s| s.status == StepStatus::Pending) {
             if room == 0 {
                 break;
@@ -52,7 +59,66 @@ impl Driver<'_> {
                 self.send(key, step.n, None).await?;
                 room -= 1;
             }
+            highest = highest.max(step.n);
         }
+        self.count_dispatched(key, highest).await
+    }
+
+    /// After a chunk's end: the next chunk in number order if the run has room for it, or
+    /// Finalize (once) when every chunk is done. Reads the run record, not the steps.
+    pub(crate) async fn dispatch_next(
+        &self,
+        key: &RunKey,
+        workers: u32,
+    ) -> Result<(), ServiceError> {
+        let (run, picked) = loop {
+            let Some(mut run) = self.store.get_run(key).await? else {
+                return Ok(());
+            };
+            if run.status.is_final() {
+                return Ok(());
+            }
+            if run.chunks_done >= run.chunks_total {
+                break (run, None);
+            }
+            let in_flight = run.chunks_dispatched.saturating_sub(run.chunks_done);
+            if run.chunks_dispatched >= run.chunks_total || in_flight >= workers.max(1) {
+                return Ok(());
+            }
+            run.chunks_dispatched += 1;
+            match self.store.update_run(&run).await {
+                Ok(_) => {
+                    let n = run.chunks_dispatched;
+                    break (run, Some(n));
+                }
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        // The next chunk, or Finalize after the last.
+        let n = picked.unwrap_or(run.chunks_total + 1);
+        if let Some(step) = self.store.get_step(key, n).await?
+            && step.status == StepStatus::Pending
+            && (picked.is_some() || step.kind == StepKind::Finalize)
+            && self.mark_queued(step).await?
+        {
+            self.send(key, n, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Records that the chunks up to `highest` were sent (the count never goes back).
+    async fn count_dispatched(&self, key: &RunKey, highest: u32) -> Result<(), ServiceError> {
+        let Some(run) = self.store.get_run(key).await? else {
+            return Ok(());
+        };
+        if run.chunks_dispatched >= highest {
+            return Ok(());
+        }
+        crate::context::update_run(self.store, key, |r| {
+            r.chunks_dispatched = r.chunks_dispatched.max(highest);
+        })
+        .await?;
         Ok(())
     }
 

@@ -258,7 +258,7 @@ impl Driver<'_> {
         .await;
         match copied {
             Ok(_) => {
-                self.dispatch(ctx.key, workers).await?;
+                self.dispatch_next(ctx.key, workers).await?;
                 Ok(Handled::of(StepOutcome::Ran))
             }
             Err(e) => {

@@ -179,10 +179,41 @@ async fn the_schema_steps_end_sends_at_most_workers_chunks_and_each_chunks_end_t
     // Nothing more while both are in flight.
     rig.driver().dispatch(&rig.key, 2).await.expect("dispatch");
     assert_eq!(rig.sent().await, Vec::<u32>::new());
-    // Chunk 1 ends: chunk 3 goes, only it.
+    let run = rig
+        .store
+        .get_run(&rig.key)
+        .await
+        .expect("read")
+        .expect("run");
+    assert_eq!(run.chunks_dispatched, 2);
+    // Chunk 1 ends: chunk 3 goes, only it, from the run's counts alone.
     rig.set(1, |s| s.status = StepStatus::Done).await;
-    rig.driver().dispatch(&rig.key, 2).await.expect("dispatch");
+    rig.store
+        .increment_chunks_done(&rig.key)
+        .await
+        .expect("count");
+    rig.driver().dispatch_next(&rig.key, 2).await.expect("next");
     assert_eq!(rig.sent().await, vec![3]);
+    // While 2 and 3 are in flight, another call sends nothing.
+    rig.driver().dispatch_next(&rig.key, 2).await.expect("next");
+    assert_eq!(rig.sent().await, Vec::<u32>::new());
+    // The rest end one by one: 4, 5, then Finalize once.
+    let mut sent = Vec::new();
+    for n in 2..=5 {
+        rig.set(n, |s| s.status = StepStatus::Done).await;
+        rig.store
+            .increment_chunks_done(&rig.key)
+            .await
+            .expect("count");
+        rig.driver().dispatch_next(&rig.key, 2).await.expect("next");
+        sent.extend(rig.sent().await);
+    }
+    rig.driver()
+        .dispatch_next(&rig.key, 2)
+        .await
+        .expect("again");
+    sent.extend(rig.sent().await);
+    assert_eq!(sent, vec![4, 5, 6]);
 }
 
 #[tokio::test]

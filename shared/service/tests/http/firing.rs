@@ -194,6 +194,7 @@ async fn a_run_left_unfinished_by_a_stopped_server_is_resumed_at_start() {
         heartbeat: at,
         chunks_total: 1,
         chunks_done: 0,
+        chunks_dispatched: 0,
         plan: serde_json::Value::Null,
         version: 1,
     };
@@ -267,6 +268,7 @@ async fn a_run_without_progress_past_its_lease_is_failed_under_the_failure_polic
             heartbeat: at("2026-12-01T02:30:10Z"),
             chunks_total: 4,
             chunks_done: 1,
+            chunks_dispatched: 0,
             plan: serde_json::Value::Null,
             version: 1,
         };
