@@ -401,12 +401,39 @@ impl Driver<'_> {
     }
 }
 
-/// The Finalize step's plan for cleaning up, when the Schema step wrote one.
+/// What cleaning up a run that did not end well means: the Finalize step's plan once the Schema
+/// step wrote it; before that, what the Schema step recorded on the run before it created
+/// anything (a replica's name, triggers set aside), so a run cancelled or killed in its Schema
+/// step leaves no replica and loses no trigger. (Resync's shadows need nothing: a run drops any
+/// it finds before it makes its own.)
 pub(crate) async fn finish_of(store: &dyn StateStore, key: &RunKey) -> Option<steps::Finish> {
     let list = store.list_steps(key).await.ok()?;
-    steps::finalize_payload(steps::finalize_of(&list)?)
-        .ok()
-        .map(|p| p.finish)
+    if let Some(finalize) = steps::finalize_of(&list) {
+        return steps::finalize_payload(finalize).ok().map(|p| p.finish);
+    }
+    let run = store.get_run(key).await.ok()??;
+    recorded_so_far(&run.plan)
+}
+
+/// The clean-up a Schema step that did not finish had recorded on its run.
+fn recorded_so_far(plan: &serde_json::Value) -> Option<steps::Finish> {
+    if let Some(replicas) = plan
+        .get("replicas")
+        .and_then(|r| serde_json::from_value::<Vec<String>>(r.clone()).ok())
+        .filter(|r| !r.is_empty())
+    {
+        return Some(steps::Finish::Replica { replicas });
+    }
+    let triggers: Vec<tidemark_engine::policy::incremental::SavedTrigger> = plan
+        .get("triggers_set_aside")
+        .and_then(|t| serde_json::from_value(t.clone()).ok())
+        .filter(|t: &Vec<_>| !t.is_empty())?;
+    Some(steps::Finish::Incremental {
+        firsts: Vec::new(),
+        everything_first: false,
+        triggers,
+        marks: Vec::new(),
+    })
 }
 
 /// Tells the run's listener which tables it copies (progress bars), from the written plan.
