@@ -370,6 +370,58 @@ async fn sigkill_mid_run_resumes_without_copying_committed_chunks_again() {
     scenario.cleanup().await;
 }
 
+/// `tidemark serve` killed while its only worker (`channel.workers: 1`) copies a chunk, then
+/// started again: the run is taken over at once (the restarted server is its only driver) and
+/// completes well inside a step's lease — no waiting for the dead holder's lease, and never the
+/// stalled-run sweep, which would fail it after an hour.
+#[tokio::test]
+async fn sigkill_mid_chunk_with_one_worker_resumes_at_once() {
+    let scenario = Scenario::new("fault_kill1", Policy::Resync).await;
+    let data_dir = scenario.data_dir();
+    let mut serve = Serve::start(&data_dir, None).await;
+    let mut spec = scenario.spec();
+    spec["channel"]["workers"] = 1.into();
+    let task = serve.create_prechecked(&spec).await;
+    let run = serve.run_now(&task).await;
+    let path = format!("/tasks/{task}/runs/{run}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body) = serve.call("GET", &path, None).await;
+        if body["phase"] == "copying" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never copying: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    serve.kill9();
+    let leased = chunk_steps(&data_dir, &task, &run)
+        .await
+        .iter()
+        .filter(|s| s.status == tidemark_core::state::StepStatus::Leased)
+        .count();
+    println!("one-worker kill: {leased} chunk step(s) leased by the dead server");
+    let restarted = std::time::Instant::now();
+    let serve = Serve::start(&data_dir, None).await;
+    let done = serve.wait_run(&task, &run, Duration::from_secs(60)).await;
+    let took = restarted.elapsed();
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert!(
+        !done.to_string().contains("no progress"),
+        "the stalled-run sweep fired: {done}"
+    );
+    assert!(
+        took < Duration::from_secs(60),
+        "{took:?}: waited for a lease to lapse"
+    );
+    scenario.verify(&task, &done).await;
+    println!("one-worker kill: the run completed {took:?} after the restart");
+    serve.stop().await;
+    scenario.cleanup().await;
+}
+
 /// A small seeded generator (SplitMix64): the same seed, the same kill.
 struct SplitMix(u64);
 
