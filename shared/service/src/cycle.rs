@@ -30,15 +30,7 @@ pub async fn run_cycle(
 }
 
 /// [`run_cycle`] with an explicit retry policy.
-pub async fn run_cycle_with(
-    store: &dyn StateStore,
-    clock: &dyn Clock,
-    input: CycleInput<'_>,
-    on_event: Events,
-    retry: StepRetry,
-) -> Result<CycleReport, ServiceError> {
-    crate::driver::local::run_cycle(store, clock, input, on_event, retry).await
-}
+pub use crate::driver::local::run_cycle as run_cycle_with;
 
 /// The scheduled time a manual run takes: now, to the minute (as EventBridge delivers it).
 pub fn manual_scheduled_time(now: Timestamp) -> Timestamp {

@@ -22,7 +22,7 @@ use tidemark_local::MemoryQueue;
 use super::{
     Driver, DriverConfig, EndpointPools, RunEnd, RunSubject, RunSubjects, announce_tables,
 };
-use crate::context::{Ctx, CycleInput, Events, TableOutcome, update_run};
+use crate::context::{Ctx, CycleInput, Events, TableOutcome, new_run, update_run};
 use crate::error::ServiceError;
 use crate::steps;
 
@@ -72,21 +72,8 @@ pub(crate) async fn start_run(
     trigger: RunTrigger,
 ) -> Result<bool, ServiceError> {
     let now = clock.now();
-    let run = RunRecord {
-        key: key.clone(),
-        trigger,
-        status: RunStatus::Running,
-        phase: Some(RunPhase::Schema),
-        error: None,
-        created_at: now,
-        finished_at: None,
-        heartbeat: now,
-        chunks_total: 0,
-        chunks_done: 0,
-        chunks_dispatched: 0,
-        plan: serde_json::Value::Null,
-        version: 1,
-    };
+    let mut run = new_run(key, trigger, RunStatus::Running, now);
+    run.phase = Some(RunPhase::Schema);
     if store.create_run(&run).await? {
         return Ok(false);
     }
