@@ -168,7 +168,8 @@ pub async fn run_cycle(
         .map(|i| consume(&driver, &queue, &subjects, &on_event, &key, &done, i == 0))
         .collect();
     let ends = futures_util::future::join_all(consumers).await;
-    pools.close().await;
+    // The pools close beside the report: the host applies the run's end to its task at once.
+    tokio::spawn(async move { pools.close().await });
     let mut error = None;
     for end in ends {
         match end {
@@ -231,7 +232,7 @@ async fn consume(
                 .await?
                 .is_none_or(|r| r.status.is_final())
             {
-                done.store(true, Ordering::Release);
+                inbox.stop(done);
                 break;
             }
             if sweeper && last_sweep.elapsed() >= SWEEP_EVERY {
@@ -258,7 +259,7 @@ async fn consume(
                 crash::point("step.before_ack");
                 inbox.delete(&delivery.receipt).await.map_err(queue_error)?;
                 if let Some(end) = handled.ended {
-                    done.store(true, Ordering::Release);
+                    inbox.stop(done);
                     return Ok(Some(end));
                 }
             }
@@ -272,7 +273,7 @@ async fn consume(
                     .map_err(queue_error)?;
             }
             Err(e) => {
-                done.store(true, Ordering::Release);
+                inbox.stop(done);
                 return Err(e);
             }
         }
@@ -367,6 +368,12 @@ impl WakingQueue {
             queue,
             sent: tokio::sync::Notify::new(),
         }
+    }
+
+    /// The run is over: every consumer stops now, not at its next look.
+    fn stop(&self, done: &AtomicBool) {
+        done.store(true, Ordering::Release);
+        self.sent.notify_waiters();
     }
 
     /// Until a message is sent, or `at_most`.

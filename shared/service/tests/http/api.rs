@@ -103,7 +103,10 @@ async fn create_precheck_start_run_stop_and_delete() {
     assert_eq!(copied.as_deref(), Some("500"));
     let (_, history) = api.get(&format!("/tasks/{id}/runs")).await;
     assert_eq!(history["items"][0]["id"], run_id.as_str(), "{history}");
-    let (_, task) = api.get(&format!("/tasks/{id}")).await;
+    // The task's status follows its run's end (applied right after the run is recorded).
+    let task = api
+        .wait_for(&format!("/tasks/{id}"), |_, t| t["status"] != "running")
+        .await;
     assert_eq!(task["status"], "scheduled", "after a manual run");
 
     // A finished run cannot be cancelled.
