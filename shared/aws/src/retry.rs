@@ -1,102 +1,47 @@
 //! How the DynamoDB store retries what the service left undone (a batch's unprocessed items under
-//! throttling) and how long it waits for a new table: a jittered exponential backoff from
-//! `backon`, with its durations and count as configuration so tests can shorten them.
+//! throttling) and how long it waits for a new table: core's [`RetryPolicy`], with this crate's
+//! defaults, and the wait before a retry as a store error once every retry is spent.
 
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use tidemark_core::ports::StoreError;
+pub use tidemark_core::retry::{Delays, RetryPolicy};
 
-/// Up to `max_retries` retries after the first try, waiting between tries a delay that doubles
-/// from `min_delay` and is jittered, every wait within `[min_delay, max_delay]`.
-///
-/// Jitter spreads each wait over `[d, 2d)` (backon's), so the doubling stops at `max_delay / 2`
-/// and the spread ends at `max_delay`: writers throttled together do not come back together.
-/// `min_delay == max_delay` waits exactly that long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// The shortest wait, the first retry's floor.
-    pub min_delay: Duration,
-    /// The longest wait.
-    pub max_delay: Duration,
-    /// Retries after the first try; 0 never retries.
-    pub max_retries: usize,
-}
+/// A batch's unprocessed items: nine retries from 0.1 s, doubling, up to 3.2 s.
+pub const BATCH_RETRY: RetryPolicy = RetryPolicy {
+    min_delay: Duration::from_millis(100),
+    max_delay: Duration::from_millis(3200),
+    max_retries: 9,
+};
 
-impl Default for RetryPolicy {
-    /// A batch's unprocessed items: nine retries from 0.1 s, doubling, up to 3.2 s.
-    fn default() -> Self {
-        RetryPolicy {
-            min_delay: Duration::from_millis(100),
-            max_delay: Duration::from_millis(3200),
-            max_retries: 9,
-        }
-    }
-}
+/// Waiting for a created table to become active: every half second, for about a minute. A poll
+/// of one table by one caller, so no jitter is needed.
+pub const TABLE_ACTIVE: RetryPolicy = RetryPolicy {
+    min_delay: Duration::from_millis(500),
+    max_delay: Duration::from_millis(500),
+    max_retries: 119,
+};
 
-impl RetryPolicy {
-    /// Waiting for a created table to become active: every half second, for about a minute. A
-    /// poll of one table by one caller, so no jitter is needed.
-    pub const TABLE_ACTIVE: RetryPolicy = RetryPolicy {
-        min_delay: Duration::from_millis(500),
-        max_delay: Duration::from_millis(500),
-        max_retries: 119,
-    };
-
-    /// The waits before each retry, `max_retries` of them. An iterator, so also a backon
-    /// `BackoffBuilder` for `Retryable::retry`.
-    pub fn delays(&self) -> Delays {
-        let base_cap = (self.max_delay / 2).max(self.min_delay);
-        Delays {
-            backoff: ExponentialBuilder::default()
-                .with_min_delay(self.min_delay)
-                .with_max_delay(base_cap)
-                .with_max_times(self.max_retries)
-                .with_jitter()
-                .build(),
-            max: self.max_delay,
-            tries: 1,
-        }
-    }
-}
-
-/// The waits of a [`RetryPolicy`], jittered, none above its `max_delay`.
-#[derive(Debug)]
-pub struct Delays {
-    backoff: ExponentialBackoff,
-    max: Duration,
-    /// Tries so far, counting the one before the first delay.
-    tries: usize,
-}
-
-impl Delays {
+/// Waiting before the next try.
+pub(crate) trait BeforeRetry {
     /// Waits before the next try; once every retry is spent, a retryable error whose detail
-    /// `left` writes from the number of tries made (what failed is left undone, trying later
-    /// may finish it).
-    pub(crate) async fn before_retry(
-        &mut self,
-        left: impl FnOnce(usize) -> String,
-    ) -> Result<(), StoreError> {
+    /// `left` writes from the number of tries made (what failed is left undone, trying later may
+    /// finish it).
+    async fn before_retry(&mut self, left: impl FnOnce(usize) -> String) -> Result<(), StoreError>;
+}
+
+impl BeforeRetry for Delays {
+    async fn before_retry(&mut self, left: impl FnOnce(usize) -> String) -> Result<(), StoreError> {
         match self.next() {
             Some(delay) => {
                 tokio::time::sleep(delay).await;
-                self.tries += 1;
                 Ok(())
             }
             None => Err(StoreError::Backend {
-                detail: left(self.tries),
+                detail: left(self.tries()),
                 retryable: true,
             }),
         }
-    }
-}
-
-impl Iterator for Delays {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        // Jitter on a first delay above max/2, or f32 rounding, may pass the cap: clip it.
-        self.backoff.next().map(|d| d.min(self.max))
     }
 }
 
@@ -123,13 +68,13 @@ mod tests {
 
     #[test]
     fn defaults_are_the_batch_retries_and_the_table_poll() {
-        assert_eq!(RetryPolicy::default(), policy(100, 3200, 9));
-        assert_eq!(RetryPolicy::TABLE_ACTIVE, policy(500, 500, 119));
+        assert_eq!(BATCH_RETRY, policy(100, 3200, 9));
+        assert_eq!(TABLE_ACTIVE, policy(500, 500, 119));
     }
 
     #[test]
     fn delays_are_jittered_within_min_and_max() {
-        let p = RetryPolicy::default();
+        let p = BATCH_RETRY;
         let floors = [100, 200, 400, 800, 1600, 1600, 1600, 1600, 1600].map(Duration::from_millis);
         let mut seen = std::collections::HashSet::new();
         for _ in 0..200 {
@@ -149,7 +94,7 @@ mod tests {
 
     #[test]
     fn the_table_poll_waits_half_a_second_each_time() {
-        let delays: Vec<Duration> = RetryPolicy::TABLE_ACTIVE.delays().collect();
+        let delays: Vec<Duration> = TABLE_ACTIVE.delays().collect();
         assert_eq!(delays.len(), 119);
         assert!(delays.iter().all(|d| *d == Duration::from_millis(500)));
     }

@@ -31,6 +31,7 @@ pub mod ident;
 pub mod policy;
 pub mod ports;
 pub mod precheck;
+pub mod retry;
 pub mod schedule;
 pub mod spec;
 pub mod state;

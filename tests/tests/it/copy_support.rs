@@ -164,7 +164,7 @@ pub fn options(workers: u32, verify: bool) -> CopyOptions {
         workers,
         verify,
         method: None,
-        retry: tidemark_engine::RetryPolicy::default(),
+        retry: tidemark_engine::retry::CHUNK_RETRY,
     }
 }
 

@@ -398,7 +398,7 @@ async fn the_runner_retries_a_killed_chunk_to_an_exact_copy() {
             workers: 2,
             verify: true,
             method: None,
-            retry: tidemark_engine::RetryPolicy::default(),
+            retry: tidemark_engine::retry::CHUNK_RETRY,
         },
         Arc::new(|_| {}),
     )

@@ -11,6 +11,7 @@ use super::items::*;
 use super::table::{Query, query};
 use super::{DynamoDbStore, store_error};
 use crate::error::failure;
+use crate::retry::BeforeRetry;
 
 /// BatchGetItem takes at most 100 keys.
 const BATCH_GET_KEYS: usize = 100;

@@ -57,7 +57,7 @@ impl DynamoDbStore {
         DynamoDbStore {
             client,
             table: table.into(),
-            retry: RetryPolicy::default(),
+            retry: crate::retry::BATCH_RETRY,
         }
     }
 

@@ -10,13 +10,13 @@ use tidemark_core::ports::StoreError;
 
 use super::items::{Item, PK, SK, s};
 use super::store_error;
-use crate::retry::RetryPolicy;
+use crate::retry::{BeforeRetry, RetryPolicy};
 
 /// Creates the state table (`pk`/`sk` strings, on demand), as template.yaml does, and waits
-/// until it is active (about a minute at most, [`RetryPolicy::TABLE_ACTIVE`]). An existing table
+/// until it is active (about a minute at most, [`crate::retry::TABLE_ACTIVE`]). An existing table
 /// of that name is left as it is.
 pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError> {
-    create_table_waiting(client, name, &RetryPolicy::TABLE_ACTIVE).await
+    create_table_waiting(client, name, &crate::retry::TABLE_ACTIVE).await
 }
 
 /// [`create_table`], checking whether the table is active once and again after each of `wait`'s

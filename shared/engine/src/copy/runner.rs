@@ -101,7 +101,7 @@ impl From<&Channel> for CopyOptions {
             workers: channel.workers,
             verify: channel.verify,
             method: None,
-            retry: RetryPolicy::default(),
+            retry: crate::retry::CHUNK_RETRY,
         }
     }
 }
@@ -265,7 +265,7 @@ pub async fn copy_chunk_retrying(
     options: &ChunkOptions,
     progress: &(dyn Fn(ChunkProgress) + Send + Sync),
 ) -> Result<ChunkReport, CopyError> {
-    let retry = RetryPolicy::default();
+    let retry = crate::retry::CHUNK_RETRY;
     copy_chunk_with_retry(endpoints, shape, chunk, options, &retry, progress).await
 }
 
@@ -421,6 +421,6 @@ mod tests {
     #[test]
     fn copy_options_from_a_channel_retry_as_today() {
         let options = CopyOptions::from(&Channel::default());
-        assert_eq!(options.retry, RetryPolicy::default());
+        assert_eq!(options.retry, crate::retry::CHUNK_RETRY);
     }
 }
