@@ -109,9 +109,11 @@ enum Command {
     /// Every route of the API (infra/openapi.yaml) over the state in --data-dir: tasks,
     /// prechecks, runs and per-table progress in state.sqlite, started tasks' schedules in
     /// schedules.sqlite, inline passwords in secrets.json (mode 0600, never in the state). A cycle
-    /// seen more than 5 minutes late (the server was down) is recorded as missed; runs left
-    /// unfinished by a stopped server are resumed at start. SIGTERM or Ctrl-C stops it
-    /// gracefully (runs in hand get 30 s to finish, the rest resume at the next start).
+    /// seen more than 5 minutes late (the server was down) is recorded as missed. Every run's
+    /// steps go through a step queue kept in state.sqlite to one pool of --workers consumers
+    /// (each run has at most its channel.workers chunks in flight); runs left unfinished by a
+    /// stopped server are taken over at start. SIGTERM or Ctrl-C stops it gracefully (steps in
+    /// hand get 30 s to finish, the rest resume at the next start).
     ///
     /// Logs go to stderr: text, or one JSON object a line with --log-format json; the level
     /// comes from TIDEMARK_LOG (default info).
@@ -126,6 +128,10 @@ enum Command {
         /// comma-separated (e.g. 127.0.0.1/32,::1). Any other host is refused with a 422.
         #[arg(long, value_name = "LIST")]
         allow_hosts: Option<String>,
+        /// Steps this server works on at once, across every task's runs (chunk copies hold two
+        /// sessions each: one on the source, one on the destination).
+        #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+        workers: u32,
         /// Log lines as text or as JSON objects.
         #[arg(long, value_enum, default_value = "text", env = "TIDEMARK_LOG_FORMAT")]
         log_format: LogFormat,
@@ -194,11 +200,13 @@ fn main() -> ExitCode {
             listen,
             data_dir,
             allow_hosts,
+            workers,
             log_format: _,
         } => runtime.block_on(serve::run(serve::ServeArgs {
             listen,
             data_dir,
             allow_hosts,
+            workers,
         })),
     }
 }

@@ -1,9 +1,12 @@
 //! `tidemark serve`: the HTTP API, the local scheduler and the cycles on one machine, with the
 //! state in `--data-dir` (`state.sqlite`, `schedules.sqlite`, `secrets.json` of mode 0600).
 //!
-//! On start it resumes the runs a previous process left unfinished; on SIGTERM or Ctrl-C it
-//! stops accepting requests, lets the requests in hand finish, waits up to
-//! [`SHUTDOWN_GRACE`] for the runs in hand and leaves the rest to be resumed at the next start.
+//! Runs go through the one driver as on AWS: their steps travel on a step queue kept as a table
+//! of `state.sqlite` (SQS's semantics: visibility timeout, receive count, dead letters), taken
+//! by one pool of `--workers` consumers for every task. On start it takes over the runs a
+//! previous process left unfinished; on SIGTERM or Ctrl-C it stops accepting requests, lets the
+//! requests in hand finish, waits up to [`SHUTDOWN_GRACE`] for the steps in hand and leaves the
+//! rest to be resumed at the next start (their messages come back).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,7 +16,9 @@ use std::time::Duration;
 
 use tidemark_core::ports::{Clock, SystemClock};
 use tidemark_local::{LocalScheduler, LocalSecretStore, SqliteStore};
-use tidemark_service::{Allowlist, Ports, TaskService, router};
+use tidemark_service::driver::waking::Waking;
+use tidemark_service::local_schedule::RUN_LEASE;
+use tidemark_service::{Allowlist, ConsumerConfig, Host, Ports, TaskService, WorkerConfig, router};
 use tokio::sync::watch;
 
 use crate::spec_file::{BAD_SPEC, FAILED};
@@ -22,11 +27,15 @@ use crate::spec_file::{BAD_SPEC, FAILED};
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// How often the scheduler looks for due cycles.
 const SCHEDULER_TICK: Duration = Duration::from_secs(1);
+/// Deliveries of a step message before it is dead-lettered (its run then fails): a message is
+/// only put back when the state store failed under a step.
+const MAX_RECEIVES: u32 = 10;
 
 pub struct ServeArgs {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub allow_hosts: Option<String>,
+    pub workers: u32,
 }
 
 pub async fn run(args: ServeArgs) -> ExitCode {
@@ -62,6 +71,11 @@ pub async fn run(args: ServeArgs) -> ExitCode {
             }
         };
     let secrets = LocalSecretStore::new(&args.data_dir.join("secrets.json"));
+    let queue = Arc::new(Waking::new(
+        store.step_queue(Arc::clone(&clock), MAX_RECEIVES),
+    ));
+    let mut worker = WorkerConfig::new(queue.clone(), "serve");
+    worker.driver.run_lease = RUN_LEASE.unsigned_abs();
     let service = TaskService::new(
         Ports {
             store: Arc::new(store),
@@ -70,6 +84,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
             clock,
         },
         allowlist,
+        Host::new(worker),
     );
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
@@ -86,6 +101,11 @@ pub async fn run(args: ServeArgs) -> ExitCode {
         Ok(_) => {}
         Err(e) => tracing::error!(error = %e, "unfinished runs could not be listed"),
     }
+    let consumers = ConsumerConfig {
+        workers: args.workers,
+        ..ConsumerConfig::default()
+    };
+    service.start_consumers(queue, consumers);
     let (stop_tx, stop_rx) = watch::channel(false);
     let loop_stop = stopped(stop_rx.clone());
     let scheduler_loop =

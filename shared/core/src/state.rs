@@ -23,6 +23,9 @@ pub enum TaskStatus {
     Completed,
     Stopped,
     Failed,
+    /// `DELETE` was asked while a run's clean-up was pending: the task, its secrets and its
+    /// records stay until the clean-up is done (the sweep retries it), then go.
+    Deleting,
 }
 
 /// A stored task. Its spec never holds an inline password: those are moved to the secret store
@@ -88,12 +91,24 @@ pub enum RunStatus {
     Skipped,
     Missed,
     Cancelled,
+    /// Cancelled by the user (or its task deleted) with its clean-up still to run: steps in
+    /// flight stop between batches and roll back; once no step holds a live lease the clean-up
+    /// runs (retried by the sweep until done) and the run becomes `Cancelled`.
+    Cancelling,
 }
 
 impl RunStatus {
     /// Whether the run can change no more.
     pub fn is_final(self) -> bool {
-        !matches!(self, RunStatus::Pending | RunStatus::Running)
+        !matches!(
+            self,
+            RunStatus::Pending | RunStatus::Running | RunStatus::Cancelling
+        )
+    }
+
+    /// Whether the run's steps go on (pending or running): a cancelling run takes none.
+    pub fn takes_steps(self) -> bool {
+        matches!(self, RunStatus::Pending | RunStatus::Running)
     }
 }
 

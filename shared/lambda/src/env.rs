@@ -15,7 +15,7 @@ use tidemark_aws::{
 };
 use tidemark_core::ports::SystemClock;
 use tidemark_service::WorkerConfig;
-use tidemark_service::{Allowlist, Ports, TaskService};
+use tidemark_service::{Allowlist, Host, Ports, TaskService};
 
 /// The DynamoDB table holding every record.
 pub const TABLE: &str = "TIDEMARK_TABLE";
@@ -202,13 +202,12 @@ impl AwsWiring {
 
     /// The use cases as every Lambda function runs them: prechecks go through the queue.
     pub fn task_service(&self) -> Arc<TaskService> {
-        let service = TaskService::new(self.ports.clone(), self.allowlist.clone())
-            .with_precheck_queue(self.precheck_queue.clone(), PRECHECK_WINDOW);
         // Runs go through the step queue: run-cycle and run-now send, run-worker takes.
         let mut worker = WorkerConfig::new(self.step_queue.clone(), "lambda");
         worker.driver.step_budget = self.step_budget;
-        service.set_worker(worker);
-        service
+        let host =
+            Host::new(worker).with_precheck_queue(self.precheck_queue.clone(), PRECHECK_WINDOW);
+        TaskService::new(self.ports.clone(), self.allowlist.clone(), host)
     }
 }
 

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use tidemark_core::ports::{PrecheckQueue, QueueError, SystemClock};
 use tidemark_lambda::api;
 use tidemark_lambda::precheck::{PrecheckAnswer, PrecheckEvent, PrecheckHandler};
-use tidemark_local::{LocalScheduler, LocalSecretStore, SqliteStore};
-use tidemark_service::{Allowlist, Ports, TaskService};
+use tidemark_local::{LocalScheduler, LocalSecretStore, MemoryQueue, SqliteStore};
+use tidemark_service::{Allowlist, Host, Ports, TaskService, WorkerConfig};
 
 const GET_TASKS_PROD: &str = include_str!("fixtures/apigw-v2-get-tasks-prod-stage.json");
 const POST_PRECHECK_DEFAULT: &str =
@@ -57,8 +57,12 @@ fn local() -> Local {
             clock,
         },
         Allowlist::parse("127.0.0.1/32").expect("allowlist"),
-    )
-    .with_precheck_queue(queue.clone(), tidemark_lambda::env::PRECHECK_WINDOW);
+        Host::new(WorkerConfig::new(
+            Arc::new(MemoryQueue::new(Arc::new(SystemClock), 5)),
+            "test",
+        ))
+        .with_precheck_queue(queue.clone(), tidemark_lambda::env::PRECHECK_WINDOW),
+    );
     Local {
         service,
         queue,

@@ -173,7 +173,11 @@ impl<'a> Ctx<'a> {
             run.finished_at = Some(now);
             run.heartbeat = now;
             match outcome {
-                Ok(_) => run.status = RunStatus::Succeeded,
+                Ok(_) => {
+                    // A cancel that came once Finalize was at work came too late.
+                    run.status = RunStatus::Succeeded;
+                    run.error = None;
+                }
                 Err(e) => {
                     run.status = RunStatus::Failed;
                     run.error = Some(e.to_string());

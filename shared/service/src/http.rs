@@ -16,8 +16,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tidemark_core::ports::{SchedulerError, SecretError, StoreError};
-use tidemark_core::state::{Page, RunRecord, TaskRecord, time_key};
+use tidemark_core::state::{Page, RunRecord, RunStatus, TaskRecord, time_key};
 
+use crate::cancel::Deleted;
 use crate::error::ServiceError;
 use crate::lifecycle::PrecheckView;
 use crate::runs::RunDetail;
@@ -350,9 +351,27 @@ async fn patch_task(State(svc): Svc, Path(id): Path<String>, body: Bytes) -> Ans
     Ok(ok(StatusCode::OK, task_json(&task)))
 }
 
-async fn delete_task(State(svc): Svc, Path(id): Path<String>) -> Answer {
-    svc.delete(&id).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+/// 204 when the task is gone; 202 with the task (`deleting`) while a run's clean-up is
+/// pending; `?force=true` abandons pending clean-ups and answers 200 with what they left.
+async fn delete_task(State(svc): Svc, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Answer {
+    let force = match query(raw).get("force").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError(ServiceError::Invalid {
+                field: "force".into(),
+                message: format!("force must be true or false; got {other:?}"),
+            }));
+        }
+    };
+    Ok(match svc.delete(&id, force).await? {
+        Deleted::Gone => StatusCode::NO_CONTENT.into_response(),
+        Deleted::Pending(task) => ok(StatusCode::ACCEPTED, task_json(&task)),
+        Deleted::Forced { left_behind } => ok(
+            StatusCode::OK,
+            json!({ "task_id": id, "deleted": true, "left_behind": left_behind }),
+        ),
+    })
 }
 
 async fn test_connection(State(svc): Svc, body: Bytes) -> Answer {
@@ -436,11 +455,16 @@ async fn get_run(State(svc): Svc, Path((id, run)): Path<(String, String)>) -> An
     ))
 }
 
+/// 200 when the run is cancelled and cleaned up; 202 while it is `cancelling` (a step stops
+/// between batches, then the clean-up runs).
 async fn cancel_run(State(svc): Svc, Path((id, run)): Path<(String, String)>) -> Answer {
-    Ok(ok(
-        StatusCode::OK,
-        detail_json(&svc.cancel_run(&id, &run).await?),
-    ))
+    let detail = svc.cancel_run(&id, &run).await?;
+    let status = if detail.run.status == RunStatus::Cancelling {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok(ok(status, detail_json(&detail)))
 }
 
 async fn health() -> Response {

@@ -27,7 +27,9 @@
 
 pub mod allowlist;
 mod bounded;
+mod cancel;
 mod checks;
+mod consumers;
 mod context;
 pub mod cycle;
 pub mod driver;
@@ -48,10 +50,12 @@ pub mod tasks;
 pub mod worker;
 
 pub use allowlist::Allowlist;
+pub use cancel::Deleted;
+pub use consumers::ConsumerConfig;
 pub use cycle::{CycleEvent, CycleReport, StepRetry, TableOutcome, run_cycle, run_cycle_with};
 pub use driver::{DriverConfig, StepOutcome};
 pub use error::ServiceError;
 pub use http::router;
 pub use queued_precheck::QueuedPrecheck;
-pub use tasks::{Ports, TaskService};
+pub use tasks::{Host, Ports, TaskService};
 pub use worker::{CycleStart, WorkerConfig};

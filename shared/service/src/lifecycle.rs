@@ -114,11 +114,11 @@ impl TaskService {
 
     /// Starts a precheck in the background and answers at once with the task (`prechecking`).
     /// A precheck already running is not started twice. With a precheck queue
-    /// ([`TaskService::with_precheck_queue`]) the precheck is sent to it instead of run here.
+    /// ([`crate::Host::with_precheck_queue`]) the precheck is sent to it instead of run here.
     pub async fn start_precheck(self: &Arc<Self>, id: &str) -> Result<TaskRecord, ServiceError> {
-        let task = self.get(id).await?;
+        let task = self.get_live(id).await?;
         self.check_hosts(&task.spec)?;
-        if let Some(queued) = self.precheck_queue.get() {
+        if let Some(queued) = self.precheck_queue.as_ref() {
             return self.enqueue_precheck(queued, task).await;
         }
         if !self.jobs.begin_precheck(id) {
@@ -261,7 +261,7 @@ impl TaskService {
             if self.jobs.precheck_running(id) || self.queued_precheck_running(&summary) {
                 return Ok(PrecheckView::Running { at: summary.at });
             }
-            let why = match self.precheck_queue.get() {
+            let why = match self.precheck_queue.as_ref() {
                 Some(queued) => format!(
                     "did not report within {} of its start",
                     queued.describe_window()
@@ -293,7 +293,7 @@ impl TaskService {
 
     /// Schedules the task: 409 unless its latest precheck passed after its last change.
     pub async fn start(&self, id: &str) -> Result<TaskRecord, ServiceError> {
-        let task = self.get(id).await?;
+        let task = self.get_live(id).await?;
         if task.status == TaskStatus::Scheduled {
             return Ok(task);
         }

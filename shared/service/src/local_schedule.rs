@@ -8,12 +8,14 @@
 //! cycle of the task is also due; every other cycle that came due (the server was down, or
 //! several fell due at once) is recorded as a run with status `missed`, so the history shows the
 //! gap and nothing runs a burst of stale cycles on start. A cycle due while the task's previous
-//! run still goes on in this process is recorded as `skipped`. When the window has no cycle
-//! left, the schedule is removed and the task is `completed`.
+//! run still goes on is recorded as `skipped`. When the window has no cycle left, the schedule is
+//! removed and the task is `completed`.
 //!
-//! At start, runs left `pending` or `running` by a process that stopped are resumed (the cycle
-//! takes over its run record and starts it again; chunks are idempotent). A run whose heartbeat
-//! is older than [`RUN_LEASE`] is failed by the loop under the task's failure policy.
+//! A cycle that runs is begun as on AWS ([`TaskService::begin_cycle`]): its steps go through the
+//! step queue to the host's consumers ([`crate::consumers`]). At start, runs left unfinished by a
+//! process that stopped are taken over (their steps sent again; chunks are idempotent). A run
+//! whose heartbeat is older than the driver's `run_lease` ([`RUN_LEASE`] for `tidemark serve`)
+//! is failed under the task's failure policy.
 //!
 //! [`Clock`]: tidemark_core::ports::Clock
 
@@ -23,12 +25,13 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use tidemark_core::ports::TaskScheduler;
 use tidemark_core::schedule::Schedule;
-use tidemark_core::state::{RunKey, RunStatus, RunTrigger, TaskRecord, TaskStatus};
+use tidemark_core::state::{RunKey, RunStatus, RunTrigger, TaskStatus};
 use tidemark_local::LocalScheduler;
 
 use crate::context::new_run;
 use crate::error::ServiceError;
 use crate::tasks::TaskService;
+use crate::worker::CycleStart;
 
 /// How late the loop may see a cycle and still run it.
 pub const MISFIRE_GRACE: SignedDuration = SignedDuration::from_secs(300);
@@ -50,7 +53,8 @@ pub struct FireReport {
 }
 
 impl TaskService {
-    /// One pass: deals with every cycle that came due since the last pass.
+    /// One pass: deals with every cycle that came due since the last pass. A cycle that is run
+    /// goes through [`TaskService::begin_cycle`], as the scheduler's trigger does on AWS.
     pub async fn fire_due(
         self: &Arc<Self>,
         scheduler: &LocalScheduler,
@@ -63,7 +67,7 @@ impl TaskService {
                 scheduler.remove_schedule(id).await?;
                 continue;
             };
-            report.stalled.extend(self.fail_stalled(&task, now).await?);
+            report.stalled.extend(self.reap_task(id).await?);
             let schedule = match Schedule::from_spec(&task.spec.schedule) {
                 Ok(s) => s,
                 Err(e) => {
@@ -88,35 +92,19 @@ impl TaskService {
                     )
                     .await?;
                     report.missed.push(key);
-                } else if self.jobs.task_running(id) {
-                    self.record(
-                        &key,
-                        RunStatus::Skipped,
-                        "the task's previous run was still going",
-                        now,
-                    )
-                    .await?;
-                    report.skipped.push(key);
-                } else if self
-                    .ports
-                    .store
-                    .create_run(&new_run(
-                        &key,
-                        RunTrigger::Schedule,
-                        RunStatus::Pending,
-                        now,
-                    ))
+                    continue;
+                }
+                match self
+                    .begin_cycle(id, key.scheduled_time, RunTrigger::Schedule)
                     .await?
                 {
-                    if !self.launch_cycle(key.clone(), RunTrigger::Schedule) {
-                        // Shutting down: the pending run is resumed at the next start.
-                        return Ok(report);
-                    }
-                    report.started.push(key);
+                    CycleStart::Started(key) => report.started.push(key),
+                    CycleStart::Skipped(key) => report.skipped.push(key),
+                    CycleStart::Duplicate(_) | CycleStart::Ignored(_) => {}
                 }
             }
             scheduler.set_checked_until(id, now).await?;
-            if schedule.next_after(now).is_none() && !self.jobs.task_running(id) {
+            if schedule.next_after(now).is_none() && self.unfinished_runs(id).await?.is_empty() {
                 scheduler.remove_schedule(id).await?;
                 self.modify_task(id, |t| {
                     if t.status != TaskStatus::Scheduled {
@@ -131,37 +119,6 @@ impl TaskService {
             }
         }
         Ok(report)
-    }
-
-    /// Fails the task's runs whose heartbeat is older than [`RUN_LEASE`], then applies the task's
-    /// failure policy, so no run can stall forever. The run is recorded as failed first; a cycle
-    /// hung in this process is then cancelled, so it cannot write after being failed.
-    async fn fail_stalled(
-        self: &Arc<Self>,
-        task: &TaskRecord,
-        now: Timestamp,
-    ) -> Result<Vec<RunKey>, ServiceError> {
-        let mut failed = Vec::new();
-        let runs = self.ports.store.list_runs(&task.id, 20, None).await?;
-        for run in runs.items.into_iter().filter(|r| !r.status.is_final()) {
-            let idle = now.duration_since(run.heartbeat);
-            if idle <= RUN_LEASE {
-                continue;
-            }
-            let error = format!(
-                "no progress for {} s (the lease is {} s): the run was stopped; check that both \
-                 endpoints answer, then run it again",
-                idle.as_secs(),
-                RUN_LEASE.as_secs()
-            );
-            let finish = self.finish_of(&run.key).await;
-            self.fail_run(&run.key, &error, finish.as_ref()).await;
-            // A cycle hung in this process is dropped; its run is over already.
-            self.jobs.cancel(&run.key).await;
-            tracing::warn!(task = %task.id, run = %run.key.time_key(), "a stalled run was failed");
-            failed.push(run.key);
-        }
-        Ok(failed)
     }
 
     async fn record(
@@ -180,24 +137,25 @@ impl TaskService {
         Ok(())
     }
 
-    /// Resumes the runs a stopped process left `pending` or `running`. Returns their keys.
+    /// Takes over the runs a stopped process left unfinished: this process is their only
+    /// driver, so what the dead one held or had sent is sent again now, without waiting for
+    /// leases to lapse; a cancelling run is settled. Returns their keys.
     pub async fn resume_unfinished(self: &Arc<Self>) -> Result<Vec<RunKey>, ServiceError> {
         let mut resumed = Vec::new();
         let mut next: Option<String> = None;
         loop {
             let page = self.ports.store.list_tasks(100, next.as_deref()).await?;
             for task in &page.items {
-                // Runs are listed newest first; an unfinished one is among the latest.
-                let runs = self.ports.store.list_runs(&task.id, 20, None).await?;
-                for run in runs.items.into_iter().filter(|r| !r.status.is_final()) {
-                    if self.jobs.task_running(&task.id) {
-                        break;
+                for run in self.unfinished_runs(&task.id).await? {
+                    if run.status == RunStatus::Cancelling {
+                        self.settle_cancel(&run.key).await;
+                        continue;
                     }
-                    if self.launch_cycle(run.key.clone(), run.trigger) {
-                        tracing::info!(task = %task.id, run = %run.key.time_key(), "run resumed");
-                        resumed.push(run.key);
-                    }
+                    self.take_over(&run.key, task.spec.channel.workers).await?;
+                    tracing::info!(task = %task.id, run = %run.key.time_key(), "run resumed");
+                    resumed.push(run.key);
                 }
+                self.sweep_deleting(task).await;
             }
             match page.next {
                 Some(n) => next = Some(n),
@@ -225,12 +183,10 @@ impl TaskService {
         }
     }
 
-    /// Stops taking work and waits up to `grace` for the cycles and prechecks in hand; what is
-    /// left is dropped and resumed at the next start.
+    /// Stops taking work and waits up to `grace` for the steps and prechecks in hand; what is
+    /// left is dropped: its message comes back at the next start.
     pub async fn shutdown(&self, grace: Duration) {
-        if self.jobs.any_running() {
-            tracing::info!(grace_s = grace.as_secs(), "waiting for the runs in hand");
-        }
+        tracing::info!(grace_s = grace.as_secs(), "waiting for the steps in hand");
         self.jobs.shutdown(grace).await;
     }
 }

@@ -69,6 +69,32 @@ pub(crate) enum Finish {
     },
 }
 
+impl Finish {
+    /// What the clean-up of a run would remove or put back, as a user reads it: what is left
+    /// when the clean-up is abandoned.
+    pub(crate) fn left_behind(&self) -> Vec<String> {
+        match self {
+            Finish::Replica { replicas } => replicas
+                .iter()
+                .map(|r| format!("the half-made replica database `{r}` on the destination"))
+                .collect(),
+            Finish::Resync { working } => working
+                .iter()
+                .map(|(db, t)| format!("the working table `{db}`.`{t}` on the destination"))
+                .collect(),
+            Finish::Incremental { triggers, .. } => triggers
+                .iter()
+                .map(|t| {
+                    format!(
+                        "the trigger `{}`.`{}`, set aside on the destination and not restored",
+                        t.database, t.name
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
 /// What the Schema step's policy part hands over.
 pub(crate) struct Prepared {
     pub plans: Vec<EnginePlan>,

@@ -13,11 +13,7 @@
 //! arrives after its window is dropped, so an answer once given does not change, and a delivery
 //! of a precheck that a newer one replaced never touches the newer one's report.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use jiff::{SignedDuration, Timestamp};
-use tidemark_core::ports::PrecheckQueue;
+use jiff::Timestamp;
 use tidemark_core::state::{PrecheckState, PrecheckSummary, TaskRecord};
 
 use crate::error::ServiceError;
@@ -40,31 +36,12 @@ pub enum QueuedPrecheck {
 }
 
 impl TaskService {
-    /// Sends every precheck to `queue` instead of running it in this process; a queued precheck
-    /// counts as running for `window` after it starts (see the module's docs). Call once, at
-    /// start-up, before the service takes requests: a second call changes nothing.
-    pub fn with_precheck_queue(
-        self: Arc<Self>,
-        queue: Arc<dyn PrecheckQueue>,
-        window: Duration,
-    ) -> Arc<Self> {
-        let window = SignedDuration::try_from(window).unwrap_or(SignedDuration::MAX);
-        if self
-            .precheck_queue
-            .set(QueuedPrechecks { queue, window })
-            .is_err()
-        {
-            tracing::warn!("the precheck queue was already set; the first one stays");
-        }
-        self
-    }
-
     /// Whether `summary` is a queued precheck that still counts as running.
     pub(crate) fn queued_precheck_running(&self, summary: &PrecheckSummary) -> bool {
         summary.state == PrecheckState::Running
             && self
                 .precheck_queue
-                .get()
+                .as_ref()
                 .is_some_and(|q| q.within(summary, self.ports.clock.now()))
     }
 
@@ -125,7 +102,7 @@ impl TaskService {
         if summary.state != PrecheckState::Running {
             return Ok(QueuedPrecheck::AlreadyReported);
         }
-        if let Some(queued) = self.precheck_queue.get()
+        if let Some(queued) = self.precheck_queue.as_ref()
             && !queued.within(&summary, self.ports.clock.now())
         {
             return Ok(QueuedPrecheck::Expired);

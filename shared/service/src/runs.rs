@@ -9,13 +9,12 @@ use tidemark_core::FailurePolicy;
 use tidemark_core::state::{
     Page, RunKey, RunRecord, RunStatus, RunTrigger, TableProgress, TaskStatus,
 };
-use tokio::sync::oneshot;
 
-use crate::context::new_run;
-use crate::cycle::{CycleEvent, CycleInput, manual_scheduled_time, run_cycle_with};
+use crate::cycle::manual_scheduled_time;
 use crate::error::ServiceError;
 use crate::lifecycle::conflict_shutting_down;
 use crate::tasks::{TaskService, bad_cursor, page_limit};
+use crate::worker::CycleStart;
 
 /// One run with its tables' counters.
 #[derive(Debug, Clone)]
@@ -26,128 +25,37 @@ pub struct RunDetail {
 
 impl TaskService {
     /// Runs a cycle now, outside the schedule, as if scheduled at this minute. Answers with the
-    /// run (`pending`) at once; the cycle goes on in the background.
+    /// run (`pending`) at once; its steps go to the workers through the step queue.
     pub async fn run_now(self: &Arc<Self>, id: &str) -> Result<RunRecord, ServiceError> {
-        let task = self.get(id).await?;
+        let task = self.get_live(id).await?;
         self.check_hosts(&task.spec)?;
+        if self.jobs.is_closed() {
+            return Err(conflict_shutting_down());
+        }
         let now = self.ports.clock.now();
         let key = RunKey {
             task_id: task.id.clone(),
             scheduled_time: manual_scheduled_time(now),
         };
-        if self.worker.get().is_some() {
-            // Queue-driven (Lambda): this process may freeze once it answers, so the run goes
-            // to the workers through the step queue.
-            return match self
-                .begin_cycle(id, key.scheduled_time, RunTrigger::Manual)
+        match self
+            .begin_cycle(id, key.scheduled_time, RunTrigger::Manual)
+            .await?
+        {
+            CycleStart::Started(key) => self
+                .ports
+                .store
+                .get_run(&key)
                 .await?
-            {
-                crate::worker::CycleStart::Started(key) => self
-                    .ports
-                    .store
-                    .get_run(&key)
-                    .await?
-                    .ok_or_else(|| run_not_found(&key)),
-                crate::worker::CycleStart::Duplicate(key) => Err(run_exists(id, &key)),
-                crate::worker::CycleStart::Skipped(_) => Err(ServiceError::Conflict {
-                    code: "run_in_progress",
-                    message: format!(
-                        "task {id} has a run in progress: wait for it to end or cancel it (POST /tasks/{id}/runs/{{run}}/cancel)"
-                    ),
-                    checks: Vec::new(),
-                }),
-                crate::worker::CycleStart::Ignored(reason) => {
-                    Err(ServiceError::NotFound { what: reason })
-                }
-            };
-        }
-        let run = new_run(&key, RunTrigger::Manual, RunStatus::Pending, now);
-        if !self.ports.store.create_run(&run).await? {
-            return Err(run_exists(id, &key));
-        }
-        if !self.launch_cycle(key, RunTrigger::Manual) {
-            return Err(conflict_shutting_down());
-        }
-        Ok(run)
-    }
-
-    /// Starts the cycle of a run that exists (`pending`, or `running` when a dead process left
-    /// it): the cycle takes it over. `false` when the process is shutting down.
-    pub(crate) fn launch_cycle(self: &Arc<Self>, key: RunKey, trigger: RunTrigger) -> bool {
-        let (line, cancelled) = oneshot::channel();
-        self.jobs.add_run(key.clone(), line);
-        let this = Arc::clone(self);
-        let job_key = key.clone();
-        let spawned = self.jobs.spawn(async move {
-            this.cycle_job(&job_key, trigger, cancelled).await;
-            this.jobs.remove_run(&job_key);
-        });
-        if !spawned {
-            self.jobs.remove_run(&key);
-        }
-        spawned
-    }
-
-    async fn cycle_job(
-        &self,
-        key: &RunKey,
-        trigger: RunTrigger,
-        mut cancelled: oneshot::Receiver<oneshot::Sender<()>>,
-    ) {
-        let id = key.task_id.as_str();
-        let Ok(task) = self.get(id).await else {
-            return;
-        };
-        let passwords = match self.password(&task.spec.source, "source").await {
-            Ok(s) => match self.password(&task.spec.destination, "destination").await {
-                Ok(d) => Ok((s, d)),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
-        let (source_password, destination_password) = match passwords {
-            Ok(p) => p,
-            Err(e) => {
-                self.finish_run(key, RunStatus::Failed, Some(e.to_string()))
-                    .await;
-                return;
-            }
-        };
-        let _ = self
-            .modify_task(id, |t| {
-                if matches!(t.status, TaskStatus::Stopped | TaskStatus::Completed) {
-                    return false;
-                }
-                t.status = TaskStatus::Running;
-                true
-            })
-            .await;
-        let input =
-            CycleInput::of_task(&task, key, trigger, (source_password, destination_password));
-        let (task_label, run_label) = (id.to_owned(), key.time_key());
-        let events = Arc::new(move |event: CycleEvent| {
-            tracing::debug!(task = %task_label, run = %run_label, ?event, "cycle progress");
-        });
-        let store = Arc::clone(&self.ports.store);
-        let clock = Arc::clone(&self.ports.clock);
-        tokio::select! {
-            outcome = run_cycle_with(store.as_ref(), clock.as_ref(), input, events, self.step_retry()) => {
-                let failed = outcome.as_ref().err().map(ToString::to_string);
-                match &failed {
-                    None => tracing::info!(task = %id, run = %key.time_key(), "run succeeded"),
-                    Some(e) => tracing::warn!(task = %id, run = %key.time_key(), error = %e, "run failed"),
-                }
-                self.after_run(key, trigger, task.spec.failure_policy, failed).await;
-            }
-            Ok(reply) = &mut cancelled => {
-                // The cycle's future is dropped here: its chunk tasks are aborted, each chunk's
-                // transaction rolls back, and the run's committed chunks stay as they are.
-                let finish = self.finish_of(key).await;
-                self.end_run(key, RunStatus::Cancelled, "cancelled by the user", finish.as_ref())
-                    .await;
-                tracing::info!(task = %id, run = %key.time_key(), "run cancelled");
-                let _ = reply.send(());
-            }
+                .ok_or_else(|| run_not_found(&key)),
+            CycleStart::Duplicate(key) => Err(run_exists(id, &key)),
+            CycleStart::Skipped(_) => Err(ServiceError::Conflict {
+                code: "run_in_progress",
+                message: format!(
+                    "task {id} has a run in progress: wait for it to end or cancel it (POST /tasks/{id}/runs/{{run}}/cancel)"
+                ),
+                checks: Vec::new(),
+            }),
+            CycleStart::Ignored(reason) => Err(ServiceError::NotFound { what: reason }),
         }
     }
 
@@ -273,36 +181,9 @@ impl TaskService {
         let tables = self.ports.store.list_progress(&key).await?;
         Ok(RunDetail { run, tables })
     }
-
-    /// Cancels a run that has not ended: a run of this process stops between its chunks'
-    /// transactions; one left by a process that died is only recorded as cancelled.
-    pub async fn cancel_run(&self, id: &str, run: &str) -> Result<RunDetail, ServiceError> {
-        let key = run_key(id, run)?;
-        let current = self.get_run(id, run).await?;
-        if current.run.status.is_final() {
-            return Err(run_over(&current.run));
-        }
-        if !self.jobs.cancel(&key).await {
-            // Not running in this process (a queue-driven run, or one a dead process left):
-            // recorded as cancelled and cleaned up; a chunk in flight finds it over.
-            let finish = self.finish_of(&key).await;
-            self.end_run(
-                &key,
-                RunStatus::Cancelled,
-                "cancelled by the user",
-                finish.as_ref(),
-            )
-            .await;
-        }
-        let detail = self.get_run(id, run).await?;
-        if detail.run.status != RunStatus::Cancelled {
-            return Err(run_over(&detail.run));
-        }
-        Ok(detail)
-    }
 }
 
-fn run_key(id: &str, run: &str) -> Result<RunKey, ServiceError> {
+pub(crate) fn run_key(id: &str, run: &str) -> Result<RunKey, ServiceError> {
     let scheduled_time: Timestamp = run.parse().map_err(|_| ServiceError::Invalid {
         field: "run".into(),
         message: format!(
@@ -332,7 +213,7 @@ fn run_not_found(key: &RunKey) -> ServiceError {
     }
 }
 
-fn run_over(run: &RunRecord) -> ServiceError {
+pub(crate) fn run_over(run: &RunRecord) -> ServiceError {
     ServiceError::Conflict {
         code: "run_finished",
         message: format!(

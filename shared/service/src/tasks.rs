@@ -6,17 +6,20 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use secrecy::SecretString;
 use tidemark_core::ports::{
-    Clock, EndpointRole, SecretError, SecretStore, StateStore, StoreError, TaskScheduler,
+    Clock, EndpointRole, PrecheckQueue, SecretError, SecretStore, StateStore, StoreError,
+    TaskScheduler,
 };
 use tidemark_core::state::{Page, TaskRecord, TaskStatus};
 use tidemark_core::{EndpointSpec, PasswordSource, TaskSpec, parse_task_spec};
 
 use crate::allowlist::Allowlist;
+use crate::driver::WorkerConfig;
 use crate::error::ServiceError;
 use crate::jobs::Jobs;
 use crate::precheck_queue::QueuedPrechecks;
@@ -40,38 +43,56 @@ pub const MAX_PAGE: u32 = 100;
 /// Items a page holds when the caller does not say.
 pub const DEFAULT_PAGE: u32 = 20;
 
+/// How a host does what outlives a request, fixed at construction: its runs go through a step
+/// queue (SQS on AWS, a table of the state file in `tidemark serve`) to the one driver; its
+/// prechecks run in this process, or go through a queue where the process cannot go on working
+/// once it has answered (Lambda).
+#[derive(Clone)]
+pub struct Host {
+    pub worker: WorkerConfig,
+    prechecks: Option<(Arc<dyn PrecheckQueue>, Duration)>,
+}
+
+impl Host {
+    /// Runs through `worker`'s queue; prechecks in this process.
+    pub fn new(worker: WorkerConfig) -> Host {
+        Host {
+            worker,
+            prechecks: None,
+        }
+    }
+
+    /// Sends every precheck to `queue` instead of running it in this process; a queued precheck
+    /// counts as running for `window` after it starts (see [`crate::queued_precheck`]).
+    pub fn with_precheck_queue(mut self, queue: Arc<dyn PrecheckQueue>, window: Duration) -> Host {
+        self.prechecks = Some((queue, window));
+        self
+    }
+}
+
 /// The task use cases, shared by every request and background job (hold it in an `Arc`).
 pub struct TaskService {
     pub(crate) ports: Ports,
     pub(crate) allowlist: Allowlist,
     pub(crate) jobs: Jobs,
-    pub(crate) worker: OnceLock<crate::driver::WorkerConfig>,
+    pub(crate) worker: WorkerConfig,
     /// Set where prechecks go through a queue (Lambda); unset, they run in this process.
-    pub(crate) precheck_queue: OnceLock<QueuedPrechecks>,
-    pub(crate) step_retry: std::sync::Mutex<crate::cycle::StepRetry>,
+    pub(crate) precheck_queue: Option<QueuedPrechecks>,
 }
 
 impl TaskService {
-    pub fn new(ports: Ports, allowlist: Allowlist) -> Arc<TaskService> {
+    pub fn new(ports: Ports, allowlist: Allowlist, host: Host) -> Arc<TaskService> {
+        let precheck_queue = host.prechecks.map(|(queue, window)| QueuedPrechecks {
+            queue,
+            window: jiff::SignedDuration::try_from(window).unwrap_or(jiff::SignedDuration::MAX),
+        });
         Arc::new(TaskService {
             ports,
             allowlist,
             jobs: Jobs::default(),
-            worker: OnceLock::new(),
-            precheck_queue: OnceLock::new(),
-            step_retry: std::sync::Mutex::new(crate::cycle::StepRetry::default()),
+            worker: host.worker,
+            precheck_queue,
         })
-    }
-
-    /// How this process's runs ride out transient failures (see [`crate::cycle::StepRetry`]).
-    pub fn set_step_retry(&self, retry: crate::cycle::StepRetry) {
-        if let Ok(mut r) = self.step_retry.lock() {
-            *r = retry;
-        }
-    }
-
-    pub(crate) fn step_retry(&self) -> crate::cycle::StepRetry {
-        self.step_retry.lock().map(|r| *r).unwrap_or_default()
     }
 
     pub fn ports(&self) -> &Ports {
@@ -191,7 +212,7 @@ impl TaskService {
     pub async fn patch(&self, id: &str, body: &str) -> Result<TaskRecord, ServiceError> {
         let patch = parse_patch(body)?;
         loop {
-            let mut task = self.get(id).await?;
+            let mut task = self.get_live(id).await?;
             if matches!(
                 task.status,
                 TaskStatus::Scheduled | TaskStatus::Running | TaskStatus::Prechecking
@@ -236,33 +257,31 @@ impl TaskService {
         }
     }
 
-    /// Stops the task (its schedule, its runs in this process), deletes its secrets, then the
-    /// task and everything stored under it.
-    pub async fn delete(&self, id: &str) -> Result<(), ServiceError> {
+    /// A task that is not being deleted: one that is answers 409 `task_deleting`.
+    pub(crate) async fn get_live(&self, id: &str) -> Result<TaskRecord, ServiceError> {
         let task = self.get(id).await?;
-        self.ports.scheduler.remove_schedule(id).await?;
-        self.jobs.cancel_task(id).await;
-        // Runs no process of this host holds (queue-driven ones): ended and cleaned up while
-        // the passwords still exist; a step still in flight finds its run over.
-        let runs = self.ports.store.list_runs(id, 20, None).await?;
-        for run in runs.items.into_iter().filter(|r| !r.status.is_final()) {
-            let finish = self.finish_of(&run.key).await;
-            self.end_run(
-                &run.key,
-                tidemark_core::state::RunStatus::Cancelled,
-                "the task was deleted",
-                finish.as_ref(),
-            )
-            .await;
+        if task.status == TaskStatus::Deleting {
+            return Err(ServiceError::Conflict {
+                code: "task_deleting",
+                message: format!(
+                    "task {id} is being deleted (a run's clean-up is pending); it can change no \
+                     more: wait for it to go, or DELETE /tasks/{id}?force=true to abandon the \
+                     clean-up"
+                ),
+                checks: Vec::new(),
+            });
         }
+        Ok(task)
+    }
+
+    /// Deletes the secrets the task owns (a secret already gone is not an error).
+    pub(crate) async fn delete_owned_secrets(&self, task: &TaskRecord) -> Result<(), ServiceError> {
         for reference in &task.owned_secrets {
             match self.ports.secrets.delete_secret(reference).await {
                 Ok(()) | Err(SecretError::NotOwned { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
         }
-        self.ports.store.delete_task(id).await?;
-        tracing::info!(task = %id, "task deleted");
         Ok(())
     }
 

@@ -42,19 +42,6 @@ pub enum CycleStart {
 }
 
 impl TaskService {
-    /// Makes this service drive runs through a step queue (run-cycle, run-worker).
-    pub fn set_worker(&self, config: WorkerConfig) {
-        let _ = self.worker.set(config);
-    }
-
-    fn worker(&self) -> Result<&WorkerConfig, ServiceError> {
-        self.worker.get().ok_or_else(|| ServiceError::Invalid {
-            field: "worker".into(),
-            message: "this process has no step queue configured (set TIDEMARK_STEP_QUEUE_URL)"
-                .into(),
-        })
-    }
-
     /// The scheduler's trigger for `task_id` at `scheduled_time`.
     pub async fn begin_cycle(
         self: &Arc<Self>,
@@ -62,7 +49,7 @@ impl TaskService {
         scheduled_time: Timestamp,
         trigger: RunTrigger,
     ) -> Result<CycleStart, ServiceError> {
-        let worker = self.worker()?.clone();
+        let worker = self.worker.clone();
         let key = RunKey {
             task_id: task_id.to_owned(),
             scheduled_time,
@@ -72,8 +59,9 @@ impl TaskService {
                 "task {task_id} does not exist"
             )));
         };
-        if trigger == RunTrigger::Schedule
-            && matches!(task.status, TaskStatus::Stopped | TaskStatus::Completed)
+        if task.status == TaskStatus::Deleting
+            || trigger == RunTrigger::Schedule
+                && matches!(task.status, TaskStatus::Stopped | TaskStatus::Completed)
         {
             return Ok(CycleStart::Ignored(format!(
                 "task {task_id} is {:?}",
@@ -120,6 +108,19 @@ impl TaskService {
         Ok(CycleStart::Started(key))
     }
 
+    /// Takes a run over in the process that is its only driver (`tidemark serve` after a
+    /// restart): see [`Driver::take_over`].
+    /// A run with no step yet (its Schema step was never written) gets one.
+    pub(crate) async fn take_over(
+        &self,
+        key: &RunKey,
+        workers: u32,
+    ) -> Result<Vec<u32>, ServiceError> {
+        steps::ensure_schema_step(self.ports.store.as_ref(), key).await?;
+        let worker = self.worker.clone();
+        self.driver(&worker).take_over(key, workers).await
+    }
+
     fn driver<'a>(&'a self, worker: &'a WorkerConfig) -> Driver<'a> {
         Driver {
             store: self.ports.store.as_ref(),
@@ -137,13 +138,26 @@ impl TaskService {
         message: &StepMessage,
         deadline: Option<Instant>,
     ) -> Result<StepOutcome, ServiceError> {
-        let worker = self.worker()?.clone();
+        let worker = self.worker.clone();
         let key = &message.run;
         let events = log_events(key);
         let handled = self
             .driver(&worker)
             .handle(message, self.as_ref(), &events, deadline)
             .await?;
+        let cancelling = handled.cancelling
+            || handled.ended.is_none()
+                && self
+                    .ports
+                    .store
+                    .get_run(key)
+                    .await?
+                    .is_some_and(|r| r.status == RunStatus::Cancelling);
+        if cancelling {
+            // This step stopped for the cancel, or ended while it was asked: the last step
+            // out settles it.
+            self.settle_cancel(key).await;
+        }
         if let Some(end) = handled.ended {
             let failed = end.error.as_ref().map(ToString::to_string);
             if let (Some(run), Some(task)) = (
@@ -153,7 +167,7 @@ impl TaskService {
                 if end.status == RunStatus::Failed && !end.cleaned_up {
                     // Failed outside its steps (a password unreadable): cleaned up here, where
                     // the task is at hand, or marked pending for the sweep.
-                    self.clean_up(key).await;
+                    let _ = self.clean_up(key).await;
                 }
                 self.after_run(key, run.trigger, task.spec.failure_policy, failed)
                     .await;
@@ -200,8 +214,11 @@ impl TaskService {
         }
     }
 
-    async fn reap_task(self: &Arc<Self>, task_id: &str) -> Result<Vec<RunKey>, ServiceError> {
-        let worker = self.worker()?.clone();
+    pub(crate) async fn reap_task(
+        self: &Arc<Self>,
+        task_id: &str,
+    ) -> Result<Vec<RunKey>, ServiceError> {
+        let worker = self.worker.clone();
         let driver = self.driver(&worker);
         let mut reaped = Vec::new();
         let Some(task) = self.ports.store.get_task(task_id).await? else {
@@ -209,9 +226,13 @@ impl TaskService {
         };
         let runs = self.ports.store.list_runs(task_id, 20, None).await?;
         for run in runs.items {
+            if run.status == RunStatus::Cancelling {
+                self.settle_cancel(&run.key).await;
+                continue;
+            }
             if run.status.is_final() {
                 if clean_up_pending(&run) {
-                    self.clean_up(&run.key).await;
+                    let _ = self.clean_up(&run.key).await;
                 }
                 continue;
             }
@@ -232,6 +253,7 @@ impl TaskService {
                 reaped.push(run.key);
             }
         }
+        self.sweep_deleting(&task).await;
         Ok(reaped)
     }
 
@@ -260,7 +282,7 @@ impl TaskService {
             return;
         };
         if finish.is_some() {
-            self.clean_up(key).await;
+            let _ = self.clean_up(key).await;
         }
         let failed = (status == RunStatus::Failed).then(|| error.to_owned());
         let policy = if status == RunStatus::Failed {
@@ -281,9 +303,10 @@ impl TaskService {
     /// aside), from its plan. A clean-up that cannot run (a password unreadable, an endpoint
     /// down) is never skipped silently: it is logged as an error, shown on the run as a warning
     /// and marked pending there, and the sweep ([`TaskService::reap_stalled`]) tries it again.
-    pub(crate) async fn clean_up(&self, key: &RunKey) {
+    /// `true` when it is done (or there was nothing to clean up).
+    pub(crate) async fn clean_up(&self, key: &RunKey) -> bool {
         let Some(finish) = finish_of(self.ports.store.as_ref(), key).await else {
-            return;
+            return true;
         };
         let outcome = async {
             let run = self
@@ -306,38 +329,41 @@ impl TaskService {
                 &events,
             )
             .await?;
-            let before = ctx.warnings.len();
-            steps::abort(&mut ctx, Some(&finish)).await;
-            let incomplete = ctx.warnings.len() > before;
+            let incomplete = !steps::abort(&mut ctx, Some(&finish)).await;
             ctx.record
                 .insert(CLEAN_UP_PENDING.into(), serde_json::json!(incomplete));
             ctx.save_record().await?;
             if incomplete {
                 tracing::error!(task = %key.task_id, run = %key.time_key(), warnings = ?ctx.warnings, "clean-up incomplete; the sweep tries it again");
             }
-            Ok::<(), ServiceError>(())
+            Ok::<bool, ServiceError>(!incomplete)
         }
         .await;
-        if let Err(e) = outcome {
-            tracing::error!(task = %key.task_id, run = %key.time_key(), error = %e, "the run's clean-up could not run; the sweep tries it again");
-            let warning = format!("the clean-up after this run could not run yet: {e}");
-            let _ = crate::context::update_run(self.ports.store.as_ref(), key, |r| {
-                if let serde_json::Value::Object(plan) = &mut r.plan {
-                    plan.insert(CLEAN_UP_PENDING.into(), serde_json::json!(true));
-                    let warnings = plan
-                        .entry("warnings")
-                        .or_insert_with(|| serde_json::json!([]));
-                    if let Some(list) = warnings.as_array_mut()
-                        && !list.iter().any(|w| w == &serde_json::json!(warning))
-                    {
-                        list.push(serde_json::json!(warning));
+        match outcome {
+            Ok(done) => return done,
+            Err(e) => {
+                tracing::error!(task = %key.task_id, run = %key.time_key(), error = %e, "the run's clean-up could not run; the sweep tries it again");
+                let warning = format!("the clean-up after this run could not run yet: {e}");
+                let _ = crate::context::update_run(self.ports.store.as_ref(), key, |r| {
+                    if let serde_json::Value::Object(plan) = &mut r.plan {
+                        plan.insert(CLEAN_UP_PENDING.into(), serde_json::json!(true));
+                        let warnings = plan
+                            .entry("warnings")
+                            .or_insert_with(|| serde_json::json!([]));
+                        if let Some(list) = warnings.as_array_mut()
+                            && !list.iter().any(|w| w == &serde_json::json!(warning))
+                        {
+                            list.push(serde_json::json!(warning));
+                        }
+                    } else {
+                        r.plan =
+                            serde_json::json!({ CLEAN_UP_PENDING: true, "warnings": [warning] });
                     }
-                } else {
-                    r.plan = serde_json::json!({ CLEAN_UP_PENDING: true, "warnings": [warning] });
-                }
-            })
-            .await;
+                })
+                .await;
+            }
         }
+        false
     }
 
     /// The Finalize step's plan for cleaning up a run, when its Schema step wrote one.

@@ -8,9 +8,9 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use tidemark_core::ports::SystemClock;
-use tidemark_local::{LocalScheduler, LocalSecretStore, SqliteStore};
+use tidemark_local::{LocalScheduler, LocalSecretStore, MemoryQueue, SqliteStore};
 use tidemark_service::http::ROUTES;
-use tidemark_service::{Allowlist, Ports, TaskService, router};
+use tidemark_service::{Allowlist, Host, Ports, TaskService, WorkerConfig, router};
 use tower::ServiceExt;
 
 const METHODS: [&str; 8] = [
@@ -88,6 +88,10 @@ async fn the_document_and_the_router_serve_the_same_operations() {
             clock,
         },
         Allowlist::parse("127.0.0.1/32").expect("allowlist"),
+        Host::new(WorkerConfig::new(
+            Arc::new(MemoryQueue::new(Arc::new(SystemClock), 5)),
+            "test",
+        )),
     );
     let app = router(service);
 

@@ -29,6 +29,9 @@ pub struct DriverConfig {
     pub resend_after: Duration,
     /// A run without progress for this long is failed by the sweep under its failure policy.
     pub run_lease: Duration,
+    /// How often a Schema or Chunk step at work looks whether its run is being cancelled (it
+    /// then stops and rolls back).
+    pub cancel_check: Duration,
 }
 
 impl DriverConfig {
@@ -43,6 +46,7 @@ impl DriverConfig {
             max_backoff: Duration::from_secs(30),
             resend_after: Duration::from_secs(15 * 60),
             run_lease: Duration::from_secs(60 * 60),
+            cancel_check: Duration::from_secs(2),
         }
     }
 

@@ -29,6 +29,14 @@ impl Driver<'_> {
     /// Sends what the run needs next: chunk messages up to `workers` in flight, or Finalize
     /// (once) when every chunk is done.
     pub(crate) async fn dispatch(&self, key: &RunKey, workers: u32) -> Result<(), ServiceError> {
+        if self
+            .store
+            .get_run(key)
+            .await?
+            .is_none_or(|r| !r.status.takes_steps())
+        {
+            return Ok(());
+        }
         let list = self.store.list_steps(key).await?;
         let Some(finalize) = steps::finalize_of(&list) else {
             return Ok(());
@@ -75,7 +83,7 @@ impl Driver<'_> {
             let Some(mut run) = self.store.get_run(key).await? else {
                 return Ok(());
             };
-            if run.status.is_final() {
+            if !run.status.takes_steps() {
                 return Ok(());
             }
             if run.chunks_done >= run.chunks_total {
@@ -143,7 +151,8 @@ impl Driver<'_> {
         let Some(run) = self.store.get_run(key).await? else {
             return Ok(swept);
         };
-        if run.status.is_final() {
+        // A cancelling run's steps are over; its host settles the cancel.
+        if !run.status.takes_steps() {
             return Ok(swept);
         }
         let now = self.clock.now();

@@ -13,6 +13,16 @@ use crate::context::{Ctx, update_run};
 use crate::error::ServiceError;
 use crate::steps;
 
+/// How [`Lease::hold_while`] ended.
+pub(super) enum Held<T> {
+    /// The work ran to its end.
+    Done(T),
+    /// The lease was lost to another worker; the work was dropped.
+    Lost,
+    /// The run is being cancelled (or ended); the work was dropped.
+    Stopped,
+}
+
 pub(super) struct Lease<'a> {
     store: &'a dyn StateStore,
     clock: &'a dyn Clock,
@@ -47,24 +57,40 @@ impl<'a> Lease<'a> {
         steps::claim(ctx, self.n, &self.config.owner, self.length()).await
     }
 
-    /// Runs `work`, renewing the lease every third of its length. `None` when the lease was
-    /// found lost (it lapsed, and another worker claimed the step): the work is dropped, which
-    /// rolls its transaction back, and the new holder does the step.
-    pub async fn hold_while<T>(&self, work: impl Future<Output = T>) -> Option<T> {
-        let every = (self.config.step_lease / 3).max(std::time::Duration::from_millis(10));
+    /// Runs `work`, renewing the lease every third of its length and, when `cancellable`,
+    /// looking every `cancel_check` whether the run is being cancelled. Dropping the work rolls
+    /// its transaction back: when the lease was found lost (it lapsed, and another worker claimed
+    /// the step, which the new holder does) or the run is cancelling (its clean-up follows).
+    pub async fn hold_while<T>(&self, work: impl Future<Output = T>, cancellable: bool) -> Held<T> {
+        let floor = std::time::Duration::from_millis(10);
+        let every = (self.config.step_lease / 3).max(floor);
+        let check = self.config.cancel_check.max(floor);
         let work = std::pin::pin!(work);
         let mut work = work;
+        let mut renew_at = tokio::time::Instant::now() + every;
         loop {
+            let next_check = tokio::time::Instant::now() + check;
             tokio::select! {
-                out = &mut work => return Some(out),
-                () = tokio::time::sleep(every) => match self.renew().await {
-                    Ok(true) => {}
+                out = &mut work => return Held::Done(out),
+                () = tokio::time::sleep_until(next_check), if cancellable && next_check < renew_at => {
+                    if let Ok(Some(run)) = self.store.get_run(self.key).await
+                        && !run.status.takes_steps()
+                    {
+                        tracing::info!(task = %self.key.task_id, run = %self.key.time_key(), step = self.n, status = ?run.status, "the run is being stopped; the step's work is dropped and rolled back");
+                        return Held::Stopped;
+                    }
+                }
+                () = tokio::time::sleep_until(renew_at) => match self.renew().await {
+                    Ok(true) => renew_at = tokio::time::Instant::now() + every,
                     Ok(false) => {
                         tracing::warn!(task = %self.key.task_id, run = %self.key.time_key(), step = self.n, "the step's lease was lost; its work is dropped");
-                        return None;
+                        return Held::Lost;
                     }
                     // The store did not answer: the work goes on, the next renewal tries again.
-                    Err(e) => tracing::warn!(task = %self.key.task_id, run = %self.key.time_key(), step = self.n, error = %e, "the step's lease could not be renewed"),
+                    Err(e) => {
+                        renew_at = tokio::time::Instant::now() + every;
+                        tracing::warn!(task = %self.key.task_id, run = %self.key.time_key(), step = self.n, error = %e, "the step's lease could not be renewed");
+                    }
                 },
             }
         }

@@ -11,14 +11,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tidemark_core::ports::{
-    Clock, QueueError, ReceivedStep, StateStore, StepInbox, StepMessage, StepQueue, StoreError,
-    SystemClock,
-};
+use tidemark_core::ports::{Clock, StateStore, StepInbox, StoreError, SystemClock};
 use tidemark_core::state::{RunKey, RunPhase, RunRecord, RunStatus, RunTrigger, StepStatus};
 use tidemark_engine::crash;
 use tidemark_local::MemoryQueue;
 
+use super::waking::Waking;
 use super::{
     Driver, DriverConfig, EndpointPools, RunEnd, RunSubject, RunSubjects, announce_tables,
 };
@@ -60,6 +58,15 @@ impl Default for StepRetry {
             first_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(30),
         }
+    }
+}
+
+impl DriverConfig {
+    /// Retries steps as `retry` says (its attempts are retries: one more attempt in all).
+    pub fn retry_steps(&mut self, retry: StepRetry) {
+        self.step_attempts = retry.attempts + 1;
+        self.first_backoff = retry.first_backoff;
+        self.max_backoff = retry.max_backoff;
     }
 }
 
@@ -133,11 +140,9 @@ pub async fn run_cycle(
     };
     let resumed = start_run(store, clock, &key, input.trigger).await?;
     let mut config = DriverConfig::new("local");
-    config.step_attempts = retry.attempts + 1;
-    config.first_backoff = retry.first_backoff;
-    config.max_backoff = retry.max_backoff;
+    config.retry_steps(retry);
     // Messages wait on this process's own clock (a test's clock may stand still).
-    let queue = WakingQueue::new(MemoryQueue::new(Arc::new(SystemClock), u32::MAX));
+    let queue = Waking::new(MemoryQueue::new(Arc::new(SystemClock), u32::MAX));
     let pools = EndpointPools::new();
     let driver = Driver {
         store,
@@ -199,7 +204,7 @@ pub async fn abandon_run(
     let events: Events = Arc::new(|_| {});
     let mut ctx = Ctx::new(store, clock, &key, &input, &events).await?;
     let finish = super::finish_of(store, &key).await;
-    steps::abort(&mut ctx, finish.as_ref()).await;
+    let _ = steps::abort(&mut ctx, finish.as_ref()).await;
     ctx.finish_run(&Err::<(), &str>(
         "abandoned unfinished (tidemark run --abandon); what it left was cleaned up",
     ))
@@ -210,7 +215,7 @@ pub async fn abandon_run(
 /// The first consumer also sweeps the run now and then (a lost message, a stalled run).
 async fn consume(
     driver: &Driver<'_>,
-    inbox: &WakingQueue,
+    inbox: &Waking<MemoryQueue>,
     subjects: &dyn RunSubjects,
     events: &Events,
     key: &RunKey,
@@ -319,7 +324,7 @@ async fn report(
             // The driver could not go on (a stalled run, the store gone): the run is failed
             // here and cleaned up from its plan.
             let finish = super::finish_of(store, key).await;
-            steps::abort(&mut ctx, finish.as_ref()).await;
+            let _ = steps::abort(&mut ctx, finish.as_ref()).await;
             ctx.finish_run(&Err::<(), &ServiceError>(&error)).await?;
         }
         return Err(error);
@@ -353,64 +358,4 @@ async fn report(
         warnings: ctx.warnings.clone(),
         elapsed: started.elapsed(),
     })
-}
-
-/// The in-process queue, waking idle consumers when a message is sent instead of letting them
-/// find it at their next look.
-struct WakingQueue {
-    queue: MemoryQueue,
-    sent: tokio::sync::Notify,
-}
-
-impl WakingQueue {
-    fn new(queue: MemoryQueue) -> WakingQueue {
-        WakingQueue {
-            queue,
-            sent: tokio::sync::Notify::new(),
-        }
-    }
-
-    /// The run is over: every consumer stops now, not at its next look.
-    fn stop(&self, done: &AtomicBool) {
-        done.store(true, Ordering::Release);
-        self.sent.notify_waiters();
-    }
-
-    /// Until a message is sent, or `at_most`.
-    async fn wait(&self, at_most: Duration) {
-        let _ = tokio::time::timeout(at_most, self.sent.notified()).await;
-    }
-
-    async fn receive(
-        &self,
-        max: u32,
-        visibility: Duration,
-    ) -> Result<Vec<ReceivedStep>, QueueError> {
-        self.queue.receive(max, visibility).await
-    }
-
-    async fn delete(&self, receipt: &str) -> Result<(), QueueError> {
-        self.queue.delete(receipt).await
-    }
-
-    async fn change_visibility(
-        &self,
-        receipt: &str,
-        visibility: Duration,
-    ) -> Result<(), QueueError> {
-        self.queue.change_visibility(receipt, visibility).await
-    }
-}
-
-#[async_trait]
-impl StepQueue for WakingQueue {
-    async fn send_step(
-        &self,
-        message: &StepMessage,
-        delay: Option<Duration>,
-    ) -> Result<(), QueueError> {
-        self.queue.send_step(message, delay).await?;
-        self.sent.notify_waiters();
-        Ok(())
-    }
 }

@@ -25,6 +25,7 @@
 //! - [`lease`]: a claimed step's lease, renewed while its work runs.
 //! - [`local`]: `run_cycle`, one run to its end over consumers in this process.
 //! - [`pools`]: [`EndpointPools`], copy pools kept across the steps a process runs.
+//! - [`waking`]: an in-process step inbox that wakes idle consumers on a send.
 
 pub mod config;
 mod dispatch;
@@ -33,6 +34,7 @@ pub mod local;
 pub mod pools;
 #[cfg(test)]
 mod tests;
+pub mod waking;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -50,6 +52,7 @@ pub use pools::EndpointPools;
 use crate::context::{Ctx, CycleEvent, CycleInput, Events, update_run};
 use crate::error::ServiceError;
 use crate::steps;
+use lease::Held;
 
 /// What one step message did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +82,9 @@ pub struct Handled {
     pub outcome: StepOutcome,
     /// Set when this step ended its run.
     pub ended: Option<RunEnd>,
+    /// The run is being cancelled: this step did nothing (or stopped and rolled back, its lease
+    /// given up), and the host settles the cancel (its clean-up, once no step holds a lease).
+    pub cancelling: bool,
 }
 
 impl Handled {
@@ -86,6 +92,14 @@ impl Handled {
         Handled {
             outcome,
             ended: None,
+            cancelling: false,
+        }
+    }
+
+    fn cancelling() -> Handled {
+        Handled {
+            cancelling: true,
+            ..Handled::of(StepOutcome::Ignored("the run is being cancelled"))
         }
     }
 }
@@ -147,6 +161,9 @@ impl Driver<'_> {
         let Some(run) = self.store.get_run(key).await? else {
             return Ok(Handled::of(StepOutcome::Ignored("the run does not exist")));
         };
+        if run.status == RunStatus::Cancelling {
+            return Ok(Handled::cancelling());
+        }
         if run.status.is_final() {
             return Ok(Handled::of(StepOutcome::Ignored("the run is over")));
         }
@@ -196,6 +213,9 @@ impl Driver<'_> {
                 "another worker holds the step",
             )));
         };
+        // A Finalize step, once it works, runs to its end: a cancel then comes too late.
+        let cancellable = claimed.kind != StepKind::Finalize;
+        let held = claimed.clone();
         let work = async {
             match claimed.kind {
                 StepKind::Schema => self.schema_step(&mut ctx, claimed, workers).await,
@@ -203,11 +223,17 @@ impl Driver<'_> {
                 StepKind::Finalize => self.finalize_step(&mut ctx, claimed).await,
             }
         };
-        match lease.hold_while(work).await {
-            Some(handled) => handled,
-            None => Ok(Handled::of(StepOutcome::Ignored(
+        match lease.hold_while(work, cancellable).await {
+            Held::Done(handled) => handled,
+            Held::Lost => Ok(Handled::of(StepOutcome::Ignored(
                 "the step's lease lapsed and another worker took it",
             ))),
+            Held::Stopped => {
+                // The work was dropped (its transaction rolled back): the lease is given up so
+                // the run's clean-up need not wait for it to lapse.
+                steps::release(&ctx, held).await?;
+                Ok(Handled::cancelling())
+            }
         }
     }
 
@@ -290,6 +316,7 @@ impl Driver<'_> {
                 ctx.finish_run(&Ok::<(), ServiceError>(())).await?;
                 tracing::info!(task = %ctx.key.task_id, run = %ctx.key.time_key(), "run succeeded");
                 Ok(Handled {
+                    cancelling: false,
                     outcome: StepOutcome::Ran,
                     ended: Some(RunEnd {
                         status: RunStatus::Succeeded,
@@ -315,6 +342,17 @@ impl Driver<'_> {
         error: ServiceError,
         finish: Option<steps::Finish>,
     ) -> Result<Handled, ServiceError> {
+        if ctx
+            .store
+            .get_run(ctx.key)
+            .await?
+            .is_some_and(|r| r.status == RunStatus::Cancelling)
+        {
+            // Failed while its run was being cancelled (its endpoint closed under it, say):
+            // the cancel's clean-up, not a failure, ends the run.
+            steps::release(ctx, record).await?;
+            return Ok(Handled::cancelling());
+        }
         if error.is_retryable() && record.attempts < self.config.step_attempts {
             let (n, attempts) = (record.n, record.attempts);
             let delay = self.config.backoff(attempts);
@@ -336,11 +374,12 @@ impl Driver<'_> {
         }
         let message = error.to_string();
         steps::settle(ctx, record, Err(message.clone())).await?;
-        steps::abort(ctx, finish.as_ref()).await;
+        let _ = steps::abort(ctx, finish.as_ref()).await;
         ctx.finish_run(&Err::<(), &str>(&message)).await?;
         // The failed-run metric filter (template.yaml) counts this message.
         tracing::warn!(task = %ctx.key.task_id, run = %ctx.key.time_key(), error = %message, "run failed");
         Ok(Handled {
+            cancelling: false,
             outcome: StepOutcome::Ran,
             ended: Some(RunEnd {
                 status: RunStatus::Failed,
@@ -372,6 +411,7 @@ impl Driver<'_> {
         .await?;
         tracing::warn!(task = %key.task_id, run = %key.time_key(), error = %message, "run failed");
         Ok(Handled {
+            cancelling: false,
             outcome: StepOutcome::Ran,
             ended: Some(RunEnd {
                 status: RunStatus::Failed,

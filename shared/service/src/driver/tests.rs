@@ -346,3 +346,38 @@ async fn a_run_taken_over_sends_again_what_a_dead_process_held() {
     assert_eq!(rig.sent().await, vec![2, 3]);
     assert_eq!(rig.step(4).await.status, StepStatus::Pending);
 }
+
+#[tokio::test]
+async fn a_step_of_a_cancelling_run_does_nothing_and_asks_the_host_to_settle_the_cancel() {
+    let rig = Rig::new(2, 1).await;
+    let mut run = rig
+        .store
+        .get_run(&rig.key)
+        .await
+        .expect("read")
+        .expect("run");
+    run.status = RunStatus::Cancelling;
+    rig.store.update_run(&run).await.expect("cancel");
+    let message = StepMessage {
+        run: rig.key.clone(),
+        step: 1,
+    };
+    let events: Events = Arc::new(|_| {});
+    let handled = rig
+        .driver()
+        .handle(&message, &rig.subjects, &events, None)
+        .await
+        .expect("handled");
+    assert_eq!(
+        handled.outcome,
+        StepOutcome::Ignored("the run is being cancelled")
+    );
+    assert!(handled.cancelling, "the host settles the cancel");
+    assert_eq!(rig.step(1).await.status, StepStatus::Pending);
+    // Nothing more is sent for it: neither by the dispatch nor by the sweep, which leaves a
+    // cancelling run to its host (it is not stalled).
+    rig.driver().dispatch(&rig.key, 1).await.expect("dispatch");
+    let swept = rig.driver().sweep(&rig.key, 1).await.expect("sweep");
+    assert_eq!(swept, super::dispatch::Swept::default());
+    assert_eq!(rig.sent().await, Vec::<u32>::new());
+}

@@ -169,8 +169,8 @@ pub(crate) fn outcomes(
 
 /// Cleans up after a failed or cancelled run, from its plan (when the Schema step completed
 /// one): shadow tables dropped, a half-made replica dropped, triggers set aside restored. What
-/// cannot be cleaned up is a warning on the run, never a second error.
-pub(crate) async fn abort(ctx: &mut Ctx<'_>, finish: Option<&Finish>) {
+/// cannot be cleaned up is a warning on the run, never a second error; `false` then.
+pub(crate) async fn abort(ctx: &mut Ctx<'_>, finish: Option<&Finish>) -> bool {
     let result = match finish {
         Some(Finish::Replica { replicas }) => crate::policies::replica::abort(ctx, replicas).await,
         Some(Finish::Resync { working }) => crate::policies::resync::abort(ctx, working).await,
@@ -179,7 +179,11 @@ pub(crate) async fn abort(ctx: &mut Ctx<'_>, finish: Option<&Finish>) {
         }
         None => Ok(()),
     };
-    if let Err(e) = result {
-        ctx.warn(format!("the failed run was not fully cleaned up: {e}"));
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            ctx.warn(format!("the run was not fully cleaned up: {e}"));
+            false
+        }
     }
 }

@@ -3,7 +3,6 @@
 use hyper::{Method, StatusCode};
 use secrecy::ExposeSecret;
 use serde_json::json;
-use tidemark_tests::harness::net::SilentListener;
 use tidemark_tests::harness::{destination, source, unique_name};
 
 use crate::helpers::{Api, drop_databases, sample, spec};
@@ -151,91 +150,4 @@ async fn create_precheck_start_run_stop_and_delete() {
     );
 
     drop_databases(&[&db, &target]).await;
-}
-
-#[tokio::test]
-async fn a_run_in_progress_is_cancelled() {
-    let api = Api::start().await;
-    // A source that accepts the connection and never answers: the run waits in its connect.
-    let silent = SilentListener::start();
-    let mut task = spec("nowhere", "nowhere_dw");
-    task["source"]["port"] = json!(silent.addr.port());
-    task["source"]["connect_timeout_seconds"] = json!(60);
-    let id = api.create(&task).await;
-
-    let (status, run) = api.post(&format!("/tasks/{id}/runs"), &json!({})).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{run}");
-    let run_id = run["id"].as_str().expect("run id").to_owned();
-    for _ in 0..100 {
-        if silent.accepted() > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert!(silent.accepted() > 0, "the run never connected");
-    let (status, _) = api.post(&format!("/tasks/{id}/runs"), &json!({})).await;
-    assert_eq!(status, StatusCode::CONFLICT, "one run per minute");
-
-    let (status, cancelled) = api
-        .post(&format!("/tasks/{id}/runs/{run_id}/cancel"), &json!({}))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{cancelled}");
-    assert_eq!(cancelled["status"], "cancelled");
-    assert!(cancelled["finished_at"].is_string());
-    let (status, again) = api
-        .post(&format!("/tasks/{id}/runs/{run_id}/cancel"), &json!({}))
-        .await;
-    assert_eq!(status, StatusCode::CONFLICT, "{again}");
-    assert_eq!(again["error"]["code"], "run_finished");
-    let (_, task) = api.get(&format!("/tasks/{id}")).await;
-    assert_eq!(task["status"], "created", "{task}");
-}
-
-/// A multi-replica run cancelled while its Schema step creates the replica's tables leaves no
-/// replica behind: the replica's name is on the run before the database is made, and the
-/// clean-up drops it although no Finalize plan was written yet.
-#[tokio::test]
-async fn a_run_cancelled_in_its_schema_step_leaves_no_replica() {
-    let api = Api::start().await;
-    let db = unique_name("cxl_src");
-    let mut sql = vec![format!("CREATE DATABASE `{db}`")];
-    for t in 0..80 {
-        sql.push(format!(
-            "CREATE TABLE `{db}`.t{t} (id INT PRIMARY KEY, a INT, b VARCHAR(20), KEY ix_a (a))"
-        ));
-    }
-    let refs: Vec<&str> = sql.iter().map(String::as_str).collect();
-    source().exec(&refs).await;
-    let mut task = spec(&db, "cxl");
-    task["policy"] = json!({ "mode": "multi_replica" });
-    task["objects"] = json!([{ "database": db }]);
-    let id = api.create(&task).await;
-    let (status, run) = api.post(&format!("/tasks/{id}/runs"), &json!({})).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{run}");
-    let run_id = run["id"].as_str().expect("run id").to_owned();
-    let pattern = format!("{}\\_%", db.replace('_', "\\_"));
-    let replicas = || async {
-        destination()
-            .query_one(&format!(
-                "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '{pattern}'"
-            ))
-            .await
-            .unwrap_or_default()
-    };
-    let mut seen = false;
-    for _ in 0..400 {
-        if replicas().await != "0" {
-            seen = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    assert!(seen, "the replica was never made");
-    let (status, cancelled) = api
-        .post(&format!("/tasks/{id}/runs/{run_id}/cancel"), &json!({}))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{cancelled}");
-    assert_eq!(cancelled["status"], "cancelled");
-    assert_eq!(replicas().await, "0", "the cancelled run's replica is left");
-    drop_databases(&[&db]).await;
 }

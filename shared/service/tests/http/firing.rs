@@ -330,8 +330,9 @@ async fn a_cycle_that_fires_while_the_previous_run_goes_on_is_recorded_as_skippe
     .await;
 
     // The next day's cycle comes due while the first run still goes on. A long run that makes
-    // progress moves its heartbeat with every chunk; do that for it here, or the scheduler would
-    // (rightly) fail it as stalled.
+    // progress moves its heartbeat with every chunk, and the holder of a step renews its lease;
+    // do both for it here (the clock jumped a day), or the sweep would (rightly) fail it as
+    // stalled or hand its step to another consumer.
     api.clock.set("2026-12-02T02:30:01Z");
     {
         use tidemark_core::ports::StateStore;
@@ -344,6 +345,12 @@ async fn a_cycle_that_fires_while_the_previous_run_goes_on_is_recorded_as_skippe
         let mut run = store.get_run(&key).await.expect("get").expect("the run");
         run.heartbeat = "2026-12-02T02:29:00Z".parse().expect("a time");
         store.update_run(&run).await.expect("move the heartbeat");
+        for mut step in store.list_steps(&key).await.expect("steps") {
+            if step.lease_until.is_some() {
+                step.lease_until = Some("2026-12-02T02:31:00Z".parse().expect("a time"));
+                store.update_step(&step).await.expect("renew the lease");
+            }
+        }
     }
     let report = api.service.fire_due(&api.scheduler).await.expect("a pass");
     assert!(report.stalled.is_empty(), "{report:?}");

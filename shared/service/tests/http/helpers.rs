@@ -14,9 +14,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use jiff::Timestamp;
 use serde_json::{Value, json};
-use tidemark_core::ports::Clock;
+use tidemark_core::ports::{Clock, SystemClock};
 use tidemark_local::{LocalScheduler, LocalSecretStore, SqliteStore};
-use tidemark_service::{Allowlist, Ports, TaskService, router};
+use tidemark_service::driver::waking::Waking;
+use tidemark_service::local_schedule::RUN_LEASE;
+use tidemark_service::{Allowlist, ConsumerConfig, Host, Ports, TaskService, WorkerConfig, router};
 use tidemark_tests::harness::{destination, source};
 
 /// A clock the test sets; every reading also moves it on by a millisecond, so two events are
@@ -61,11 +63,16 @@ impl Api {
         Api::start_with(|service| service).await
     }
 
-    /// [`Api::start`] with the service changed by `configure` before it serves (a builder).
-    pub async fn start_with(configure: impl FnOnce(Arc<TaskService>) -> Arc<TaskService>) -> Api {
+    /// [`Api::start`] with the host changed by `configure` before the service is built.
+    pub async fn start_with(configure: impl FnOnce(Host) -> Host) -> Api {
         let dir = tempfile::tempdir().expect("temp dir");
         let clock = TestClock::at("2026-11-30T00:00:00Z");
         let store = SqliteStore::open(&dir.path().join("state.sqlite")).expect("store");
+        // As `tidemark serve`: the step queue in the state file; its messages wait on this
+        // process's clock (the test's clock stands still).
+        let queue = Arc::new(Waking::new(store.step_queue(Arc::new(SystemClock), 10)));
+        let mut worker = WorkerConfig::new(queue.clone(), "test");
+        worker.driver.run_lease = RUN_LEASE.unsigned_abs();
         let scheduler = LocalScheduler::open(&dir.path().join("schedules.sqlite"), clock.clone())
             .expect("scheduler");
         let secrets = LocalSecretStore::new(&dir.path().join("secrets.json"));
@@ -77,8 +84,17 @@ impl Api {
                 clock: clock.clone(),
             },
             Allowlist::parse("127.0.0.1/32,::1").expect("allowlist"),
+            configure(Host::new(worker)),
         );
-        let service = configure(service);
+        // The sweep is left to the tests that call it (`fire_due`, `reap_stalled`).
+        service.start_consumers(
+            queue,
+            ConsumerConfig {
+                workers: 4,
+                poll: Duration::from_millis(50),
+                sweep_every: Duration::from_secs(3600),
+            },
+        );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

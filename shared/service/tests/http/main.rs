@@ -3,6 +3,7 @@
 //! stack, and a clock the tests move. Only loopback is allowed as an endpoint host.
 
 mod api;
+mod cancel;
 mod errors;
 mod firing;
 mod helpers;

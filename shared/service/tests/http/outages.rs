@@ -61,8 +61,11 @@ async fn outage(side: Side, retry: StepRetry) -> Outage {
         Side::Source => (private.server.clone(), destination()),
         Side::Destination => (source(), private.server.clone()),
     };
-    let api = Api::start().await;
-    api.service.set_step_retry(retry);
+    let api = Api::start_with(|mut host| {
+        host.worker.driver.retry_steps(retry);
+        host
+    })
+    .await;
     let db = unique_name("outage");
     let target = format!("{db}_dw");
     big_sample(&src, &db).await;

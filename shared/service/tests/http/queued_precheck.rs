@@ -50,7 +50,7 @@ impl PrecheckQueue for FakeQueue {
 async fn queued_api() -> (Api, Arc<FakeQueue>) {
     let queue = Arc::new(FakeQueue::default());
     let sender: Arc<dyn PrecheckQueue> = queue.clone();
-    let api = Api::start_with(|service| service.with_precheck_queue(sender, WINDOW)).await;
+    let api = Api::start_with(|host| host.with_precheck_queue(sender, WINDOW)).await;
     (api, queue)
 }
 
