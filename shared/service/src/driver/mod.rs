@@ -28,7 +28,7 @@
 //! - [`waking`]: an in-process step inbox that wakes idle consumers on a send.
 
 pub mod config;
-mod dispatch;
+pub(crate) mod dispatch;
 mod lease;
 pub mod local;
 pub mod pools;

@@ -1,5 +1,10 @@
 //! The driver's decisions over the in-memory store and queue (no database server): what is
-//! dispatched, what a duplicate or a late message does, what the sweep repairs.
+//! dispatched and what the sweep repairs here; what each step's message does when it is a
+//! duplicate, comes too close to the deadline or finds its run cancelled, in a file per step.
+
+mod chunk;
+mod finalize;
+mod schema;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -47,7 +52,7 @@ impl RunSubjects for Spec {
     }
 }
 
-struct Rig {
+pub(super) struct Rig {
     store: MemoryStore,
     queue: MemoryQueue,
     clock: Arc<TestClock>,
@@ -141,6 +146,30 @@ impl Rig {
         sent
     }
 
+    /// Handles step `n`'s message, whole.
+    async fn handled(&self, n: u32, deadline: Option<Instant>) -> super::Handled {
+        let events: Events = Arc::new(|_| {});
+        let message = StepMessage {
+            run: self.key.clone(),
+            step: n,
+        };
+        self.driver()
+            .handle(&message, &self.subjects, &events, deadline)
+            .await
+            .expect("handled")
+    }
+
+    async fn set_run(&self, status: RunStatus) {
+        let mut run = self
+            .store
+            .get_run(&self.key)
+            .await
+            .expect("read")
+            .expect("run");
+        run.status = status;
+        self.store.update_run(&run).await.expect("write the run");
+    }
+
     async fn step(&self, n: u32) -> StepRecord {
         self.store
             .get_step(&self.key, n)
@@ -156,16 +185,7 @@ impl Rig {
     }
 
     async fn handle(&self, n: u32, deadline: Option<Instant>) -> StepOutcome {
-        let events: Events = Arc::new(|_| {});
-        let message = StepMessage {
-            run: self.key.clone(),
-            step: n,
-        };
-        self.driver()
-            .handle(&message, &self.subjects, &events, deadline)
-            .await
-            .expect("handled")
-            .outcome
+        self.handled(n, deadline).await.outcome
     }
 }
 
@@ -214,74 +234,6 @@ async fn the_schema_steps_end_sends_at_most_workers_chunks_and_each_chunks_end_t
         .expect("again");
     sent.extend(rig.sent().await);
     assert_eq!(sent, vec![4, 5, 6]);
-}
-
-#[tokio::test]
-async fn the_last_chunks_end_sends_finalize_exactly_once() {
-    let rig = Rig::new(3, 2).await;
-    for n in 1..=3 {
-        rig.set(n, |s| s.status = StepStatus::Done).await;
-    }
-    // Two workers finish their chunks at the same moment: both read Finalize pending, one
-    // dispatches first; the other's conditional write of what it read loses, so it sends nothing.
-    let stale = rig.step(4).await;
-    let driver = rig.driver();
-    driver.dispatch(&rig.key, 2).await.expect("dispatch");
-    assert!(
-        !driver.mark_queued(stale).await.expect("write"),
-        "a second sender"
-    );
-    driver.dispatch(&rig.key, 2).await.expect("dispatch");
-    assert_eq!(rig.sent().await, vec![4], "Finalize, once");
-    // A redelivered chunk message after that sends nothing more.
-    assert_eq!(
-        rig.handle(3, None).await,
-        StepOutcome::Ignored("the step is done")
-    );
-    assert_eq!(rig.sent().await, Vec::<u32>::new());
-}
-
-#[tokio::test]
-async fn a_duplicate_or_a_step_of_an_ended_run_does_nothing() {
-    let rig = Rig::new(2, 1).await;
-    rig.set(1, |s| {
-        s.status = StepStatus::Leased;
-        s.lease_owner = Some("another".into());
-        s.lease_until = Some(Timestamp::MAX);
-    })
-    .await;
-    // Another worker holds chunk 1: a duplicate of its message is dropped. (The claim fails
-    // before any endpoint is opened.)
-    assert_eq!(
-        rig.handle(1, None).await,
-        StepOutcome::Ignored("another worker holds the step")
-    );
-    assert_eq!(rig.step(1).await.lease_owner.as_deref(), Some("another"));
-    // The run is cancelled: whatever is still queued finds it over and touches nothing.
-    let mut run = rig
-        .store
-        .get_run(&rig.key)
-        .await
-        .expect("read")
-        .expect("run");
-    run.status = RunStatus::Cancelled;
-    rig.store.update_run(&run).await.expect("cancel");
-    assert_eq!(
-        rig.handle(2, None).await,
-        StepOutcome::Ignored("the run is over")
-    );
-    assert_eq!(rig.step(2).await.status, StepStatus::Pending);
-    assert_eq!(rig.sent().await, Vec::<u32>::new());
-}
-
-#[tokio::test]
-async fn a_step_too_close_to_the_deadline_is_sent_back_unclaimed() {
-    let rig = Rig::new(1, 1).await;
-    let outcome = rig.handle(1, Some(Instant::now())).await;
-    assert_eq!(outcome, StepOutcome::Postponed("too close to the deadline"));
-    assert_eq!(rig.sent().await, vec![1], "sent back as a new message");
-    let step = rig.step(1).await;
-    assert_eq!((step.status, step.attempts), (StepStatus::Pending, 0));
 }
 
 #[tokio::test]
@@ -345,39 +297,4 @@ async fn a_run_taken_over_sends_again_what_a_dead_process_held() {
     // The two re-sent chunks fill the room: chunk 4 waits for one of them.
     assert_eq!(rig.sent().await, vec![2, 3]);
     assert_eq!(rig.step(4).await.status, StepStatus::Pending);
-}
-
-#[tokio::test]
-async fn a_step_of_a_cancelling_run_does_nothing_and_asks_the_host_to_settle_the_cancel() {
-    let rig = Rig::new(2, 1).await;
-    let mut run = rig
-        .store
-        .get_run(&rig.key)
-        .await
-        .expect("read")
-        .expect("run");
-    run.status = RunStatus::Cancelling;
-    rig.store.update_run(&run).await.expect("cancel");
-    let message = StepMessage {
-        run: rig.key.clone(),
-        step: 1,
-    };
-    let events: Events = Arc::new(|_| {});
-    let handled = rig
-        .driver()
-        .handle(&message, &rig.subjects, &events, None)
-        .await
-        .expect("handled");
-    assert_eq!(
-        handled.outcome,
-        StepOutcome::Ignored("the run is being cancelled")
-    );
-    assert!(handled.cancelling, "the host settles the cancel");
-    assert_eq!(rig.step(1).await.status, StepStatus::Pending);
-    // Nothing more is sent for it: neither by the dispatch nor by the sweep, which leaves a
-    // cancelling run to its host (it is not stalled).
-    rig.driver().dispatch(&rig.key, 1).await.expect("dispatch");
-    let swept = rig.driver().sweep(&rig.key, 1).await.expect("sweep");
-    assert_eq!(swept, super::dispatch::Swept::default());
-    assert_eq!(rig.sent().await, Vec::<u32>::new());
 }
