@@ -1,8 +1,10 @@
 //! `tidemark run TASK.json`, run as a user runs it: one cycle copies schema and data exactly,
 //! reports on stdout (text or --json), records the run in --data-dir, does nothing twice for one
-//! scheduled time, and keeps the CLI contract's exit codes.
+//! scheduled time, and keeps the CLI contract's exit codes. The key of a task's state is in
+//! `task_id`.
 
 mod support;
+mod task_id;
 
 use secrecy::ExposeSecret;
 use tidemark_core::ports::StateStore;
@@ -11,8 +13,8 @@ use tidemark_local::SqliteStore;
 use tidemark_tests::harness::{destination, source, unique_name};
 
 use support::{
-    Workdir, compat_servers, compat_task, copy_compat_state, drop_compat_databases, rows_hash,
-    sample, spec, text,
+    Workdir, assert_compat_copied, compat_servers, compat_task, compat_watermark,
+    copy_compat_state, drop_compat_databases, rows_hash, sample, spec, text,
 };
 
 #[tokio::test]
@@ -124,17 +126,7 @@ async fn a_crashed_run_is_resumed_by_the_next_run_or_abandoned() {
     let work = Workdir::new();
     let task = spec(&db, &target, destination().endpoint_json());
     let first = "2026-12-01T02:30:00Z";
-    let died = work.run_crashing(
-        &task,
-        &["--scheduled-time", first],
-        Some("chunk.committed#2"),
-    );
-    assert_ne!(died.status.code(), Some(0), "the crash point did not fire");
-    assert!(
-        text(&died.stderr).contains("crash point"),
-        "{}",
-        text(&died.stderr)
-    );
+    work.die_at(&task, first, "chunk.committed#2");
 
     // The next run, at another minute (no --scheduled-time: now), resumes the dead one.
     let resumed = work.run(&task, &[]);
@@ -168,12 +160,7 @@ async fn a_crashed_run_is_resumed_by_the_next_run_or_abandoned() {
 
     // Died again, then abandoned: failed and cleaned up, and a new run copies.
     let second = "2026-12-02T02:30:00Z";
-    let died = work.run_crashing(
-        &task,
-        &["--scheduled-time", second],
-        Some("chunk.committed#2"),
-    );
-    assert_ne!(died.status.code(), Some(0));
+    work.die_at(&task, second, "chunk.committed#2");
     let elsewhere = work.run(&task, &["--scheduled-time", "2026-12-03T02:30:00Z"]);
     assert_eq!(
         elsewhere.status.code(),
@@ -189,12 +176,7 @@ async fn a_crashed_run_is_resumed_by_the_next_run_or_abandoned() {
     let stderr = text(&abandoned.stderr);
     assert_eq!(abandoned.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("failed and cleaned up"), "{stderr}");
-    let store = SqliteStore::open(&work.data_dir().join("state.sqlite")).expect("open state");
-    let runs = store
-        .list_runs("local-run-test", 10, None)
-        .await
-        .expect("runs")
-        .items;
+    let runs = work.runs("local-run-test").await;
     let status_at = |at: &str| {
         let at: jiff::Timestamp = at.parse().expect("time");
         runs.iter()
@@ -324,13 +306,8 @@ async fn a_data_dir_of_the_previous_version_loads_and_its_unfinished_run_is_resu
         let steps = store.list_steps(&run.key).await.expect("steps load");
         assert_eq!(steps.len(), 3, "{steps:?}");
     }
-    let mark = store
-        .get_watermark("local-compat", "tm_compat.ev")
-        .await
-        .expect("watermark loads")
-        .expect("a watermark");
-    assert_eq!(mark.value, "2026-11-03 02:00:00.000000");
     drop(store);
+    assert_eq!(compat_watermark(&work).await, "2026-11-03 02:00:00.000000");
     compat_servers().await;
 
     let out = work.run(&compat_task(), &[]);
@@ -340,27 +317,13 @@ async fn a_data_dir_of_the_previous_version_loads_and_its_unfinished_run_is_resu
         stderr.contains("resuming the run of `compat` scheduled at 2026-12-02T02:30:00Z"),
         "{stderr}"
     );
-    let (src, dst) = (source(), destination());
-    let columns = "id, v, updated_at";
+    assert_compat_copied().await;
     assert_eq!(
-        rows_hash(&src, "tm_compat", "ev", columns).await,
-        rows_hash(&dst, "tm_compat_dst", "ev", columns).await
-    );
-    let store = SqliteStore::open(&work.state_file()).expect("open state");
-    let mark = store
-        .get_watermark("local-compat", "tm_compat.ev")
-        .await
-        .expect("read")
-        .expect("mark");
-    assert_eq!(
-        mark.value, "2026-11-21 09:20:00.000000",
+        compat_watermark(&work).await,
+        "2026-11-21 09:20:00.000000",
         "the watermark moved on"
     );
-    let runs = store
-        .list_runs("local-compat", 10, None)
-        .await
-        .expect("runs")
-        .items;
+    let runs = work.runs("local-compat").await;
     assert_eq!(runs.len(), 2, "resumed, not a new run beside it: {runs:?}");
     assert!(
         runs.iter().all(|r| r.status == RunStatus::Succeeded),

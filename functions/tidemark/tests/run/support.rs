@@ -6,6 +6,9 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use tidemark_core::ports::StateStore;
+use tidemark_core::state::RunRecord;
+use tidemark_local::SqliteStore;
 use tidemark_tests::harness::{Server, destination, source, unique_name};
 
 pub fn spec(db: &str, target: &str, dest: serde_json::Value) -> serde_json::Value {
@@ -35,14 +38,19 @@ impl Workdir {
         self.run_file("task.json", task, extra, None)
     }
 
-    /// Runs with a crash point armed (`TIDEMARK_CRASH_AT`), or none.
-    pub fn run_crashing(
-        &self,
-        task: &serde_json::Value,
-        extra: &[&str],
-        crash: Option<&str>,
-    ) -> Output {
-        self.run_file("task.json", task, extra, crash)
+    /// `tidemark run` of `task` at `scheduled_time`, killed at the crash point `point`
+    /// (`TIDEMARK_CRASH_AT`); its stderr.
+    pub fn die_at(&self, task: &serde_json::Value, scheduled_time: &str, point: &str) -> String {
+        let died = self.run_file(
+            "task.json",
+            task,
+            &["--scheduled-time", scheduled_time],
+            Some(point),
+        );
+        let stderr = text(&died.stderr);
+        assert_ne!(died.status.code(), Some(0), "did not die: {stderr}");
+        assert!(stderr.contains("crash point"), "{stderr}");
+        stderr
     }
 
     /// `tidemark run` of `task`, written to `file` (a path under the work directory).
@@ -78,6 +86,13 @@ impl Workdir {
 
     pub fn state_file(&self) -> PathBuf {
         self.data_dir().join("state.sqlite")
+    }
+
+    /// The runs recorded under `task_id`, latest scheduled time first.
+    pub async fn runs(&self, task_id: &str) -> Vec<RunRecord> {
+        let store = SqliteStore::open(&self.state_file()).expect("open state");
+        let page = store.list_runs(task_id, 20, None).await.expect("runs load");
+        page.items
     }
 }
 
@@ -185,6 +200,25 @@ pub fn compat_task() -> serde_json::Value {
     task["objects"] = serde_json::json!([{ "database": "tm_compat", "rename": "tm_compat_dst",
         "tables": [{ "name": "ev", "timestamp_column": "updated_at" }] }]);
     task
+}
+
+/// The destination's `ev` holds the source's rows, every one once.
+pub async fn assert_compat_copied() {
+    let columns = "id, v, updated_at";
+    assert_eq!(
+        rows_hash(&source(), "tm_compat", "ev", columns).await,
+        rows_hash(&destination(), "tm_compat_dst", "ev", columns).await
+    );
+}
+
+/// The watermark of `tm_compat.ev`, kept under the task's name by that version.
+pub async fn compat_watermark(work: &Workdir) -> String {
+    let store = SqliteStore::open(&work.state_file()).expect("open state");
+    let mark = store
+        .get_watermark("local-compat", "tm_compat.ev")
+        .await
+        .expect("read the watermark");
+    mark.expect("a watermark").value
 }
 
 pub async fn drop_compat_databases() {
