@@ -6,6 +6,7 @@ mod run;
 mod schedule;
 mod serve;
 mod spec_file;
+mod task_id;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -83,6 +84,14 @@ enum Command {
     /// per table with rows, MB/s and ETA on a terminal), the summary to stdout. A second run for
     /// the same scheduled time does nothing.
     ///
+    /// The task's state (runs, watermarks, an unfinished run) is kept under its id: the spec's
+    /// `id` when it has one; otherwise an id made once from its name (`local-<name>`, or
+    /// `local-<name>-2`, ... when another spec file holds that) and recorded for the spec file's
+    /// path in DIR/task-ids.json. Renaming a task in its file keeps its state; so does giving it
+    /// an `id` later (the first run of a new `id` takes over what its file had); another file with
+    /// the same name is another task. A data directory of an earlier version, which kept state
+    /// under `local-<name>`, is taken over as it is by the task's first run.
+    ///
     /// Exit: 0 the run succeeded; 1 it failed; 2 a bad spec or command line.
     Run {
         /// The task spec (JSON).
@@ -92,7 +101,7 @@ enum Command {
         /// default: now, to the minute.
         #[arg(long, value_name = "RFC3339")]
         scheduled_time: Option<jiff::Timestamp>,
-        /// Where the local state (runs, progress, watermarks) is kept.
+        /// Where the local state (runs, progress, watermarks, task ids) is kept.
         #[arg(long, value_name = "DIR", default_value = ".tidemark")]
         data_dir: PathBuf,
         /// Print the summary as one JSON object.

@@ -19,6 +19,7 @@ use tidemark_service::driver::local::abandon_run;
 use tidemark_service::{CycleEvent, CycleReport, ServiceError, StepRetry, run_cycle_with};
 
 use crate::spec_file::{BAD_SPEC, FAILED, read_spec_with_passwords};
+use crate::task_id;
 
 /// A run by hand rides out a blip of its endpoints (1, 2 and 4 s) but does not keep a user
 /// waiting a minute on a wrong port; `tidemark serve`'s runs wait about a minute
@@ -59,7 +60,18 @@ pub async fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(FAILED);
         }
     };
-    let task_id = local_task_id(&spec.name);
+    let task_id = match task_id::resolve(&store, &args.data_dir, &args.task, &spec).await {
+        Ok(identity) => {
+            if let Some(note) = identity.note {
+                eprintln!("{note}");
+            }
+            identity.id
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(FAILED);
+        }
+    };
     let unfinished = match unfinished_run(&store, &task_id).await {
         Ok(run) => run,
         Err(e) => {
@@ -210,21 +222,6 @@ fn open_store(data_dir: &Path) -> Result<SqliteStore, String> {
         )
     })?;
     SqliteStore::open(&data_dir.join("state.sqlite")).map_err(|e| e.to_string())
-}
-
-/// The id a task run from a file has in the local state: its name, made safe for keys.
-pub fn local_task_id(name: &str) -> String {
-    let id: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    format!("local-{id}")
 }
 
 /// Progress on stderr: a bar per table (rows, MB/s, ETA) on a terminal, plain lines elsewhere.

@@ -9,7 +9,7 @@ mod validate;
 
 pub use objects::REPLICA_SUFFIX_CHARS;
 pub use parse::parse_task_spec;
-pub use validate::{MAX_NAME_CHARS, MAX_USER_CHARS};
+pub use validate::{MAX_NAME_CHARS, MAX_TASK_ID_CHARS, MAX_USER_CHARS, check_task_id};
 
 use jiff::civil::Date;
 use secrecy::{ExposeSecret, SecretString};
@@ -21,6 +21,10 @@ use crate::error::FieldError;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
+    /// The task's stable id for `tidemark run`'s local state (see [`check_task_id`] for its
+    /// form); the service assigns its own ids and refuses one given here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// Human-readable task name.
     pub name: String,
     /// Where data is read from.

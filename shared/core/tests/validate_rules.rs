@@ -33,6 +33,39 @@ fn name_rules() {
     parse_ok(&with(|v| v["name"] = json!("名".repeat(128))));
 }
 
+// ---- id ----
+
+#[test]
+fn id_rules() {
+    for (bad, needle) in [
+        ("", "must not be empty"),
+        ("Shop", "lowercase letters"),
+        ("shop nightly", "' '"),
+        ("shop#1", "'#'"),
+        ("-shop", "start with a letter or a digit"),
+        ("_shop", "start with a letter or a digit"),
+        ("tsk-0123456789abcdef", "the service"),
+    ] {
+        only_error(&with(|v| v["id"] = json!(bad)), "id", needle);
+    }
+    only_error(
+        &with(|v| v["id"] = json!("x".repeat(129))),
+        "id",
+        "129 characters",
+    );
+    only_error(&with(|v| v["id"] = json!(7)), "id", "expected a string");
+    for good in [
+        "shop-nightly",
+        "0_a-b",
+        "local-shop-nightly",
+        &"x".repeat(128),
+    ] {
+        let spec = parse_ok(&with(|v| v["id"] = json!(good)));
+        assert_eq!(spec.id.as_deref(), Some(good));
+    }
+    assert_eq!(parse_ok(&example()).id, None, "`id` is optional");
+}
+
 // ---- endpoints ----
 
 #[test]

@@ -38,6 +38,10 @@ pub struct Ports {
 pub const PATCHABLE_FIELDS: [&str; 5] =
     ["name", "objects", "schedule", "failure_policy", "channel"];
 
+/// Why the API refuses a spec's `id`: a caller who chose one would look for the task under it.
+const SPEC_ID_REFUSED: &str = "`id` is for `tidemark run` only: the service assigns a task's id \
+     (the `id` of the created task); remove `id` from the body";
+
 /// Most items a page may hold.
 pub const MAX_PAGE: u32 = 100;
 /// Items a page holds when the caller does not say.
@@ -103,6 +107,12 @@ impl TaskService {
     /// passwords moved to the secret store.
     pub async fn create(&self, body: &str) -> Result<TaskRecord, ServiceError> {
         let mut spec = parse_task_spec(body)?;
+        if spec.id.is_some() {
+            return Err(ServiceError::Invalid {
+                field: "id".into(),
+                message: SPEC_ID_REFUSED.into(),
+            });
+        }
         self.check_hosts(&spec)?;
         let id = new_task_id();
         let mut owned = Vec::new();
@@ -378,6 +388,7 @@ fn parse_patch(body: &str) -> Result<serde_json::Map<String, serde_json::Value>,
     for key in patch.keys() {
         if !PATCHABLE_FIELDS.contains(&key.as_str()) {
             let message = match key.as_str() {
+                "id" => SPEC_ID_REFUSED.into(),
                 "source" | "destination" | "policy" | "migration_types" => format!(
                     "`{key}` is fixed at creation (as in DTS); create a new task to change it"
                 ),
@@ -447,6 +458,7 @@ mod tests {
             (r#"{"policy": {"mode": "resync"}}"#, "policy"),
             (r#"{"source": {}}"#, "source"),
             (r#"{"colour": 1}"#, "colour"),
+            (r#"{"id": "shop"}"#, "id"),
             ("[]", ""),
             ("{}", ""),
         ] {

@@ -14,6 +14,8 @@ use crate::error::{FieldError, SpecErrors};
 
 /// Longest task name, in characters.
 pub const MAX_NAME_CHARS: usize = 128;
+/// Longest task id, in characters.
+pub const MAX_TASK_ID_CHARS: usize = 128;
 /// Longest account name, in characters (MariaDB's limit; MySQL's is 32).
 pub const MAX_USER_CHARS: usize = 80;
 
@@ -31,6 +33,11 @@ impl TaskSpec {
     /// Checks every rule and returns all problems found, each at its field path.
     pub fn validate(&self) -> Result<(), SpecErrors> {
         let mut e = Errors::default();
+        if let Some(id) = &self.id
+            && let Err(m) = check_task_id(id)
+        {
+            e.add("id", m);
+        }
         check_name(&self.name, &mut e);
         check_endpoint("source", &self.source, &mut e);
         check_endpoint("destination", &self.destination, &mut e);
@@ -64,6 +71,44 @@ fn check_name(name: &str, e: &mut Errors) {
             "name",
             "`name` contains a control character (e.g. a newline); remove it",
         );
+    }
+}
+
+/// A task id is a key in the state (`TASK#<id>`, `RUN#<id>#<time>`), a file name and a word on
+/// a command line: 1 to [`MAX_TASK_ID_CHARS`] lowercase ASCII letters, digits, `-` and `_`,
+/// starting with a letter or a digit. `tsk-` starts the ids the service assigns, so a task run
+/// from a file never shares a data directory's records with one `tidemark serve` created.
+pub fn check_task_id(id: &str) -> Result<(), String> {
+    let example = "e.g. \"shop-nightly\"";
+    let chars = id.chars().count();
+    if id.is_empty() {
+        Err(format!(
+            "`id` must not be empty; leave it out, or give a stable id, {example}"
+        ))
+    } else if chars > MAX_TASK_ID_CHARS {
+        Err(format!(
+            "`id` is {chars} characters long; use at most {MAX_TASK_ID_CHARS}"
+        ))
+    } else if let Some(bad) = id
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
+    {
+        Err(format!(
+            "`id` may hold only lowercase letters a-z, digits 0-9, '-' and '_' ({example}); \
+             {bad:?} is not allowed"
+        ))
+    } else if !id.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        Err(format!(
+            "`id` must start with a letter or a digit ({example})"
+        ))
+    } else if id.starts_with("tsk-") {
+        Err(
+            "`id` must not start with \"tsk-\": ids of that form are the ones the service \
+             assigns"
+                .into(),
+        )
+    } else {
+        Ok(())
     }
 }
 

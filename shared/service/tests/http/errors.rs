@@ -23,6 +23,15 @@ async fn a_bad_spec_is_a_400_naming_the_field() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["field"], "colour");
 
+    // A task's id is the service's to assign: one in the body is refused, not silently replaced.
+    let mut with_id = spec("shop", "shop_dw");
+    with_id["id"] = json!("shop-nightly");
+    let (status, body) = api.post("/tasks", &with_id).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "id");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("tidemark run"), "{message}");
+
     let (status, body) = api.call(Method::POST, "/tasks", Some("{not json")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 

@@ -1,104 +1,21 @@
 //! `tidemark run TASK.json`, run as a user runs it: one cycle copies schema and data exactly,
 //! reports on stdout (text or --json), records the run in --data-dir, does nothing twice for one
-//! scheduled time, and keeps the CLI contract's exit codes.
+//! scheduled time, and keeps the CLI contract's exit codes. The key of a task's state is in
+//! `task_id`.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod support;
+mod task_id;
 
 use secrecy::ExposeSecret;
 use tidemark_core::ports::StateStore;
 use tidemark_core::state::{RunKey, RunStatus};
 use tidemark_local::SqliteStore;
-use tidemark_tests::harness::{Server, destination, source, unique_name};
+use tidemark_tests::harness::{destination, source, unique_name};
 
-fn spec(db: &str, target: &str, dest: serde_json::Value) -> serde_json::Value {
-    serde_json::json!({
-        "name": "run-test",
-        "source": source().endpoint_json(),
-        "destination": dest,
-        "policy": { "mode": "resync" },
-        "schedule": { "cycle": "day", "at": "02:30", "time_zone": "UTC",
-                      "start": "2026-12-01", "end": "2027-11-30" },
-        "objects": [ { "database": db, "rename": target } ],
-        "channel": { "workers": 3, "chunk_mb": 1 }
-    })
-}
-
-struct Workdir(PathBuf);
-
-impl Workdir {
-    fn new() -> Workdir {
-        let dir = std::env::temp_dir().join(unique_name("run_cli"));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Workdir(dir)
-    }
-
-    fn run(&self, task: &serde_json::Value, extra: &[&str]) -> Output {
-        self.run_crashing(task, extra, None)
-    }
-
-    /// Runs with a crash point armed (`TIDEMARK_CRASH_AT`), or none.
-    fn run_crashing(
-        &self,
-        task: &serde_json::Value,
-        extra: &[&str],
-        crash: Option<&str>,
-    ) -> Output {
-        let path = self.0.join("task.json");
-        std::fs::write(&path, task.to_string()).expect("write the spec");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_tidemark"));
-        command
-            .arg("run")
-            .arg(&path)
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .args(extra)
-            .env_remove("TIDEMARK_CRASH_AT");
-        if let Some(point) = crash {
-            command.env("TIDEMARK_CRASH_AT", point);
-        }
-        command.output().expect("run tidemark")
-    }
-
-    fn data_dir(&self) -> PathBuf {
-        self.0.join("state")
-    }
-}
-
-impl Drop for Workdir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// An order-independent, NULL-safe hash of a table's rows, over every column's bytes.
-async fn rows_hash(server: &Server, db: &str, table: &str, columns: &str) -> Option<String> {
-    server
-        .query_one(&format!(
-            "SELECT CONCAT(COUNT(*), ':', COALESCE(SUM(CRC32(CONCAT_WS('#', {columns}))), 0)) FROM `{db}`.`{table}`"
-        ))
-        .await
-}
-
-async fn sample(db: &str) {
-    source()
-        .exec(&[
-            &format!("CREATE DATABASE `{db}`"),
-            &format!("USE `{db}`"),
-            "CREATE TABLE orders (id BIGINT PRIMARY KEY, customer INT NOT NULL, note TEXT, \
-             amount DECIMAL(12,2), KEY ix_customer (customer))",
-            "INSERT INTO orders SELECT seq, seq % 97, IF(seq % 5 = 0, NULL, REPEAT('x', seq % 300)), \
-             seq / 7 FROM seq_1_to_20000",
-            "CREATE TABLE notes (body VARCHAR(50))",
-            "INSERT INTO notes VALUES ('a'), ('a'), (NULL), ('tab\there')",
-            "CREATE VIEW big_orders AS SELECT id, amount FROM orders WHERE amount > 1000",
-        ])
-        .await;
-}
+use support::{
+    Workdir, assert_compat_copied, compat_servers, compat_task, compat_watermark,
+    copy_compat_state, drop_compat_databases, rows_hash, sample, spec, text,
+};
 
 #[tokio::test]
 async fn one_cycle_copies_schema_and_data_exactly_and_reports_it() {
@@ -209,17 +126,7 @@ async fn a_crashed_run_is_resumed_by_the_next_run_or_abandoned() {
     let work = Workdir::new();
     let task = spec(&db, &target, destination().endpoint_json());
     let first = "2026-12-01T02:30:00Z";
-    let died = work.run_crashing(
-        &task,
-        &["--scheduled-time", first],
-        Some("chunk.committed#2"),
-    );
-    assert_ne!(died.status.code(), Some(0), "the crash point did not fire");
-    assert!(
-        text(&died.stderr).contains("crash point"),
-        "{}",
-        text(&died.stderr)
-    );
+    work.die_at(&task, first, "chunk.committed#2");
 
     // The next run, at another minute (no --scheduled-time: now), resumes the dead one.
     let resumed = work.run(&task, &[]);
@@ -253,12 +160,7 @@ async fn a_crashed_run_is_resumed_by_the_next_run_or_abandoned() {
 
     // Died again, then abandoned: failed and cleaned up, and a new run copies.
     let second = "2026-12-02T02:30:00Z";
-    let died = work.run_crashing(
-        &task,
-        &["--scheduled-time", second],
-        Some("chunk.committed#2"),
-    );
-    assert_ne!(died.status.code(), Some(0));
+    work.die_at(&task, second, "chunk.committed#2");
     let elsewhere = work.run(&task, &["--scheduled-time", "2026-12-03T02:30:00Z"]);
     assert_eq!(
         elsewhere.status.code(),
@@ -274,12 +176,7 @@ async fn a_crashed_run_is_resumed_by_the_next_run_or_abandoned() {
     let stderr = text(&abandoned.stderr);
     assert_eq!(abandoned.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("failed and cleaned up"), "{stderr}");
-    let store = SqliteStore::open(&work.data_dir().join("state.sqlite")).expect("open state");
-    let runs = store
-        .list_runs("local-run-test", 10, None)
-        .await
-        .expect("runs")
-        .items;
+    let runs = work.runs("local-run-test").await;
     let status_at = |at: &str| {
         let at: jiff::Timestamp = at.parse().expect("time");
         runs.iter()
@@ -389,24 +286,15 @@ fn a_bad_spec_exits_2_naming_the_field() {
     assert!(!work.data_dir().exists(), "a bad spec created the state");
 }
 
-/// A data directory written by the version before the one run driver (commit fe831f8): an
-/// incremental task `compat` whose first run succeeded (3000 rows, a watermark) and whose second
-/// run was killed (`TIDEMARK_CRASH_AT=chunk.committed`) with its only chunk committed but its step
-/// still leased. Every record loads, and the next `tidemark run` resumes the unfinished run to a
-/// verified finish.
+/// The data directory of the version before the one run driver ([`support::copy_compat_state`]):
+/// every record loads, and the next `tidemark run` resumes the unfinished run to a verified
+/// finish.
 #[tokio::test]
 async fn a_data_dir_of_the_previous_version_loads_and_its_unfinished_run_is_resumed() {
+    let _compat = support::COMPAT.lock().await;
     let work = Workdir::new();
-    std::fs::create_dir_all(work.data_dir()).expect("data dir");
-    std::fs::copy(
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/state-fe831f8.sqlite"
-        ),
-        work.data_dir().join("state.sqlite"),
-    )
-    .expect("copy the fixture");
-    let store = SqliteStore::open(&work.data_dir().join("state.sqlite")).expect("open state");
+    copy_compat_state(&work);
+    let store = SqliteStore::open(&work.state_file()).expect("open state");
     let runs = store
         .list_runs("local-compat", 10, None)
         .await
@@ -418,91 +306,28 @@ async fn a_data_dir_of_the_previous_version_loads_and_its_unfinished_run_is_resu
         let steps = store.list_steps(&run.key).await.expect("steps load");
         assert_eq!(steps.len(), 3, "{steps:?}");
     }
-    let mark = store
-        .get_watermark("local-compat", "tm_compat.ev")
-        .await
-        .expect("watermark loads")
-        .expect("a watermark");
-    assert_eq!(mark.value, "2026-11-03 02:00:00.000000");
     drop(store);
+    assert_eq!(compat_watermark(&work).await, "2026-11-03 02:00:00.000000");
+    compat_servers().await;
 
-    // The servers as they were: the source with the rows of both runs, the destination with the
-    // first run's (the committed chunk of the second is upserted again).
-    let (src, dst) = (source(), destination());
-    src.exec(&[
-        "DROP DATABASE IF EXISTS tm_compat",
-        "CREATE DATABASE tm_compat",
-        "CREATE TABLE tm_compat.ev (id INT PRIMARY KEY, v VARCHAR(100) NOT NULL, \
-         updated_at DATETIME(6) NOT NULL, KEY ix_updated (updated_at))",
-        "INSERT INTO tm_compat.ev SELECT seq, REPEAT(CHAR(65 + seq % 26), 90), \
-         TIMESTAMP'2026-11-01 00:00:00' + INTERVAL seq MINUTE FROM tm_compat.seq_1_to_3000",
-        "INSERT INTO tm_compat.ev SELECT 3000 + seq, REPEAT('n', 90), \
-         TIMESTAMP'2026-11-20 00:00:00' + INTERVAL seq MINUTE FROM tm_compat.seq_1_to_2000",
-    ])
-    .await;
-    dst.exec(&[
-        "DROP DATABASE IF EXISTS tm_compat_dst",
-        "CREATE DATABASE tm_compat_dst",
-        "CREATE TABLE tm_compat_dst.ev (id INT PRIMARY KEY, v VARCHAR(100) NOT NULL, \
-         updated_at DATETIME(6) NOT NULL, KEY ix_updated (updated_at))",
-    ])
-    .await;
-    let mut conn = src.conn().await;
-    let rows: Vec<(i32, String, String)> = mysql_async::prelude::Queryable::query(
-        &mut conn,
-        "SELECT id, v, CAST(updated_at AS CHAR) FROM tm_compat.ev WHERE id <= 3000",
-    )
-    .await
-    .expect("first run's rows");
-    drop(conn);
-    let mut conn = dst.conn().await;
-    mysql_async::prelude::Queryable::exec_batch(
-        &mut conn,
-        "INSERT INTO tm_compat_dst.ev VALUES (?, ?, ?)",
-        rows,
-    )
-    .await
-    .expect("the first run's copy");
-    drop(conn);
-
-    let mut task = spec("tm_compat", "tm_compat_dst", destination().endpoint_json());
-    task["name"] = "compat".into();
-    task["policy"] =
-        serde_json::json!({ "mode": "incremental", "lag_seconds": 0, "lookback_seconds": 0 });
-    task["objects"] = serde_json::json!([{ "database": "tm_compat", "rename": "tm_compat_dst",
-        "tables": [{ "name": "ev", "timestamp_column": "updated_at" }] }]);
-    let out = work.run(&task, &[]);
+    let out = work.run(&compat_task(), &[]);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
         stderr.contains("resuming the run of `compat` scheduled at 2026-12-02T02:30:00Z"),
         "{stderr}"
     );
-    let columns = "id, v, updated_at";
+    assert_compat_copied().await;
     assert_eq!(
-        rows_hash(&src, "tm_compat", "ev", columns).await,
-        rows_hash(&dst, "tm_compat_dst", "ev", columns).await
-    );
-    let store = SqliteStore::open(&work.data_dir().join("state.sqlite")).expect("open state");
-    let mark = store
-        .get_watermark("local-compat", "tm_compat.ev")
-        .await
-        .expect("read")
-        .expect("mark");
-    assert_eq!(
-        mark.value, "2026-11-21 09:20:00.000000",
+        compat_watermark(&work).await,
+        "2026-11-21 09:20:00.000000",
         "the watermark moved on"
     );
-    let runs = store
-        .list_runs("local-compat", 10, None)
-        .await
-        .expect("runs")
-        .items;
+    let runs = work.runs("local-compat").await;
     assert_eq!(runs.len(), 2, "resumed, not a new run beside it: {runs:?}");
     assert!(
         runs.iter().all(|r| r.status == RunStatus::Succeeded),
         "{runs:?}"
     );
-    src.exec(&["DROP DATABASE tm_compat"]).await;
-    dst.exec(&["DROP DATABASE tm_compat_dst"]).await;
+    drop_compat_databases().await;
 }
