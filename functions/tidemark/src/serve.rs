@@ -76,6 +76,18 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     ));
     let mut worker = WorkerConfig::new(queue.clone(), "serve");
     worker.driver.run_lease = RUN_LEASE.unsigned_abs();
+    // The sweep's durations may be shortened through the environment (the fault suite does).
+    worker.driver = match worker
+        .driver
+        .clone()
+        .with_overrides(|name| std::env::var(name).ok())
+    {
+        Ok(driver) => driver,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(BAD_SPEC);
+        }
+    };
     let service = TaskService::new(
         Ports {
             store: Arc::new(store),

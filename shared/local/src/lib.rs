@@ -17,6 +17,7 @@
 //! - [`scheduler`]: [`LocalScheduler`], started tasks' schedules in a SQLite table, with how far
 //!   each has been fired (the serve loop's memory across restarts).
 
+mod cursor;
 pub mod memory_queue;
 pub mod memory_store;
 pub mod queue;

@@ -9,8 +9,6 @@
 //! call holds one mutex, which makes each read-modify-write (conditional updates, counters)
 //! atomic, as the SQLite store's single connection does.
 
-mod cursor;
-
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,7 +22,7 @@ use tidemark_core::state::{
     Page, RunKey, RunRecord, StepRecord, TableProgress, TaskRecord, Watermark,
 };
 
-use cursor::{TASKS, cursor, resume, runs_listing};
+use crate::cursor::{TASKS, cursor, resume, runs_listing};
 
 /// A versioned record, as a row of SQLite's `items` holds it.
 struct Item {

@@ -19,6 +19,8 @@ use tidemark_core::state::{
     Page, RunKey, RunRecord, StepRecord, TableProgress, TaskRecord, Watermark,
 };
 
+use crate::cursor::{TASKS, cursor, resume, runs_listing};
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS items (
     pk      TEXT NOT NULL,
@@ -228,7 +230,7 @@ impl StateStore for SqliteStore {
         limit: u32,
         next: Option<&str>,
     ) -> Result<Page<TaskRecord>, StoreError> {
-        let after = next.map(task_pk);
+        let after = resume(next, TASKS)?.map(|id| task_pk(&id));
         self.with(move |c| {
             let mut stmt = c
                 .prepare_cached(
@@ -243,7 +245,9 @@ impl StateStore for SqliteStore {
                 .map_err(sql)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(sql)?;
-            page(rows, limit, |pk| pk.trim_start_matches("TASK#").to_owned())
+            page(rows, limit, |pk| {
+                cursor(TASKS, pk.trim_start_matches("TASK#"))
+            })
         })
         .await
     }
@@ -334,10 +338,13 @@ impl StateStore for SqliteStore {
         next: Option<&str>,
     ) -> Result<Page<RunRecord>, StoreError> {
         let pk = task_pk(task_id);
-        let after = next.map(|n| format!("RUN#{n}"));
+        let listing = runs_listing(task_id);
+        let after = resume(next, &listing)?.map(|time| format!("RUN#{time}"));
         self.with(move |c| {
             let rows = query(c, &pk, "RUN#", true, after.as_deref(), limit + 1)?;
-            page(rows, limit, |sk| sk.trim_start_matches("RUN#").to_owned())
+            page(rows, limit, |sk| {
+                cursor(&listing, sk.trim_start_matches("RUN#"))
+            })
         })
         .await
     }

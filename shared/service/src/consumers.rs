@@ -24,10 +24,8 @@ pub struct ConsumerConfig {
     /// Consumers, each handling one step at a time.
     pub workers: u32,
     /// How long an idle consumer waits for a send before it looks again (a delayed message
-    /// becomes visible with no send).
+    /// becomes visible with no send). The sweeper runs every `DriverConfig::sweep_every`.
     pub poll: Duration,
-    /// How often the sweeper runs.
-    pub sweep_every: Duration,
 }
 
 impl Default for ConsumerConfig {
@@ -35,7 +33,6 @@ impl Default for ConsumerConfig {
         ConsumerConfig {
             workers: 4,
             poll: Duration::from_millis(200),
-            sweep_every: Duration::from_secs(5),
         }
     }
 }
@@ -55,8 +52,9 @@ impl TaskService {
                 return false;
             }
         }
+        let every = self.worker.driver.sweep_every;
         let (service, inbox) = (Arc::clone(self), inbox);
-        self.jobs.spawn(sweep(service, inbox, config.sweep_every))
+        self.jobs.spawn(sweep(service, inbox, every))
     }
 }
 

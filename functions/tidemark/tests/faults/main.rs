@@ -9,13 +9,14 @@
 //! Outages of the endpoints are tested in-process, over private servers the test stops and
 //! starts (`shared/service/tests/http/outages.rs`).
 
+mod queue;
+mod serve;
 mod support;
 
 use std::time::Duration;
 
-use support::{
-    Policy, Scenario, Serve, assert_no_working_tables, chunk_steps, count, names, next_minute,
-};
+use serve::Serve;
+use support::{Policy, Scenario, assert_no_working_tables, chunk_steps, count, names, next_minute};
 use tidemark_tests::harness::{destination, source};
 
 /// Runs one cycle of a fresh task under `policy` in a server armed to crash at `point`; after
@@ -193,7 +194,7 @@ async fn a_null_turned_into_empty_in_a_shadow_after_its_chunk_committed_fails_th
         format!("UPDATE `{db}`.`{shadow}` SET note = '' WHERE id = 7 AND note IS NULL")
     })
     .await;
-    assert_no_working_tables(&db).await;
+    assert_no_working_tables(&scenario.dest, &db).await;
     let stale = count(
         &destination(),
         &format!("SELECT COUNT(*) FROM `{db}`.orders WHERE note = 'stale'"),
@@ -275,9 +276,9 @@ async fn crash_before_watermarks_then_next_cycle_copies_exactly_the_new_rows() {
     let done = serve.wait_run(&task, &run, Duration::from_secs(60)).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     for (table, _) in expected {
-        support::assert_same_rows(db, &scenario.target, table).await;
+        support::assert_same_rows(&scenario.dest, db, &scenario.target, table).await;
     }
-    support::assert_same_triggers(db, &scenario.target).await;
+    support::assert_same_triggers(&scenario.dest, db, &scenario.target).await;
     for (table, rows) in expected {
         let name = format!("{db}.{table}");
         let copied = done["tables"]
@@ -312,18 +313,11 @@ async fn sigkill_mid_run_resumes_without_copying_committed_chunks_again() {
     let run = serve.run_now(&task).await;
     // Copying, at least one chunk committed: then a random moment later.
     let path = format!("/tasks/{task}/runs/{run}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, body) = serve.call("GET", &path, None).await;
-        if body["chunks_done"].as_u64().unwrap_or(0) >= 1 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no chunk done: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    serve
+        .wait_until(&task, &run, "no chunk done", |r| {
+            r["chunks_done"].as_u64().unwrap_or(0) >= 1
+        })
+        .await;
     let delay = rng.next() % 400;
     tokio::time::sleep(Duration::from_millis(delay)).await;
     let (_, before) = serve.call("GET", &path, None).await;
@@ -383,19 +377,9 @@ async fn sigkill_mid_chunk_with_one_worker_resumes_at_once() {
     spec["channel"]["workers"] = 1.into();
     let task = serve.create_prechecked(&spec).await;
     let run = serve.run_now(&task).await;
-    let path = format!("/tasks/{task}/runs/{run}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, body) = serve.call("GET", &path, None).await;
-        if body["phase"] == "copying" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never copying: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    serve
+        .wait_until(&task, &run, "never copying", |r| r["phase"] == "copying")
+        .await;
     serve.kill9();
     let leased = chunk_steps(&data_dir, &task, &run)
         .await

@@ -1,10 +1,8 @@
-//! The fault suite's helpers: `tidemark serve` as a child process (the built binary, loopback
-//! only), a small HTTP client, a sample database of several tables (some of several chunks, a
+//! The fault suite's scenarios: a sample database of several tables (some of several chunks, a
 //! trigger, a view, a keyless table), and the checks every scenario ends with.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Row, Value as SqlValue};
@@ -13,213 +11,6 @@ use tidemark_core::ports::StateStore;
 use tidemark_core::state::{RunKey, StepKind, StepRecord};
 use tidemark_local::SqliteStore;
 use tidemark_tests::harness::{Server, destination, source, unique_name};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-pub const CRASH_VAR: &str = "TIDEMARK_CRASH_AT";
-
-/// One `tidemark serve` process over a data directory.
-pub struct Serve {
-    child: Child,
-    pub base: String,
-    pub log: PathBuf,
-}
-
-impl Serve {
-    /// Starts `tidemark serve` on 127.0.0.1 (a free port), allowing only 127.0.0.1 as an endpoint,
-    /// with `TIDEMARK_CRASH_AT` set to `crash` (and unset otherwise).
-    pub async fn start(data_dir: &Path, crash: Option<&str>) -> Serve {
-        std::fs::create_dir_all(data_dir).expect("the data directory");
-        let n = std::fs::read_dir(data_dir)
-            .map(|d| d.count())
-            .unwrap_or_default();
-        let log = data_dir.join(format!("serve-{n}.log"));
-        let file = std::fs::File::create(&log).expect("a log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidemark"));
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .args(["--allow-hosts", "127.0.0.1"])
-            .env_remove(CRASH_VAR)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file);
-        if let Some(point) = crash {
-            cmd.env(CRASH_VAR, point);
-        }
-        let mut child = cmd.spawn().expect("start tidemark serve");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(at) = text.find("listening on http://") {
-                let rest = &text[at + "listening on ".len()..];
-                let base = rest.lines().next().unwrap_or_default().trim().to_owned();
-                return Serve { child, base, log };
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("tidemark serve exited at start ({status}):\n{text}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "tidemark serve did not listen in 20 s:\n{text}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits for the process to end by itself; `None` if it still runs after `within`.
-    pub async fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    /// `kill -9`.
-    pub fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM (graceful), then waits for the exit.
-    pub async fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        if self.wait_exit(Duration::from_secs(40)).await.is_none() {
-            self.kill9();
-        }
-    }
-
-    pub async fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-        http(&self.base, method, path, body).await
-    }
-
-    /// Polls a run until it is final (at most `within`).
-    pub async fn wait_run(&self, task: &str, run: &str, within: Duration) -> Value {
-        let deadline = Instant::now() + within;
-        loop {
-            let (status, body) = self
-                .call("GET", &format!("/tasks/{task}/runs/{run}"), None)
-                .await;
-            assert_eq!(status, 200, "{body}");
-            let s = body["status"].as_str().unwrap_or_default();
-            if !matches!(s, "pending" | "running") {
-                return body;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "run {run} did not finish in {within:?}: {body}\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Creates the task, prechecks it (no failed check) and returns its id.
-    pub async fn create_prechecked(&self, spec: &Value) -> String {
-        let (status, body) = self.call("POST", "/tasks", Some(spec)).await;
-        assert_eq!(status, 201, "{body}");
-        let id = body["id"].as_str().expect("an id").to_owned();
-        let (status, body) = self
-            .call("POST", &format!("/tasks/{id}/precheck"), Some(&json!({})))
-            .await;
-        assert_eq!(status, 202, "{body}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let (status, body) = self
-                .call("GET", &format!("/tasks/{id}/precheck"), None)
-                .await;
-            if status == 200 && body["state"] != "running" {
-                assert_ne!(body["state"], "failed", "the precheck failed: {body}");
-                return id;
-            }
-            assert!(Instant::now() < deadline, "no precheck report: {body}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// `POST /tasks/{id}/runs`: the run's id.
-    pub async fn run_now(&self, task: &str) -> String {
-        let (status, body) = self
-            .call("POST", &format!("/tasks/{task}/runs"), Some(&json!({})))
-            .await;
-        assert_eq!(status, 202, "{body}");
-        body["id"].as_str().expect("a run id").to_owned()
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.kill9();
-        }
-    }
-}
-
-/// One HTTP/1.1 request over loopback, `Connection: close`; the status and the JSON body.
-pub async fn http(base: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let addr = base.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
-    let body = body.map(Value::to_string).unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("send a request");
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.expect("read an answer");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {head}"));
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    let payload = if chunked {
-        dechunk(rest)
-    } else {
-        rest.to_owned()
-    };
-    let value = if payload.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&payload)
-            .unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {payload}"))
-    };
-    (status, value)
-}
-
-fn dechunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, tail)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || tail.len() < n {
-            break;
-        }
-        out.push_str(&tail[..n]);
-        rest = tail[n..].trim_start_matches("\r\n");
-    }
-    out
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
@@ -267,9 +58,11 @@ const TABLES: &[&str] = &[
 const TRIGGER: &str = "CREATE TRIGGER `{db}`.customers_visit BEFORE INSERT ON `{db}`.customers \
                        FOR EACH ROW SET NEW.visits = NEW.visits + 1";
 
-/// One scenario: a source database, its destination name, a data directory.
+/// One scenario: a source database, its destination server and name, a data directory.
 pub struct Scenario {
     pub policy: Policy,
+    /// The destination server: the stack's, or a test's own.
+    pub dest: Server,
     pub db: String,
     pub target: String,
     pub dir: tempfile::TempDir,
@@ -281,6 +74,11 @@ impl Scenario {
     /// incremental the destination already holds an older copy (stale rows, the trigger), so a
     /// swap retires tables and an incremental load sets triggers aside.
     pub async fn new(tag: &str, policy: Policy) -> Scenario {
+        Scenario::on(destination(), tag, policy).await
+    }
+
+    /// [`Scenario::new`] with `dest` as the destination server.
+    pub async fn on(dest: Server, tag: &str, policy: Policy) -> Scenario {
         let db = unique_name(tag);
         let target = format!("{db}_dw");
         let mut statements = vec![format!("CREATE DATABASE `{db}`"), format!("USE `{db}`")];
@@ -347,10 +145,11 @@ impl Scenario {
                 old.push(format!("INSERT INTO `{target}`.notes VALUES ('stale')"));
             }
             let refs: Vec<&str> = old.iter().map(String::as_str).collect();
-            destination().exec(&refs).await;
+            dest.exec(&refs).await;
         }
         Scenario {
             policy,
+            dest,
             db,
             target,
             dir: tempfile::tempdir().expect("a temp dir"),
@@ -374,7 +173,7 @@ impl Scenario {
         json!({
             "name": "fault-suite",
             "source": source().endpoint_json(),
-            "destination": destination().endpoint_json(),
+            "destination": self.dest.endpoint_json(),
             "policy": self.policy.json(),
             "schedule": { "cycle": "day", "at": "02:30", "time_zone": "UTC",
                           "start": "2026-12-01", "end": "2027-11-30" },
@@ -401,18 +200,18 @@ impl Scenario {
         assert_eq!(run["status"], "succeeded", "the run: {run}");
         let dest_db = self.dest_db(id);
         for table in self.policy.tables() {
-            assert_same_rows(&self.db, &dest_db, table).await;
+            assert_same_rows(&self.dest, &self.db, &dest_db, table).await;
         }
-        assert_no_working_tables(&dest_db).await;
-        assert_same_triggers(&self.db, &dest_db).await;
+        assert_no_working_tables(&self.dest, &dest_db).await;
+        assert_same_triggers(&self.dest, &self.db, &dest_db).await;
         if self.policy != Policy::Incremental {
-            assert_same_views(&self.db, &dest_db).await;
+            assert_same_views(&self.dest, &self.db, &dest_db).await;
         }
         if self.policy == Policy::Replica {
             // Exactly the replica this run made: no half-made one of an earlier attempt.
             let pattern = format!("{}\\_%", self.target);
             let made = names(
-                &destination(),
+                &self.dest,
                 &format!(
                     "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA \
                      WHERE SCHEMA_NAME LIKE '{pattern}' ORDER BY 1"
@@ -483,7 +282,7 @@ impl Scenario {
         let pattern = format!("{}\\_%", self.target);
         names.extend(
             self::names(
-                &destination(),
+                &self.dest,
                 &format!(
                     "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA \
                      WHERE SCHEMA_NAME LIKE '{pattern}'"
@@ -494,7 +293,7 @@ impl Scenario {
         for name in names {
             let sql = format!("DROP DATABASE IF EXISTS `{name}`");
             source().exec(&[&sql]).await;
-            destination().exec(&[&sql]).await;
+            self.dest.exec(&[&sql]).await;
         }
     }
 }
@@ -545,11 +344,11 @@ async fn ordered_rows(server: &Server, db: &str, table: &str) -> Vec<Vec<SqlValu
 
 /// The destination's table holds exactly the source's rows: same values (NULL-safe), same
 /// order, and no row more often than on the source.
-pub async fn assert_same_rows(src_db: &str, dst_db: &str, table: &str) {
-    let (src, dst) = (source(), destination());
+pub async fn assert_same_rows(dst: &Server, src_db: &str, dst_db: &str, table: &str) {
+    let src = source();
     let (a, b) = tokio::join!(
         ordered_rows(&src, src_db, table),
-        ordered_rows(&dst, dst_db, table)
+        ordered_rows(dst, dst_db, table)
     );
     let duplicates = |rows: &[Vec<SqlValue>]| rows.windows(2).filter(|w| w[0] == w[1]).count();
     assert_eq!(
@@ -572,9 +371,9 @@ pub async fn assert_same_rows(src_db: &str, dst_db: &str, table: &str) {
     }
 }
 
-pub async fn assert_no_working_tables(dst_db: &str) {
+pub async fn assert_no_working_tables(dst: &Server, dst_db: &str) {
     let left = names(
-        &destination(),
+        dst,
         &format!(
             "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{dst_db}' \
              ORDER BY 1"
@@ -603,16 +402,16 @@ async fn triggers(server: &Server, db: &str) -> Vec<String> {
     .await
 }
 
-pub async fn assert_same_triggers(src_db: &str, dst_db: &str) {
+pub async fn assert_same_triggers(dst: &Server, src_db: &str, dst_db: &str) {
     let (a, b) = (
         triggers(&source(), src_db).await,
-        triggers(&destination(), dst_db).await,
+        triggers(dst, dst_db).await,
     );
     assert!(!a.is_empty(), "the sample has a trigger");
     assert_eq!(b, a, "the triggers of {dst_db}");
 }
 
-pub async fn assert_same_views(src_db: &str, dst_db: &str) {
+pub async fn assert_same_views(dst: &Server, src_db: &str, dst_db: &str) {
     let sql = |db: &str| {
         format!(
             "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = '{db}' ORDER BY 1"
@@ -620,7 +419,7 @@ pub async fn assert_same_views(src_db: &str, dst_db: &str) {
     };
     let (a, b) = (
         names(&source(), &sql(src_db)).await,
-        names(&destination(), &sql(dst_db)).await,
+        names(dst, &sql(dst_db)).await,
     );
     assert_eq!(b, a, "the views of {dst_db}");
 }

@@ -25,9 +25,8 @@ use crate::error::ServiceError;
 use crate::steps;
 
 /// How long an idle consumer waits for a send before it looks again (a delayed message becomes
-/// visible with no send), and how often it sweeps the run.
+/// visible with no send). How often it sweeps the run is `DriverConfig::sweep_every`.
 const POLL: Duration = Duration::from_millis(50);
-const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// A finished cycle.
 #[derive(Debug, Clone)]
@@ -138,8 +137,9 @@ pub async fn run_cycle(
         task_id: input.task_id.to_owned(),
         scheduled_time: input.scheduled_time,
     };
+    // The sweep's durations may be shortened through the environment (the fault suite does).
+    let mut config = DriverConfig::new("local").with_overrides(|name| std::env::var(name).ok())?;
     let resumed = start_run(store, clock, &key, input.trigger).await?;
-    let mut config = DriverConfig::new("local");
     config.retry_steps(retry);
     // Messages wait on this process's own clock (a test's clock may stand still).
     let queue = Waking::new(MemoryQueue::new(Arc::new(SystemClock), u32::MAX));
@@ -240,7 +240,7 @@ async fn consume(
                 inbox.stop(done);
                 break;
             }
-            if sweeper && last_sweep.elapsed() >= SWEEP_EVERY {
+            if sweeper && last_sweep.elapsed() >= driver.config.sweep_every {
                 last_sweep = Instant::now();
                 let workers = subjects
                     .subject(&key.task_id)

@@ -73,6 +73,8 @@ impl Api {
         let queue = Arc::new(Waking::new(store.step_queue(Arc::new(SystemClock), 10)));
         let mut worker = WorkerConfig::new(queue.clone(), "test");
         worker.driver.run_lease = RUN_LEASE.unsigned_abs();
+        // The sweep is left to the tests that call it (`fire_due`, `reap_stalled`).
+        worker.driver.sweep_every = Duration::from_secs(3600);
         let scheduler = LocalScheduler::open(&dir.path().join("schedules.sqlite"), clock.clone())
             .expect("scheduler");
         let secrets = LocalSecretStore::new(&dir.path().join("secrets.json"));
@@ -86,13 +88,11 @@ impl Api {
             Allowlist::parse("127.0.0.1/32,::1").expect("allowlist"),
             configure(Host::new(worker)),
         );
-        // The sweep is left to the tests that call it (`fire_due`, `reap_stalled`).
         service.start_consumers(
             queue,
             ConsumerConfig {
                 workers: 4,
                 poll: Duration::from_millis(50),
-                sweep_every: Duration::from_secs(3600),
             },
         );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -30,12 +30,17 @@ struct Rig {
 }
 
 async fn rig(step_budget: Duration) -> Rig {
-    let config = sdk_config().await;
-    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let table = unique_name("state");
-    create_table(&dynamodb, &table)
+    create_table(&aws_sdk_dynamodb::Client::new(&sdk_config().await), &table)
         .await
         .expect("create the table");
+    rig_on(&table, step_budget).await
+}
+
+/// A rig over an existing table.
+async fn rig_on(table: &str, step_budget: Duration) -> Rig {
+    let config = sdk_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let sqs = SqsClient::new(&config);
     let queue_url = sqs
         .create_queue()
@@ -599,4 +604,5 @@ async fn drain_one(rig: &Rig) -> Option<StepOutcome> {
     Some(outcome)
 }
 
+mod compat;
 mod dispatch;

@@ -1,27 +1,26 @@
-//! The memory store's page cursors. The SQLite store's cursor is the last key itself, so it
-//! cannot tell a cursor it handed out from any other string; this one names its listing too, as
-//! DynamoDB's does, so a garbled cursor or one of another listing is `BadCursor` (the port's
-//! contract) instead of a silent jump to some position.
+//! The page cursors of the local state stores (SQLite and memory). A cursor names its listing
+//! and the last key handed out, as DynamoDB's does, so a garbled cursor or one of another listing
+//! is `BadCursor` (the port's contract) instead of a silent jump to some position.
 
 use tidemark_core::ports::StoreError;
 
 /// The listing of all tasks; a task's runs list as `TASK#<id>` (DynamoDB's partition names), so
 /// the two cannot take each other's cursors.
-pub(super) const TASKS: &str = "TASKS";
+pub(crate) const TASKS: &str = "TASKS";
 
-pub(super) fn runs_listing(task_id: &str) -> String {
+pub(crate) fn runs_listing(task_id: &str) -> String {
     format!("TASK#{task_id}")
 }
 
 /// A cursor names its listing and the last key handed out, hex-encoded so that any id is safe
 /// in a URL.
-pub(super) fn cursor(listing: &str, last: &str) -> String {
+pub(crate) fn cursor(listing: &str, last: &str) -> String {
     format!("{}.{}", hex(listing), hex(last))
 }
 
 /// The key a listing continues after. A cursor of another listing, or one that is not in the
 /// exact form [`cursor`] writes, was not handed out by this store: `BadCursor`.
-pub(super) fn resume(next: Option<&str>, listing: &str) -> Result<Option<String>, StoreError> {
+pub(crate) fn resume(next: Option<&str>, listing: &str) -> Result<Option<String>, StoreError> {
     let Some(given) = next else {
         return Ok(None);
     };
