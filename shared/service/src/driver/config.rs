@@ -29,6 +29,10 @@ pub struct DriverConfig {
     pub resend_after: Duration,
     /// A run without progress for this long is failed by the sweep under its failure policy.
     pub run_lease: Duration,
+    /// A pooled session idle longer than this is pinged before a step uses it, and replaced if
+    /// it does not answer (a warm Lambda container's, dropped by a NAT or the server while the
+    /// container was frozen). Given to the process's [`super::EndpointPools`].
+    pub idle_ping: Duration,
 }
 
 impl DriverConfig {
@@ -43,6 +47,7 @@ impl DriverConfig {
             max_backoff: Duration::from_secs(30),
             resend_after: Duration::from_secs(15 * 60),
             run_lease: Duration::from_secs(60 * 60),
+            idle_ping: tidemark_engine::copy::DEFAULT_IDLE_PING,
         }
     }
 

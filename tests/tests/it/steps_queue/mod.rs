@@ -28,6 +28,11 @@ struct Rig {
 }
 
 async fn rig(step_budget: Duration) -> Rig {
+    rig_with(|worker| worker.driver.step_budget = step_budget).await
+}
+
+/// A rig whose worker `configure` sets up.
+async fn rig_with(configure: impl FnOnce(&mut WorkerConfig)) -> Rig {
     let config = sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let table = unique_name("state");
@@ -78,7 +83,7 @@ async fn rig(step_budget: Duration) -> Rig {
         Arc::new(SqsStepQueue::new(sqs.clone(), &queue_url)),
         "test-worker",
     );
-    worker.driver.step_budget = step_budget;
+    configure(&mut worker);
     service.set_worker(worker);
     Rig {
         service,
@@ -583,3 +588,4 @@ async fn drain_one(rig: &Rig) -> Option<StepOutcome> {
 }
 
 mod dispatch;
+mod pools;
