@@ -51,25 +51,34 @@ async fn rotate(rig: &Rig, task_id: &str, user: &str, password: &str) {
         .expect("the secret rewritten");
 }
 
+/// A resync task of `db` on `source` with one worker (one chunk message at a time), and its run
+/// at `at` triggered; the task's id.
+async fn resync_with_one_worker(
+    rig: &Rig,
+    source: &Server,
+    db: &str,
+    at: jiff::Timestamp,
+) -> String {
+    let policy = serde_json::json!({"mode": "resync"});
+    let mut spec: serde_json::Value =
+        serde_json::from_str(&task_json(source, db, policy)).expect("json");
+    spec["channel"]["workers"] = 1.into();
+    let id = create_task(rig, &spec.to_string()).await;
+    rig.service
+        .begin_cycle(&id, at, RunTrigger::Schedule)
+        .await
+        .expect("trigger");
+    id
+}
+
 #[tokio::test]
 async fn a_rotated_secret_gets_new_pools_and_the_old_ones_close() {
     let admin = source();
     let db = source_db(&admin, 3, 200).await;
     let counted = user(&admin, "rotated", &["ALL ON *.*".to_owned()]).await;
     let rig = rig(Duration::from_secs(1)).await;
-    let mut spec: serde_json::Value = serde_json::from_str(&task_json(
-        &counted,
-        &db,
-        serde_json::json!({"mode": "resync"}),
-    ))
-    .expect("json");
-    spec["channel"]["workers"] = 1.into();
-    let id = create_task(&rig, &spec.to_string()).await;
     let at: jiff::Timestamp = "2026-12-01T02:30:00Z".parse().expect("time");
-    rig.service
-        .begin_cycle(&id, at, RunTrigger::Schedule)
-        .await
-        .expect("trigger");
+    let id = resync_with_one_worker(&rig, &counted, &db, at).await;
 
     // Schema, then the first of three chunks, with the first password.
     assert_eq!(step(&rig).await, StepOutcome::Ran, "schema");
@@ -152,19 +161,8 @@ async fn sessions_dropped_by_the_network_between_runs_are_pinged_and_replaced() 
         worker.pools = Arc::new(EndpointPools::with_idle_ping(Duration::from_millis(200)));
     })
     .await;
-    let mut spec: serde_json::Value = serde_json::from_str(&task_json(
-        &via_proxy,
-        &db,
-        serde_json::json!({"mode": "resync"}),
-    ))
-    .expect("json");
-    spec["channel"]["workers"] = 1.into();
-    let id = create_task(&rig, &spec.to_string()).await;
     let first: jiff::Timestamp = "2026-12-01T02:30:00Z".parse().expect("time");
-    rig.service
-        .begin_cycle(&id, first, RunTrigger::Schedule)
-        .await
-        .expect("trigger");
+    let id = resync_with_one_worker(&rig, &via_proxy, &db, first).await;
     drain(&rig).await;
     assert_eq!(run_status(&rig, &id, first).await, RunStatus::Succeeded);
 
