@@ -11,7 +11,7 @@ use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::types::Tag;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use tidemark_core::ports::{EndpointRole, SecretError, SecretStore};
+use tidemark_core::ports::{EndpointRole, SecretError, SecretStore, StoredPassword};
 
 use crate::error::{Failure, failure};
 
@@ -123,7 +123,7 @@ impl SecretStore for SecretsManagerStore {
     }
 
     #[tracing::instrument(skip_all, err)]
-    async fn read_password(&self, reference: &str) -> Result<SecretString, SecretError> {
+    async fn read_password(&self, reference: &str) -> Result<StoredPassword, SecretError> {
         let out = self
             .client
             .get_secret_value()
@@ -146,7 +146,19 @@ impl SecretStore for SecretsManagerStore {
         // The parser's own error could quote the secret: it is dropped, never shown.
         let text = out.secret_string().ok_or_else(malformed)?;
         let secret: RdsSecret = serde_json::from_str(text).map_err(|_| malformed())?;
-        Ok(secret.password)
+        // The version the value was read at: a rotation (or a task's password replaced) makes a
+        // new one, so copy pools keyed by it log in again with the new password.
+        let version =
+            out.version_id()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| SecretError::Backend {
+                    detail: format!("GetSecretValue {reference}: the answer has no VersionId"),
+                    retryable: false,
+                })?;
+        Ok(StoredPassword {
+            password: secret.password,
+            version: version.to_owned(),
+        })
     }
 
     #[tracing::instrument(skip_all, err)]

@@ -173,6 +173,24 @@ impl SecretError {
     }
 }
 
+/// A password as the secret store holds it now, and the version of the secret it was read from.
+#[derive(Debug)]
+pub struct StoredPassword {
+    pub password: SecretString,
+    /// Changes whenever the secret's value is written again (a rotation, a task's password
+    /// replaced) and never repeats for a secret; made without the password (Secrets Manager's
+    /// `VersionId`, a stamp locally), so it can be logged.
+    pub version: String,
+}
+
+/// Which version of which secret a password came from: tells the sessions logged in with a
+/// rotated secret's password from the ones before, without the password.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SecretVersion {
+    pub reference: String,
+    pub version: String,
+}
+
 /// Where endpoint passwords live (Secrets Manager on AWS, a 0600 file locally). Only references
 /// are stored with a task.
 #[async_trait]
@@ -187,9 +205,9 @@ pub trait SecretStore: Send + Sync {
         username: &str,
         password: &SecretString,
     ) -> Result<String, SecretError>;
-    /// The password behind a reference: one this store created, or an existing secret holding
-    /// RDS's `{"username","password"}` JSON.
-    async fn read_password(&self, reference: &str) -> Result<SecretString, SecretError>;
+    /// The password behind a reference (one this store created, or an existing secret holding
+    /// RDS's `{"username","password"}` JSON) and the secret's current version.
+    async fn read_password(&self, reference: &str) -> Result<StoredPassword, SecretError>;
     /// Deletes a secret this store created; deleting one that is gone is not an error.
     async fn delete_secret(&self, reference: &str) -> Result<(), SecretError>;
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder, SslOpts};
 use secrecy::{ExposeSecret, SecretString};
+use tidemark_core::ports::SecretVersion;
 use tidemark_core::{EndpointSpec, TlsMode, TlsSpec};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
@@ -38,6 +39,9 @@ pub struct ConnectOptions {
     pub connect_timeout: Duration,
     /// Statements run on every new session (and after every pool reset), e.g. `SET time_zone`.
     pub setup: Vec<String>,
+    /// The secret and version the password was read from, when it came from a secret store:
+    /// what tells a rotated password from the one before (see [`ConnectOptions::fingerprint`]).
+    pub secret: Option<SecretVersion>,
 }
 
 impl ConnectOptions {
@@ -55,7 +59,13 @@ impl ConnectOptions {
             tls: TlsSpec::default(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             setup: Vec::new(),
+            secret: None,
         }
+    }
+
+    /// These options with the secret version their password was read at.
+    pub fn with_secret(self, secret: Option<SecretVersion>) -> Self {
+        ConnectOptions { secret, ..self }
     }
 
     /// The options for an endpoint of a task spec, with its password already looked up (the
@@ -73,23 +83,37 @@ impl ConnectOptions {
         }
     }
 
-    /// `host:port` as users write it (`[::1]:3306` for IPv6), for messages.
-    /// Tells two options apart without showing them: equal for the same server, user,
-    /// password, TLS and setup, different when any of them changes (a rotated secret too). In
-    /// this process's memory only: never logged, never stored.
+    /// Tells two options apart without showing them: equal for the same place (see
+    /// [`ConnectOptions::place_fingerprint`]) and the same credential — the same version of the
+    /// same secret when the password came from a secret store ([`ConnectOptions::secret`]: a
+    /// rotation changes it), else the same password, hashed in this process's memory only
+    /// (never logged, never stored).
     pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.place_fingerprint().hash(&mut hasher);
+        match &self.secret {
+            Some(secret) => secret.hash(&mut hasher),
+            None => self.password.expose_secret().hash(&mut hasher),
+        }
+        hasher.finish()
+    }
+
+    /// Tells two places apart: the same server, user, TLS, connect timeout and setup, whatever
+    /// the password.
+    pub fn place_fingerprint(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.host.hash(&mut hasher);
         self.port.hash(&mut hasher);
         self.user.hash(&mut hasher);
-        self.password.expose_secret().hash(&mut hasher);
         format!("{:?}", self.tls).hash(&mut hasher);
         self.connect_timeout.hash(&mut hasher);
         self.setup.hash(&mut hasher);
         hasher.finish()
     }
 
+    /// `host:port` as users write it (`[::1]:3306` for IPv6), for messages.
     pub fn endpoint(&self) -> String {
         let host = self.host.trim_start_matches('[').trim_end_matches(']');
         if host.contains(':') {
@@ -421,6 +445,37 @@ mod tests {
             endpoint: "h:1".into(),
             detail: detail.into(),
         }
+    }
+
+    #[test]
+    fn a_secret_version_tells_credentials_apart_and_an_inline_password_itself() {
+        let at = |password: &str, version: Option<&str>| {
+            ConnectOptions::new("db", 3306, "dts", SecretString::from(password)).with_secret(
+                version.map(|v| SecretVersion {
+                    reference: "arn:secret:db".into(),
+                    version: v.into(),
+                }),
+            )
+        };
+        let v1 = at("pw-1", Some("v1"));
+        assert_eq!(v1.fingerprint(), at("pw-1", Some("v1")).fingerprint());
+        // A rotation: a new version, whatever the password.
+        assert_ne!(v1.fingerprint(), at("pw-1", Some("v2")).fingerprint());
+        assert_ne!(v1.fingerprint(), at("pw-2", Some("v2")).fingerprint());
+        assert_eq!(
+            v1.place_fingerprint(),
+            at("pw-2", Some("v2")).place_fingerprint()
+        );
+        // Without a secret, the password itself.
+        assert_eq!(
+            at("pw-1", None).fingerprint(),
+            at("pw-1", None).fingerprint()
+        );
+        assert_ne!(
+            at("pw-1", None).fingerprint(),
+            at("pw-2", None).fingerprint()
+        );
+        assert!(!format!("{v1:?}").contains("pw-1"), "{v1:?}");
     }
 
     #[test]

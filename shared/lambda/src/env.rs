@@ -3,7 +3,10 @@
 //!
 //! [`FunctionEnv::from_env`] fails fast with the name of the first variable that is missing;
 //! [`AwsWiring::new`] takes any [`SdkConfig`], so tests build exactly what a function builds,
-//! pointed at the emulator.
+//! pointed at the emulator. The run driver's durations and counts are optional variables
+//! ([`driver`]), each with its default.
+
+mod driver;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +17,14 @@ use tidemark_aws::{
     SqsStepQueue,
 };
 use tidemark_core::ports::SystemClock;
-use tidemark_service::WorkerConfig;
-use tidemark_service::{Allowlist, Host, Ports, TaskService};
+use tidemark_service::driver::EndpointPools;
+use tidemark_service::{Allowlist, DriverConfig, Host, Ports, TaskService, WorkerConfig};
+
+pub use driver::{
+    DRIVER_VARIABLES, FIRST_BACKOFF_MS, IDLE_PING_SECONDS, MAX_BACKOFF_SECONDS,
+    RESEND_AFTER_SECONDS, RUN_LEASE_SECONDS, STEP_ATTEMPTS, STEP_BUDGET_SECONDS,
+    STEP_LEASE_SECONDS, driver_config,
+};
 
 /// The DynamoDB table holding every record.
 pub const TABLE: &str = "TIDEMARK_TABLE";
@@ -35,12 +44,6 @@ pub const RUN_CYCLE_ARN: &str = "TIDEMARK_RUN_CYCLE_ARN";
 pub const SCHEDULER_ROLE_ARN: &str = "TIDEMARK_SCHEDULER_ROLE_ARN";
 /// Where EventBridge Scheduler sends the invocations it gave up on.
 pub const SCHEDULER_DEAD_LETTER_ARN: &str = "TIDEMARK_SCHEDULER_DEAD_LETTER_ARN";
-
-/// Optional: the time a run step is expected to need at most; run-worker does not start a step
-/// closer than this to its invocation's deadline (default [`DEFAULT_STEP_BUDGET`]).
-pub const STEP_BUDGET_SECONDS: &str = "TIDEMARK_STEP_BUDGET_SECONDS";
-/// Two minutes: a chunk is sized to take seconds, the Schema and Finalize steps tens of them.
-pub const DEFAULT_STEP_BUDGET: Duration = Duration::from_secs(120);
 
 /// Every variable a function reads (each is set in template.yaml's `Globals`; a test holds the
 /// two to each other).
@@ -93,8 +96,8 @@ pub struct FunctionEnv {
     pub run_cycle_arn: String,
     pub scheduler_role_arn: String,
     pub scheduler_dead_letter_arn: String,
-    /// [`STEP_BUDGET_SECONDS`].
-    pub step_budget: Duration,
+    /// The run driver's durations and counts ([`DRIVER_VARIABLES`]).
+    pub driver: DriverConfig,
 }
 
 impl FunctionEnv {
@@ -126,21 +129,7 @@ impl FunctionEnv {
                 SCHEDULER_DEAD_LETTER_ARN,
                 "the scheduler's dead-letter queue ARN",
             )?,
-            step_budget: match lookup(STEP_BUDGET_SECONDS) {
-                None => DEFAULT_STEP_BUDGET,
-                Some(value) => value
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|s| (1..=900).contains(s))
-                    .map(Duration::from_secs)
-                    .ok_or_else(|| EnvError::Invalid {
-                        name: STEP_BUDGET_SECONDS,
-                        message: format!(
-                            "`{value}` is not a number of seconds from 1 to 900 (leave it unset for 120)"
-                        ),
-                    })?,
-            },
+            driver: driver_config(&lookup, "lambda")?,
         })
     }
 
@@ -160,7 +149,7 @@ impl FunctionEnv {
 #[derive(Clone)]
 pub struct AwsWiring {
     pub ports: Ports,
-    pub step_budget: Duration,
+    pub driver: DriverConfig,
     pub allowlist: Allowlist,
     pub precheck_queue: Arc<SqsPrecheckQueue>,
     pub step_queue: Arc<SqsStepQueue>,
@@ -181,7 +170,7 @@ impl AwsWiring {
             ),
         );
         Ok(AwsWiring {
-            step_budget: env.step_budget,
+            driver: env.driver.clone(),
             ports: Ports {
                 store: Arc::new(DynamoDbStore::new(
                     aws_sdk_dynamodb::Client::new(sdk),
@@ -203,8 +192,17 @@ impl AwsWiring {
     /// The use cases as every Lambda function runs them: prechecks go through the queue.
     pub fn task_service(&self) -> Arc<TaskService> {
         // Runs go through the step queue: run-cycle and run-now send, run-worker takes.
-        let mut worker = WorkerConfig::new(self.step_queue.clone(), "lambda");
-        worker.driver.step_budget = self.step_budget;
+        // The pools live as long as the container: a warm one's next messages reuse them.
+        let driver = DriverConfig {
+            // Each service holds leases of its own, as each function does.
+            owner: DriverConfig::new("lambda").owner,
+            ..self.driver.clone()
+        };
+        let worker = WorkerConfig {
+            queue: self.step_queue.clone(),
+            pools: Arc::new(EndpointPools::with_idle_ping(driver.idle_ping)),
+            driver,
+        };
         let host =
             Host::new(worker).with_precheck_queue(self.precheck_queue.clone(), PRECHECK_WINDOW);
         TaskService::new(self.ports.clone(), self.allowlist.clone(), host)
@@ -271,6 +269,23 @@ mod tests {
                 assert!(read(&vars).is_err(), "{name} blank");
             }
         }
+    }
+
+    #[test]
+    fn the_drivers_variables_are_optional_and_a_bad_one_stops_the_start() {
+        let defaults = read(&full()).expect("complete").driver;
+        assert_eq!(defaults.step_budget, DriverConfig::new("t").step_budget);
+        let mut vars = full();
+        vars.insert(STEP_BUDGET_SECONDS, "2".into());
+        vars.insert(RUN_LEASE_SECONDS, "90".into());
+        let env = read(&vars).expect("set");
+        assert_eq!(
+            (env.driver.step_budget, env.driver.run_lease),
+            (Duration::from_secs(2), Duration::from_secs(90))
+        );
+        vars.insert(STEP_ATTEMPTS, "many".into());
+        let e = read(&vars).expect_err("not a number");
+        assert!(e.to_string().starts_with(STEP_ATTEMPTS), "{e}");
     }
 
     #[test]

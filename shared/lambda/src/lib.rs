@@ -4,9 +4,11 @@
 //! wiring (logs, environment, handler).
 //!
 //! ## Layout
-//! - [`env`]: the function's configuration from its environment (template.yaml's `Globals`),
-//!   failing fast with the missing variable's name, and [`env::AwsWiring`]: the AWS adapters of
-//!   the ports from one SDK configuration (the function's own, or the emulator's in tests).
+//! - [`env`]: the function's configuration from its environment (template.yaml's `Globals`, and
+//!   the run driver's optional durations and counts, [`env::DRIVER_VARIABLES`]), failing fast
+//!   with the variable's name, and [`env::AwsWiring`]: the AWS adapters of the ports from one SDK
+//!   configuration (the function's own, or the emulator's in tests), with the copy pools a warm
+//!   container keeps.
 //! - [`logs`]: JSON logs for CloudWatch; the crates that log request contents are capped at
 //!   `info`, so no secret reaches a log line.
 //! - [`api`]: the HTTP API — `tidemark serve`'s one router through `lambda_http`, with the API

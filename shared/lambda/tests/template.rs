@@ -7,7 +7,9 @@
 
 use std::collections::BTreeSet;
 
-use tidemark_lambda::env::{PRECHECK_TIMEOUT, VARIABLES};
+use tidemark_lambda::env::{
+    DRIVER_VARIABLES, PRECHECK_TIMEOUT, STEP_BUDGET_SECONDS, VARIABLES, driver_config,
+};
 
 fn repo_file(path: &str) -> String {
     let full = format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR"));
@@ -37,17 +39,58 @@ fn value<'t>(lines: &[&'t str], key: &str) -> Option<&'t str> {
         .find_map(|l| l.trim().strip_prefix(&prefix).map(str::trim))
 }
 
-#[test]
-fn every_variable_a_function_reads_is_set_in_globals_and_no_other() {
-    let text = template();
-    let globals = block(&text, "Globals:");
-    let set: BTreeSet<&str> = globals
+/// The `TIDEMARK_*` variables set in `lines`.
+fn tidemark_variables<'t>(lines: &[&'t str]) -> BTreeSet<&'t str> {
+    lines
         .iter()
         .filter_map(|l| l.trim().split_once(':').map(|(k, _)| k))
         .filter(|k| k.starts_with("TIDEMARK_"))
-        .collect();
+        .collect()
+}
+
+#[test]
+fn every_required_variable_is_set_in_globals_and_no_unknown_one() {
+    let text = template();
+    let set = tidemark_variables(&block(&text, "Globals:"));
     let read: BTreeSet<&str> = VARIABLES.into_iter().collect();
-    assert_eq!(set, read);
+    let optional: BTreeSet<&str> = DRIVER_VARIABLES.into_iter().collect();
+    assert!(
+        set.is_superset(&read),
+        "missing: {:?}",
+        read.difference(&set)
+    );
+    let unknown: Vec<&&str> = set
+        .difference(&read)
+        .filter(|v| !optional.contains(*v))
+        .collect();
+    assert!(unknown.is_empty(), "no function reads {unknown:?}");
+}
+
+#[test]
+fn a_function_sets_only_variables_it_reads_and_run_worker_its_step_budget_below_its_timeout() {
+    let text = template();
+    let optional: BTreeSet<&str> = DRIVER_VARIABLES.into_iter().collect();
+    let resources = block(&text, "Resources:");
+    let own = tidemark_variables(&resources);
+    let unknown: Vec<&&str> = own
+        .iter()
+        .filter(|v| !optional.contains(**v) && **v != "TIDEMARK_STEP_DEAD_LETTER_ARN")
+        .collect();
+    assert!(unknown.is_empty(), "no function reads {unknown:?}");
+    let worker = block(&text, "  RunWorkerFunction:");
+    let timeout: u64 = value(&worker, "Timeout")
+        .expect("RunWorkerFunction has a Timeout")
+        .parse()
+        .expect("a number");
+    let budget: u64 = value(&worker, STEP_BUDGET_SECONDS)
+        .expect("RunWorkerFunction shows its step budget")
+        .trim_matches('"')
+        .parse()
+        .expect("a number");
+    assert!(
+        budget < timeout,
+        "{STEP_BUDGET_SECONDS} ({budget} s) must stay below the function's Timeout ({timeout} s)"
+    );
 }
 
 #[test]
@@ -100,4 +143,24 @@ fn every_function_crate_builds_the_binary_the_template_names() {
         found += 1;
     }
     assert!(found >= 3, "create-task, precheck and manage-task exist");
+}
+
+#[test]
+fn the_readme_lists_every_driver_variable_with_its_default() {
+    let readme = repo_file("README.md");
+    let timings = |config: tidemark_service::DriverConfig| tidemark_service::DriverConfig {
+        owner: String::new(),
+        ..config
+    };
+    let defaults = timings(driver_config(&|_| None, "t").expect("defaults"));
+    for name in DRIVER_VARIABLES {
+        let row = readme
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("| `{name}` | ")))
+            .unwrap_or_else(|| panic!("the README's table has no row for {name}"));
+        let default = row.split(" |").next().unwrap_or_default().to_owned();
+        let set = driver_config(&|n: &str| (n == name).then(|| default.clone()), "t")
+            .unwrap_or_else(|e| panic!("{name}'s default in the README: {e}"));
+        assert_eq!(timings(set), defaults, "{name}'s default in the README");
+    }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use tidemark_core::ports::{EndpointRole, SecretError, SecretStore};
+use tidemark_core::ports::{EndpointRole, SecretError, SecretStore, StoredPassword};
 use tokio::sync::Mutex;
 
 /// The prefix of every reference this store hands out.
@@ -29,6 +29,20 @@ struct Entry {
     role: EndpointRole,
     username: String,
     password: String,
+    /// When the password was written, in nanoseconds since the epoch (one more than the
+    /// previous version if the clock went back): the secret's version, which changes with every
+    /// write and never repeats, made without the password. 0 in a file written before versions.
+    #[serde(default)]
+    version: u64,
+}
+
+/// The version of a value written now over one at `previous`.
+fn next_version(previous: Option<u64>) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or_default();
+    now.max(previous.map_or(0, |v| v.saturating_add(1)))
 }
 
 /// The secrets file. Cheap to clone; clones share the file's lock.
@@ -123,6 +137,7 @@ impl SecretStore for LocalSecretStore {
         let _guard = self.lock.lock().await;
         let mut entries = self.read()?;
         let reference = Self::reference(task_id, role);
+        let version = next_version(entries.get(&reference).map(|e| e.version));
         entries.insert(
             reference.clone(),
             Entry {
@@ -130,18 +145,22 @@ impl SecretStore for LocalSecretStore {
                 role,
                 username: username.to_owned(),
                 password: password.expose_secret().to_owned(),
+                version,
             },
         );
         self.write(&entries)?;
         Ok(reference)
     }
 
-    async fn read_password(&self, reference: &str) -> Result<SecretString, SecretError> {
+    async fn read_password(&self, reference: &str) -> Result<StoredPassword, SecretError> {
         let _guard = self.lock.lock().await;
         let entries = self.read()?;
         entries
             .get(reference)
-            .map(|e| SecretString::from(e.password.clone()))
+            .map(|e| StoredPassword {
+                password: SecretString::from(e.password.clone()),
+                version: e.version.to_string(),
+            })
             .ok_or_else(|| SecretError::NotFound {
                 reference: reference.to_owned(),
             })
@@ -180,7 +199,7 @@ mod tests {
         let mode = std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let read = store.read_password(&reference).await.expect("read");
-        assert_eq!(read.expose_secret(), "s3cret-pw");
+        assert_eq!(read.password.expose_secret(), "s3cret-pw");
 
         // Again for the same endpoint: replaced, same reference.
         let again = store
@@ -198,6 +217,7 @@ mod tests {
                 .read_password(&reference)
                 .await
                 .expect("read")
+                .password
                 .expose_secret(),
             "new"
         );
@@ -219,5 +239,30 @@ mod tests {
                 .await,
             Err(SecretError::NotOwned { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_file_written_before_versions_loads_and_its_next_write_moves_the_version() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("secrets.json");
+        let reference = LocalSecretStore::reference("t1", EndpointRole::Source);
+        let old = serde_json::json!({ &reference: {
+            "task_id": "t1", "role": "source", "username": "dts", "password": "old-pw" } });
+        std::fs::write(&path, old.to_string()).expect("write");
+        let store = LocalSecretStore::new(&path);
+        let read = store.read_password(&reference).await.expect("read");
+        assert_eq!(
+            (read.password.expose_secret(), read.version.as_str()),
+            ("old-pw", "0")
+        );
+        store
+            .create_secret("t1", EndpointRole::Source, "dts", &SecretString::from("x"))
+            .await
+            .expect("rewrite");
+        assert_ne!(
+            store.read_password(&reference).await.expect("read").version,
+            "0"
+        );
+        assert!(next_version(Some(u64::MAX - 1)) == u64::MAX, "never back");
     }
 }

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use tidemark_core::ports::{
-    Clock, EndpointRole, PrecheckQueue, SecretError, SecretStore, StateStore, StoreError,
-    TaskScheduler,
+    Clock, EndpointRole, PrecheckQueue, SecretError, SecretStore, SecretVersion, StateStore,
+    StoreError, StoredPassword, TaskScheduler,
 };
 use tidemark_core::state::{Page, TaskRecord, TaskStatus};
 use tidemark_core::{EndpointSpec, PasswordSource, TaskSpec, parse_task_spec};
@@ -313,13 +313,34 @@ impl TaskService {
         endpoint: &EndpointSpec,
         role: &str,
     ) -> Result<SecretString, ServiceError> {
+        Ok(self.credential(endpoint, role).await?.0)
+    }
+
+    /// An endpoint's password and, when it comes from the secret store, the secret's version it
+    /// was read at (copy pools are keyed by it: a rotated secret gets sessions of its own).
+    pub(crate) async fn credential(
+        &self,
+        endpoint: &EndpointSpec,
+        role: &str,
+    ) -> Result<(SecretString, Option<SecretVersion>), ServiceError> {
         match endpoint.password_source() {
-            Some(PasswordSource::Secret(reference)) => self.read_secret(reference, role).await,
-            _ => crate::passwords::local_password(endpoint, role),
+            Some(PasswordSource::Secret(reference)) => {
+                let read = self.read_secret(reference, role).await?;
+                let version = SecretVersion {
+                    reference: reference.to_string(),
+                    version: read.version,
+                };
+                Ok((read.password, Some(version)))
+            }
+            _ => crate::passwords::local_password(endpoint, role).map(|p| (p, None)),
         }
     }
 
-    async fn read_secret(&self, reference: &str, role: &str) -> Result<SecretString, ServiceError> {
+    async fn read_secret(
+        &self,
+        reference: &str,
+        role: &str,
+    ) -> Result<StoredPassword, ServiceError> {
         match self.ports.secrets.read_password(reference).await {
             Ok(p) => Ok(p),
             Err(e @ (SecretError::NotFound { .. } | SecretError::Malformed { .. })) => {

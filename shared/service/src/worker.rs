@@ -395,11 +395,16 @@ impl RunSubjects for TaskService {
         let Some(task) = self.ports.store.get_task(task_id).await? else {
             return Ok(None);
         };
-        let (source_password, destination_password) = self.passwords(&task.spec).await?;
+        let (source_password, source_secret) = self.credential(&task.spec.source, "source").await?;
+        let (destination_password, destination_secret) = self
+            .credential(&task.spec.destination, "destination")
+            .await?;
         Ok(Some(RunSubject {
             spec: Arc::new(task.spec),
             source_password,
             destination_password,
+            source_secret,
+            destination_secret,
         }))
     }
 }

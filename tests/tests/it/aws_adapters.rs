@@ -148,7 +148,7 @@ async fn an_inline_password_becomes_an_rds_secret_and_is_deleted_with_its_task()
         serde_json::json!({"username": "dts", "password": password.expose_secret()})
     );
     let read = store.read_password(&arn).await.expect("read");
-    assert_eq!(read.expose_secret(), password.expose_secret());
+    assert_eq!(read.password.expose_secret(), password.expose_secret());
 
     // Storing again for the same endpoint (a retried creation) replaces the value in place.
     let changed = SecretString::from(unique_name("pw-changed"));
@@ -162,6 +162,7 @@ async fn an_inline_password_becomes_an_rds_secret_and_is_deleted_with_its_task()
             .read_password(&arn)
             .await
             .expect("read")
+            .password
             .expose_secret(),
         changed.expose_secret()
     );
@@ -209,7 +210,7 @@ async fn an_existing_rds_secret_is_read_in_place_never_copied_nor_deleted() {
     };
     let before = count().await;
     let read = store.read_password(&arn).await.expect("read");
-    assert_eq!(read.expose_secret(), password);
+    assert_eq!(read.password.expose_secret(), password);
     assert_eq!(count().await, before, "reading made no copy");
 
     let refused = store.delete_secret(&arn).await;

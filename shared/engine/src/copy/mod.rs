@@ -7,6 +7,7 @@
 //! - [`range`]: exact, serializable key values and `(lower, upper]` key ranges as SQL.
 //! - [`plan`]: the chunk planner, walking the key on the source ([`Chunk`]).
 //! - [`session`]: both sides' pools and session settings ([`CopyEndpoints`]).
+//! - `pooled`: a pool's [`Session`], timed while idle so one idle too long is pinged first.
 //! - [`encode`]: the rows as bulk parameter batches, as LOAD DATA's byte stream, or as INSERTs.
 //! - [`chunk`]: copying one chunk: snapshot read, clear the range, load, check, verify, commit.
 //! - `write`: the three writers (bulk, LOAD DATA, INSERT), each fed while the rows stream in.
@@ -23,6 +24,7 @@
 pub mod chunk;
 pub mod encode;
 pub mod plan;
+mod pooled;
 pub mod range;
 pub mod runner;
 pub mod session;
@@ -36,11 +38,12 @@ pub use chunk::{ChunkOptions, ChunkProgress, ChunkReport, WriteMethod, copy_chun
 pub use plan::{
     Chunk, RowWindow, by_size, chunk_bytes, plan_chunks, plan_chunks_split, plan_window_chunks,
 };
+pub use pooled::Session;
 pub use range::{KeyBound, KeyRange, KeyValue};
 pub use runner::{
     CopyEvent, CopyOptions, TablePlan, TableReport, Verification, copy_chunk_retrying,
     copy_chunk_with_retry, copy_tables, plan_table, plan_table_in_window, unique_checks_off,
 };
-pub use session::CopyEndpoints;
+pub use session::{CopyEndpoints, DEFAULT_IDLE_PING};
 pub use shape::{Column, ColumnKind, TableCopySpec, TableShape, read_shape};
 pub use verify::{Checksum, DigestSql, check_committed, verify_chunk};

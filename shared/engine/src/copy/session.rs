@@ -4,11 +4,13 @@
 //! mysql_async runs the setup statements in *reverse* order, so each side's settings are one
 //! `SET` statement plus order-independent ones.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts};
 
+use super::pooled::{IdleClock, Session};
 use super::sql::push_string_literal;
 use super::types::{DigestSql, WriteMethod};
 use crate::connect::{ConnectOptions, ServerInfo, connect};
@@ -21,6 +23,10 @@ const NET_TIMEOUT_SECONDS: u32 = 600;
 /// How long an idle pooled session stays open (the copy's pools are closed at the end of a run
 /// or an invocation anyway).
 const IDLE_SESSION_TTL: Duration = Duration::from_secs(60);
+
+/// A pooled session idle longer than this is pinged before use when the caller does not say
+/// (see [`CopyEndpoints::idle_ping`]).
+pub const DEFAULT_IDLE_PING: Duration = Duration::from_secs(5);
 
 /// Parameter bytes per bulk execution (see [`CopyEndpoints::bulk_batch_bytes`]).
 const BULK_BATCH_BYTES: usize = 64 * 1024;
@@ -128,6 +134,11 @@ pub struct CopyEndpoints {
     pub destination_digest: DigestSql,
     /// How many chunks run at once (the pools hold one session more).
     pub workers: u32,
+    /// A pooled session idle longer than this is pinged before it is handed out, and replaced
+    /// when it does not answer within the connect timeout (see [`super::pooled`]).
+    pub idle_ping: Duration,
+    source_idle: Arc<IdleClock>,
+    destination_idle: Arc<IdleClock>,
 }
 
 impl CopyEndpoints {
@@ -195,6 +206,9 @@ impl CopyEndpoints {
             source_digest,
             destination_digest,
             workers: workers.max(1),
+            idle_ping: DEFAULT_IDLE_PING,
+            source_idle: Arc::new(IdleClock::new(2 * IDLE_SESSION_TTL)),
+            destination_idle: Arc::new(IdleClock::new(2 * IDLE_SESSION_TTL)),
         })
     }
 
@@ -216,16 +230,53 @@ impl CopyEndpoints {
     }
 
     /// A configured source session.
-    pub async fn source_conn(&self) -> Result<Conn, CopyError> {
+    pub async fn source_conn(&self) -> Result<Session, CopyError> {
         self.get(Side::Source).await
     }
 
     /// A configured destination session.
-    pub async fn destination_conn(&self) -> Result<Conn, CopyError> {
+    pub async fn destination_conn(&self) -> Result<Session, CopyError> {
         self.get(Side::Destination).await
     }
 
-    async fn get(&self, side: Side) -> Result<Conn, CopyError> {
+    /// A session of `side`'s pool that answers: one idle longer than `idle_ping` is pinged
+    /// first, and one that does not answer is dropped (a failed ping leaves it marked broken,
+    /// so the pool discards it) for the next, up to the pool's size, then a new one.
+    async fn get(&self, side: Side) -> Result<Session, CopyError> {
+        let (endpoint, clock) = match side {
+            Side::Source => (&self.source_endpoint, &self.source_idle),
+            Side::Destination => (&self.destination_endpoint, &self.destination_idle),
+        };
+        for _ in 0..=self.workers.saturating_add(1) {
+            let mut conn = self.take(side).await?;
+            let Some(idle) = clock.idle_for(conn.id()) else {
+                return Ok(Session::new(conn, clock));
+            };
+            if idle <= self.idle_ping {
+                return Ok(Session::new(conn, clock));
+            }
+            match tokio::time::timeout(self.connect_timeout, conn.ping()).await {
+                Ok(Ok(())) => return Ok(Session::new(conn, clock)),
+                Ok(Err(e)) => {
+                    tracing::info!(%endpoint, idle_seconds = idle.as_secs(), error = %e, "a pooled session idle too long did not answer its ping; replaced")
+                }
+                Err(_) => {
+                    tracing::info!(%endpoint, idle_seconds = idle.as_secs(), "a pooled session idle too long did not answer its ping in time; replaced")
+                }
+            }
+        }
+        Err(CopyError::sql(
+            side,
+            endpoint,
+            "opening a session",
+            mysql_async::Error::Other(
+                "no pooled session answered a ping, and no new one came instead".into(),
+            ),
+        ))
+    }
+
+    /// A session from `side`'s pool, within the connect timeout.
+    async fn take(&self, side: Side) -> Result<Conn, CopyError> {
         let (pool, endpoint) = match side {
             Side::Source => (&self.source, &self.source_endpoint),
             Side::Destination => (&self.destination, &self.destination_endpoint),

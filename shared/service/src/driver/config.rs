@@ -43,6 +43,10 @@ pub struct DriverConfig {
     /// How often a host that drives a run in-process sweeps it while its consumers are idle (on
     /// AWS the sweep is `run-cycle`'s, on its own schedule).
     pub sweep_every: Duration,
+    /// A pooled session idle longer than this is pinged before a step uses it, and replaced if
+    /// it does not answer (a warm Lambda container's, dropped by a NAT or the server while the
+    /// container was frozen). Given to the process's [`super::EndpointPools`].
+    pub idle_ping: Duration,
 }
 
 impl DriverConfig {
@@ -59,6 +63,7 @@ impl DriverConfig {
             run_lease: Duration::from_secs(60 * 60),
             cancel_check: Duration::from_secs(2),
             sweep_every: Duration::from_secs(5),
+            idle_ping: tidemark_engine::copy::DEFAULT_IDLE_PING,
         }
     }
 

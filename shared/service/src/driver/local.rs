@@ -117,6 +117,8 @@ impl RunSubjects for OneTask<'_> {
             spec: Arc::clone(&self.subject.spec),
             source_password: self.subject.source_password.clone(),
             destination_password: self.subject.destination_password.clone(),
+            source_secret: self.subject.source_secret.clone(),
+            destination_secret: self.subject.destination_secret.clone(),
         }))
     }
 }
@@ -143,7 +145,7 @@ pub async fn run_cycle(
     config.retry_steps(retry);
     // Messages wait on this process's own clock (a test's clock may stand still).
     let queue = Waking::new(MemoryQueue::new(Arc::new(SystemClock), u32::MAX));
-    let pools = EndpointPools::new();
+    let pools = EndpointPools::with_idle_ping(config.idle_ping);
     let driver = Driver {
         store,
         clock,
@@ -158,6 +160,9 @@ pub async fn run_cycle(
             spec: Arc::new(input.spec.clone()),
             source_password: input.source_password.clone(),
             destination_password: input.destination_password.clone(),
+            // Inline or environment passwords: the pools are keyed by the password itself.
+            source_secret: None,
+            destination_secret: None,
         },
     };
     if resumed {

@@ -181,7 +181,10 @@ async fn dynamodb_state_of_the_previous_version_loads_and_its_run_in_flight_fini
     create_table(&dynamodb, &table)
         .await
         .expect("create the table");
-    let rig = rig_on(&table, Duration::from_secs(1)).await;
+    let rig = rig_on(&table, |worker| {
+        worker.driver.step_budget = Duration::from_secs(1)
+    })
+    .await;
 
     // The passwords, where the task will look for them.
     let env = StackEnv::get();

@@ -30,15 +30,20 @@ struct Rig {
 }
 
 async fn rig(step_budget: Duration) -> Rig {
+    rig_with(|worker| worker.driver.step_budget = step_budget).await
+}
+
+/// A rig over a new table, its worker set up by `configure`.
+async fn rig_with(configure: impl FnOnce(&mut WorkerConfig)) -> Rig {
     let table = unique_name("state");
     create_table(&aws_sdk_dynamodb::Client::new(&sdk_config().await), &table)
         .await
         .expect("create the table");
-    rig_on(&table, step_budget).await
+    rig_on(&table, configure).await
 }
 
 /// A rig over an existing table.
-async fn rig_on(table: &str, step_budget: Duration) -> Rig {
+async fn rig_on(table: &str, configure: impl FnOnce(&mut WorkerConfig)) -> Rig {
     let config = sdk_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     let sqs = SqsClient::new(&config);
@@ -73,7 +78,7 @@ async fn rig_on(table: &str, step_budget: Duration) -> Rig {
         Arc::new(SqsStepQueue::new(sqs.clone(), &queue_url)),
         "test-worker",
     );
-    worker.driver.step_budget = step_budget;
+    configure(&mut worker);
     let service = TaskService::new(
         Ports {
             store: Arc::new(DynamoDbStore::new(dynamodb, table)),
@@ -606,3 +611,4 @@ async fn drain_one(rig: &Rig) -> Option<StepOutcome> {
 
 mod compat;
 mod dispatch;
+mod pools;

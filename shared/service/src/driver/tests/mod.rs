@@ -48,6 +48,8 @@ impl RunSubjects for Spec {
             spec: Arc::clone(&self.0),
             source_password: SecretString::from("unused"),
             destination_password: SecretString::from("unused"),
+            source_secret: None,
+            destination_secret: None,
         }))
     }
 }
