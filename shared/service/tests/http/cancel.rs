@@ -34,14 +34,7 @@ async fn a_run_in_progress_is_cancelled() {
 
     // The Schema step holds the run (in its connect): the cancel is accepted, the step stops
     // at its next look, gives up its lease, and the run ends cancelled.
-    let path = format!("/tasks/{id}/runs/{run_id}");
-    let (status, cancelling) = api.post(&format!("{path}/cancel"), &json!({})).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{cancelling}");
-    assert_eq!(cancelling["status"], "cancelling");
-    let cancelled = api
-        .wait_for(&path, |_, r| r["status"] != "cancelling")
-        .await;
-    assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
+    let cancelled = cancel_while_held(&api, &id, &run_id).await;
     assert!(cancelled["finished_at"].is_string());
     let (status, again) = api
         .post(&format!("/tasks/{id}/runs/{run_id}/cancel"), &json!({}))
@@ -60,6 +53,18 @@ async fn a_run_cancelled_in_its_schema_step_leaves_no_replica() {
     let api = Api::start().await;
     let db = many_tables("cxl_src", 80).await;
     let (id, run_id) = run_until_replica(&api, &db, &destination()).await;
+    let cancelled = cancel_while_held(&api, &id, &run_id).await;
+    assert_eq!(
+        replicas_on(&destination(), &db).await,
+        "0",
+        "the cancelled run's replica is left"
+    );
+    drop_databases(&[&db]).await;
+}
+
+/// Cancels a run a step holds: 202 `cancelling`, then (the step stops at its next look and
+/// gives up its lease) `cancelled`. Returns the cancelled run.
+async fn cancel_while_held(api: &Api, id: &str, run_id: &str) -> Value {
     let path = format!("/tasks/{id}/runs/{run_id}");
     let (status, cancelling) = api.post(&format!("{path}/cancel"), &json!({})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{cancelling}");
@@ -68,12 +73,7 @@ async fn a_run_cancelled_in_its_schema_step_leaves_no_replica() {
         .wait_for(&path, |_, r| r["status"] != "cancelling")
         .await;
     assert_eq!(cancelled["status"], "cancelled", "{cancelled}");
-    assert_eq!(
-        replicas_on(&destination(), &db).await,
-        "0",
-        "the cancelled run's replica is left"
-    );
-    drop_databases(&[&db]).await;
+    cancelled
 }
 
 /// A source database of `tables` small tables, each with a secondary index: a multi-replica
