@@ -53,7 +53,7 @@ async fn a_run_cancelled_in_its_schema_step_leaves_no_replica() {
     let api = Api::start().await;
     let db = many_tables("cxl_src", 80).await;
     let (id, run_id) = run_until_replica(&api, &db, &destination()).await;
-    let cancelled = cancel_while_held(&api, &id, &run_id).await;
+    cancel_while_held(&api, &id, &run_id).await;
     assert_eq!(
         replicas_on(&destination(), &db).await,
         "0",
