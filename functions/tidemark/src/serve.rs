@@ -80,7 +80,7 @@ pub async fn run(args: ServeArgs) -> ExitCode {
     worker.driver = match worker
         .driver
         .clone()
-        .with_overrides(|name| std::env::var(name).ok())
+        .with_variables(&|name| std::env::var(name).ok())
     {
         Ok(driver) => driver,
         Err(e) => {

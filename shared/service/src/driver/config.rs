@@ -5,15 +5,7 @@ use std::time::Duration;
 
 use tidemark_engine::RetryPolicy;
 
-use crate::error::ServiceError;
 use crate::steps;
-
-/// Optional, where a run is driven in-process (`tidemark run`, `tidemark serve`): seconds between
-/// the sweeps of a run while its consumers are idle ([`DriverConfig::sweep_every`]).
-pub const SWEEP_SECONDS: &str = "TIDEMARK_SWEEP_SECONDS";
-/// Optional, likewise: seconds a queued step's message may go untaken before the sweep sends it
-/// again ([`DriverConfig::resend_after`]).
-pub const RESEND_AFTER_SECONDS: &str = "TIDEMARK_RESEND_AFTER_SECONDS";
 
 /// The driver's durations and counts. `Default` is what a host uses unless told otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,32 +59,6 @@ impl DriverConfig {
         }
     }
 
-    /// These durations, with [`SWEEP_SECONDS`] and [`RESEND_AFTER_SECONDS`] as `lookup` (the
-    /// environment; tests pass a map) sets them: seconds, fractions allowed.
-    pub fn with_overrides(
-        mut self,
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<DriverConfig, ServiceError> {
-        for (name, field) in [
-            (SWEEP_SECONDS, &mut self.sweep_every),
-            (RESEND_AFTER_SECONDS, &mut self.resend_after),
-        ] {
-            let Some(raw) = lookup(name) else { continue };
-            *field = raw
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .and_then(|s| Duration::try_from_secs_f64(s).ok())
-                .ok_or_else(|| ServiceError::Invalid {
-                    field: name.into(),
-                    message: format!(
-                        "`{raw}` is not a number of seconds (such as 5 or 0.5): fix it or unset it"
-                    ),
-                })?;
-        }
-        Ok(self)
-    }
-
     /// The wait before retry `attempt` (1-based): doubling from `first_backoff`, jittered (so
     /// that the steps of runs that failed together do not come back together), never above
     /// `max_backoff` — the engine's [`RetryPolicy`], one backoff for every retry.
@@ -132,38 +98,5 @@ mod tests {
         let waits: std::collections::HashSet<Duration> =
             (0..20).map(|_| config.backoff(2)).collect();
         assert!(waits.len() > 1, "no jitter: {waits:?}");
-    }
-
-    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: std::collections::HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        move |name| map.get(name).cloned()
-    }
-
-    #[test]
-    fn the_sweep_and_resend_durations_come_from_the_environment() {
-        let defaults = DriverConfig::new("t");
-        let same = defaults.clone().with_overrides(lookup(&[])).expect("unset");
-        assert_eq!(same, defaults);
-        let short = defaults
-            .clone()
-            .with_overrides(lookup(&[
-                (SWEEP_SECONDS, "0.1"),
-                (RESEND_AFTER_SECONDS, " 2 "),
-            ]))
-            .expect("valid");
-        assert_eq!(short.sweep_every, Duration::from_millis(100));
-        assert_eq!(short.resend_after, Duration::from_secs(2));
-        assert_eq!(short.run_lease, defaults.run_lease);
-        for bad in ["", "soon", "-1", "NaN", "1e400"] {
-            let error = defaults
-                .clone()
-                .with_overrides(lookup(&[(RESEND_AFTER_SECONDS, bad)]))
-                .expect_err(bad)
-                .to_string();
-            assert!(error.starts_with(RESEND_AFTER_SECONDS), "{error}");
-        }
     }
 }

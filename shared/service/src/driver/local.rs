@@ -140,7 +140,12 @@ pub async fn run_cycle(
         scheduled_time: input.scheduled_time,
     };
     // The sweep's durations may be shortened through the environment (the fault suite does).
-    let mut config = DriverConfig::new("local").with_overrides(|name| std::env::var(name).ok())?;
+    let mut config = DriverConfig::new("local")
+        .with_variables(&|name| std::env::var(name).ok())
+        .map_err(|e| ServiceError::Invalid {
+            field: e.name.into(),
+            message: e.message,
+        })?;
     let resumed = start_run(store, clock, &key, input.trigger).await?;
     config.retry_steps(retry);
     // Messages wait on this process's own clock (a test's clock may stand still).

@@ -21,6 +21,7 @@
 //!
 //! ## Layout
 //! - [`config`]: [`DriverConfig`], every duration as configuration.
+//! - [`env`]: the durations and counts from environment variables, on every host.
 //! - [`dispatch`]: what is sent next, bounded by `channel.workers`; the sweep.
 //! - [`lease`]: a claimed step's lease, renewed while its work runs.
 //! - [`local`]: `run_cycle`, one run to its end over consumers in this process.
@@ -29,6 +30,7 @@
 
 pub mod config;
 pub(crate) mod dispatch;
+pub mod env;
 mod lease;
 pub mod local;
 pub mod pools;

@@ -1,0 +1,190 @@
+//! The driver's durations and counts ([`DriverConfig`]) from environment variables, the same on
+//! every host: Lambda's functions read them at start, `tidemark run` and `tidemark serve` too
+//! (the fault suite shortens the sweep with them). Every variable is optional: unset (or blank)
+//! keeps the host's default; a value that does not parse, or is out of range, is an error
+//! naming the variable.
+
+use std::time::Duration;
+
+use super::DriverConfig;
+
+/// A step is not started closer than this to the invocation's deadline (run-worker); it goes
+/// back to the queue as a new message instead. Below the function's timeout.
+pub const STEP_BUDGET_SECONDS: &str = "TIDEMARK_STEP_BUDGET_SECONDS";
+/// How long a claim on a step lasts without renewal (its holder renews it every third of it).
+pub const STEP_LEASE_SECONDS: &str = "TIDEMARK_STEP_LEASE_SECONDS";
+/// Attempts of a step with retryable failures before its run fails.
+pub const STEP_ATTEMPTS: &str = "TIDEMARK_STEP_ATTEMPTS";
+/// The wait before a failed step's first retry, in milliseconds; it doubles, with jitter.
+pub const FIRST_BACKOFF_MS: &str = "TIDEMARK_FIRST_BACKOFF_MS";
+/// The longest wait between a step's retries (at most SQS's 15-minute delay).
+pub const MAX_BACKOFF_SECONDS: &str = "TIDEMARK_MAX_BACKOFF_SECONDS";
+/// The sweep sends again a step queued this long ago that nobody took.
+pub const RESEND_AFTER_SECONDS: &str = "TIDEMARK_RESEND_AFTER_SECONDS";
+/// The sweep fails a run without progress for this long.
+pub const RUN_LEASE_SECONDS: &str = "TIDEMARK_RUN_LEASE_SECONDS";
+/// A pooled database session idle longer than this is pinged before use (0: every reused one).
+pub const IDLE_PING_SECONDS: &str = "TIDEMARK_IDLE_PING_SECONDS";
+/// How often a host that drives runs in-process (`tidemark run`, `tidemark serve`) sweeps them
+/// (on AWS the sweep is run-cycle's, on its own schedule).
+pub const SWEEP_SECONDS: &str = "TIDEMARK_SWEEP_SECONDS";
+
+/// Every optional variable of the driver (the README lists them with their defaults).
+pub const DRIVER_VARIABLES: [&str; 9] = [
+    STEP_BUDGET_SECONDS,
+    STEP_LEASE_SECONDS,
+    STEP_ATTEMPTS,
+    FIRST_BACKOFF_MS,
+    MAX_BACKOFF_SECONDS,
+    RESEND_AFTER_SECONDS,
+    RUN_LEASE_SECONDS,
+    IDLE_PING_SECONDS,
+    SWEEP_SECONDS,
+];
+
+/// The longest delay an SQS message may have, which bounds the backoffs.
+const MAX_DELAY_SECONDS: f64 = 900.0;
+const DAY: f64 = 24.0 * 60.0 * 60.0;
+
+/// A variable that does not parse or is out of range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VarError {
+    pub name: &'static str,
+    pub message: String,
+}
+
+impl std::fmt::Display for VarError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.name, self.message)
+    }
+}
+
+impl DriverConfig {
+    /// `self` (the host's defaults), each duration or count replaced by its variable when
+    /// `lookup` (the environment; tests pass a map) sets it. Seconds may have fractions.
+    pub fn with_variables(
+        self,
+        lookup: &impl Fn(&str) -> Option<String>,
+    ) -> Result<DriverConfig, VarError> {
+        let set = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
+        let out_of_range = |name: &'static str,
+                            value: &str,
+                            unit: &str,
+                            min: f64,
+                            max: f64,
+                            default: f64| {
+            VarError {
+                name,
+                message: format!(
+                    "`{value}` is not a number of {unit} from {min} to {max} (leave it unset for {default})"
+                ),
+            }
+        };
+        let seconds = |name: &'static str, min: f64, max: f64, default: Duration| {
+            let Some(value) = set(name) else {
+                return Ok(default);
+            };
+            value
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|s| (min..=max).contains(s))
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .ok_or_else(|| {
+                    out_of_range(name, &value, "seconds", min, max, default.as_secs_f64())
+                })
+        };
+        let whole = |name: &'static str, unit: &str, max: u64, default: u64| {
+            let Some(value) = set(name) else {
+                return Ok(default);
+            };
+            value
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (1..=max).contains(n))
+                .ok_or_else(|| out_of_range(name, &value, unit, 1.0, max as f64, default as f64))
+        };
+        let first_backoff_ms = u64::try_from(self.first_backoff.as_millis()).unwrap_or(u64::MAX);
+        let config = DriverConfig {
+            step_budget: seconds(STEP_BUDGET_SECONDS, 1.0, 900.0, self.step_budget)?,
+            step_lease: seconds(STEP_LEASE_SECONDS, 1.0, 3600.0, self.step_lease)?,
+            step_attempts: whole(
+                STEP_ATTEMPTS,
+                "attempts",
+                100,
+                u64::from(self.step_attempts),
+            )
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX))?,
+            first_backoff: whole(
+                FIRST_BACKOFF_MS,
+                "milliseconds",
+                (MAX_DELAY_SECONDS as u64) * 1000,
+                first_backoff_ms,
+            )
+            .map(Duration::from_millis)?,
+            max_backoff: seconds(
+                MAX_BACKOFF_SECONDS,
+                1.0,
+                MAX_DELAY_SECONDS,
+                self.max_backoff,
+            )?,
+            resend_after: seconds(RESEND_AFTER_SECONDS, 0.1, DAY, self.resend_after)?,
+            run_lease: seconds(RUN_LEASE_SECONDS, 1.0, 7.0 * DAY, self.run_lease)?,
+            idle_ping: seconds(IDLE_PING_SECONDS, 0.0, 3600.0, self.idle_ping)?,
+            sweep_every: seconds(SWEEP_SECONDS, 0.05, 3600.0, self.sweep_every)?,
+            ..self
+        };
+        if config.max_backoff < config.first_backoff {
+            return Err(VarError {
+                name: MAX_BACKOFF_SECONDS,
+                message: format!(
+                    "{} s is shorter than the first backoff ({FIRST_BACKOFF_MS} = {} ms); raise it or lower {FIRST_BACKOFF_MS}",
+                    config.max_backoff.as_secs_f64(),
+                    config.first_backoff.as_millis()
+                ),
+            });
+        }
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn read(vars: &[(&str, &str)]) -> Result<DriverConfig, VarError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        DriverConfig::new("t").with_variables(&|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn the_sweep_and_resend_durations_take_fractions_of_a_second() {
+        let config =
+            read(&[(SWEEP_SECONDS, "0.1"), (RESEND_AFTER_SECONDS, " 0.2 ")]).expect("valid");
+        assert_eq!(config.sweep_every, Duration::from_millis(100));
+        assert_eq!(config.resend_after, Duration::from_millis(200));
+        assert_eq!(config.run_lease, DriverConfig::new("t").run_lease);
+        for bad in ["soon", "-1", "NaN", "1e400", "0"] {
+            let error = read(&[(RESEND_AFTER_SECONDS, bad)]).expect_err(bad);
+            assert_eq!(error.name, RESEND_AFTER_SECONDS);
+            assert!(
+                error.to_string().starts_with(RESEND_AFTER_SECONDS),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hosts_own_default_is_kept_when_its_variable_is_unset() {
+        let mut serve = DriverConfig::new("serve");
+        serve.run_lease = Duration::from_secs(900);
+        let config = serve.clone().with_variables(&|_| None).expect("defaults");
+        assert_eq!(config, serve);
+    }
+}
