@@ -53,7 +53,8 @@ start_emulator() {
   if port_open "$EMULATOR_PORT"; then
     log "port $EMULATOR_PORT is taken by another program: set TIDEMARK_EMULATOR_PORT"; exit 1
   fi
-  setsid "$TOOLS_DIR/moto/bin/moto_server" -H 127.0.0.1 -p "$EMULATOR_PORT" \
+  # moto's server with DynamoDB's per-request atomicity (see moto_server.py).
+  setsid "$TOOLS_DIR/moto/bin/python3" "$here/moto_server.py" -H 127.0.0.1 -p "$EMULATOR_PORT" \
     </dev/null >"$dir/moto.log" 2>&1 &
   echo $! >"$dir/pid"
   local i
