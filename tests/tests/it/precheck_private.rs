@@ -60,7 +60,7 @@ async fn a_row_larger_than_the_destination_packet_fails() {
             "2097153 bytes",
             &format!("`{db}.t`"),
             "destination's max_allowed_packet is 1048576",
-            "SET GLOBAL max_allowed_packet=5242880; on the destination",
+            "SET GLOBAL max_allowed_packet = 5242880 on the destination",
         ],
     );
     // Run anyway (a run does not need the precheck): the bulk INSERT cannot take the row (one

@@ -41,6 +41,58 @@ pub struct ServerVariables {
     pub sql_mode: String,
     pub time_zone: String,
     pub system_time_zone: String,
+    /// Where the server runs: a plain server takes `SET GLOBAL`; RDS and Aurora take changes
+    /// through parameter groups only (and refuse `SUPER`).
+    pub hosting: Hosting,
+}
+
+/// Where a server runs, as far as fixing its settings goes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Hosting {
+    #[default]
+    Plain,
+    /// Amazon RDS for MySQL or MariaDB: a DB instance's parameter group.
+    Rds,
+    /// Aurora MySQL: a DB cluster parameter group (or the instance's).
+    Aurora,
+}
+
+impl Hosting {
+    /// From what the server says of itself and the host it was reached at: `@@aurora_version`
+    /// exists only on Aurora; RDS installs its binaries under `/rdsdbbin/`; an endpoint under
+    /// `.rds.amazonaws.com` is one of the two.
+    pub fn detect(basedir: &str, aurora_version: Option<&str>, host: &str) -> Hosting {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let host = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+        if aurora_version.is_some_and(|v| !v.is_empty()) {
+            Hosting::Aurora
+        } else if basedir.starts_with("/rdsdbbin/") || host.ends_with(".rds.amazonaws.com") {
+            Hosting::Rds
+        } else {
+            Hosting::Plain
+        }
+    }
+
+    /// How to set server variable `name` to `value` on the `role` server. Every variable a
+    /// check asks for here is dynamic on RDS and Aurora: a parameter group change applies
+    /// without a reboot.
+    pub fn set_variable(self, role: &str, name: &str, value: &str) -> String {
+        match self {
+            Hosting::Plain => format!(
+                "SET GLOBAL {name} = {value} on the {role} (and {name}={value} in its config file)"
+            ),
+            Hosting::Rds => format!(
+                "on the {role} (Amazon RDS; SET GLOBAL is not allowed there): set {name} to \
+                 {value} in the DB instance's custom parameter group (a dynamic parameter: it \
+                 applies without a reboot)"
+            ),
+            Hosting::Aurora => format!(
+                "on the {role} (Aurora MySQL; SET GLOBAL is not allowed there): set {name} to \
+                 {value} in the DB cluster parameter group (a dynamic parameter: it applies \
+                 without a reboot)"
+            ),
+        }
+    }
 }
 
 /// One database and what is in it.
@@ -206,5 +258,40 @@ impl TableFacts {
                         .all(|c| self.column(c).is_some_and(|col| !col.nullable))
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Hosting;
+
+    /// What RDS for MySQL 8, Aurora MySQL 3 and a plain MariaDB report of themselves.
+    #[test]
+    fn rds_and_aurora_are_told_apart_from_a_plain_server() {
+        let rds = Hosting::detect(
+            "/rdsdbbin/mysql-8.0.39.R2/",
+            None,
+            "db1.abc123xyz.us-east-1.rds.amazonaws.com:3306",
+        );
+        assert_eq!(rds, Hosting::Rds);
+        let aurora = Hosting::detect(
+            "/rdsdbbin/oscar-8.0.mysql_aurora.3.05.2.0.29187.0/",
+            Some("3.05.2"),
+            "c1.cluster-abc123xyz.eu-west-1.rds.amazonaws.com:3306",
+        );
+        assert_eq!(aurora, Hosting::Aurora);
+        // Reached through a tunnel on loopback, RDS still says where its binaries are.
+        assert_eq!(
+            Hosting::detect("/rdsdbbin/mysql-8.0.39.R2/", None, "127.0.0.1:3306"),
+            Hosting::Rds
+        );
+        assert_eq!(
+            Hosting::detect("/usr/", None, "127.0.0.1:33062"),
+            Hosting::Plain
+        );
+        assert_eq!(
+            Hosting::detect("/usr/", Some(""), "db.example.internal:3306"),
+            Hosting::Plain
+        );
     }
 }

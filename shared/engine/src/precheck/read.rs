@@ -12,7 +12,7 @@ use tidemark_core::TaskSpec;
 
 use super::checks::selected_tables;
 use super::facts::{
-    ColumnFacts, ForeignKeyFacts, KeyFacts, RoutineFacts, SchemaFacts, ServerFacts,
+    ColumnFacts, ForeignKeyFacts, Hosting, KeyFacts, RoutineFacts, SchemaFacts, ServerFacts,
     ServerVariables, TableFacts, TableKind, TriggerFacts,
 };
 use super::grants::Grants;
@@ -63,17 +63,39 @@ pub async fn read_facts(
         conn,
         endpoint: endpoint.to_owned(),
     };
-    type Vars = (String, u64, u64, u64, u64, u64, String, String, String);
+    type Vars = (
+        String,
+        u64,
+        u64,
+        u64,
+        u64,
+        u64,
+        String,
+        String,
+        String,
+        String,
+    );
     let vars: Option<Vars> = r
         .conn
         .query_first(
             "SELECT CURRENT_USER(), @@lower_case_table_names, @@local_infile, \
              @@max_allowed_packet, @@log_bin, @@log_bin_trust_function_creators, @@sql_mode, \
-             @@time_zone, @@system_time_zone",
+             @@time_zone, @@system_time_zone, COALESCE(@@basedir, '')",
         )
         .await
         .map_err(r.err("server variables"))?;
-    let Some((current_user, lctn, infile, packet, log_bin, trust, sql_mode, tz, system_tz)) = vars
+    let Some((
+        current_user,
+        lctn,
+        infile,
+        packet,
+        log_bin,
+        trust,
+        sql_mode,
+        tz,
+        system_tz,
+        basedir,
+    )) = vars
     else {
         return Err(r.err("server variables")(mysql_async::Error::Other(
             "no row returned".into(),
@@ -128,6 +150,17 @@ pub async fn read_facts(
         .await
         .map_err(r.err("SHOW GRANTS"))?;
     let databases = r.strings("SHOW DATABASES", "databases").await?;
+    // Exists only on Aurora MySQL (an empty answer elsewhere).
+    let aurora: Option<(String, String)> = r
+        .conn
+        .query_first("SHOW VARIABLES LIKE 'aurora_version'")
+        .await
+        .map_err(r.err("server variables"))?;
+    let hosting = Hosting::detect(
+        &basedir,
+        aurora.as_ref().map(|(_, v)| v.as_str()),
+        &r.endpoint,
+    );
     let variables = ServerVariables {
         lower_case_table_names: u8::try_from(lctn).unwrap_or(u8::MAX),
         local_infile: infile != 0,
@@ -137,6 +170,7 @@ pub async fn read_facts(
         sql_mode,
         time_zone: tz,
         system_time_zone: system_tz,
+        hosting,
     };
     let mut facts = ServerFacts {
         info,

@@ -6,6 +6,7 @@ use tidemark_core::precheck::{CheckResult, ids};
 
 use super::CheckInput;
 use super::support::{listing, migrates_schema, whole_databases};
+use crate::precheck::facts::Hosting;
 
 pub fn binlog_routines(input: &CheckInput<'_>) -> Result<CheckResult, CheckResult> {
     let id = ids::BINLOG_ROUTINES;
@@ -54,8 +55,14 @@ pub fn binlog_routines(input: &CheckInput<'_>) -> Result<CheckResult, CheckResul
             dst.current_user,
             listing(&code)
         ),
-        "on the destination: SET GLOBAL log_bin_trust_function_creators = 1 (and in its config \
-         file), or GRANT SUPER ON *.* TO the task's user",
+        match dst.variables.hosting {
+            Hosting::Plain => format!(
+                "{}, or GRANT SUPER ON *.* TO the task's user",
+                Hosting::Plain.set_variable("destination", "log_bin_trust_function_creators", "1")
+            ),
+            // SUPER cannot be granted there.
+            managed => managed.set_variable("destination", "log_bin_trust_function_creators", "1"),
+        },
     )
     .with_objects(code))
 }
@@ -97,6 +104,16 @@ mod tests {
                 "log_bin_trust_function_creators = 1",
             ],
         );
+        assert_status(&r, CheckStatus::Fail, &["GRANT SUPER"]);
+        // On RDS or Aurora SUPER cannot be granted: only the parameter group is named.
+        dst.variables.hosting = Hosting::Aurora;
+        let r = run(binlog_routines, &input(&spec, &src, &dst));
+        assert_status(
+            &r,
+            CheckStatus::Fail,
+            &["log_bin_trust_function_creators to 1 in the DB cluster parameter group"],
+        );
+        assert!(!format!("{r:?}").contains("SUPER ON"), "{r:?}");
         dst.variables.log_bin_trust_function_creators = true;
         assert_status(
             &run(binlog_routines, &input(&spec, &src, &dst)),

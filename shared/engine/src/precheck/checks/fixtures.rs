@@ -13,7 +13,8 @@ use tidemark_core::precheck::{CheckResult, CheckStatus};
 use super::CheckInput;
 use crate::connect::{Flavor, ServerInfo};
 use crate::precheck::facts::{
-    ColumnFacts, KeyFacts, SchemaFacts, ServerFacts, ServerVariables, TableFacts, TableKind,
+    ColumnFacts, Hosting, KeyFacts, SchemaFacts, ServerFacts, ServerVariables, TableFacts,
+    TableKind,
 };
 use crate::precheck::grants::Grants;
 
@@ -41,6 +42,7 @@ pub fn mariadb() -> ServerFacts {
             sql_mode: "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION".into(),
             time_zone: "SYSTEM".into(),
             system_time_zone: "UTC".into(),
+            hosting: Hosting::Plain,
         },
         charsets: set(&["ascii", "binary", "latin1", "utf8mb3", "utf8mb4"]),
         collations: set(&[

@@ -131,7 +131,9 @@ pub fn destination_local_infile(input: &CheckInput<'_>) -> Result<CheckResult, C
         id,
         "local_infile is OFF on the destination: rows are loaded with multi-row INSERTs, \
          several times slower than LOAD DATA LOCAL INFILE",
-        "SET GLOBAL local_infile = ON on the destination (and local_infile=1 in its config file)",
+        dst.variables
+            .hosting
+            .set_variable("destination", "local_infile", "ON"),
     )
     .with_objects(["destination".to_owned()]))
 }
@@ -182,15 +184,14 @@ pub fn max_allowed_packet(input: &CheckInput<'_>) -> Result<CheckResult, CheckRe
          or leave the table out"
             .to_owned()
     } else {
-        format!(
-            "SET GLOBAL max_allowed_packet={setting}; on the {} (and max_allowed_packet={mib}M \
-             in its config file)",
-            short
-                .iter()
-                .map(|(r, _)| *r)
-                .collect::<Vec<_>>()
-                .join(" and the ")
-        )
+        short
+            .iter()
+            .map(|(role, _)| {
+                let hosting = if *role == "source" { src } else { dst }.variables.hosting;
+                hosting.set_variable(role, "max_allowed_packet", &setting.to_string())
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
     };
     let mut objects = vec![table.clone()];
     objects.extend(short.iter().map(|(r, _)| (*r).to_owned()));
@@ -379,7 +380,7 @@ mod tests {
         assert_status(
             &r,
             CheckStatus::Warn,
-            &["INSERT", "SET GLOBAL local_infile = ON"],
+            &["INSERT", "SET GLOBAL local_infile = ON on the destination"],
         );
         // MariaDB does without: its bulk executions are faster than LOAD DATA.
         let mut dst = fixtures::mariadb();
@@ -404,7 +405,7 @@ mod tests {
             &[
                 "`shop.customers`",
                 "destination's max_allowed_packet is 1048576",
-                "SET GLOBAL max_allowed_packet=5242880; on the destination",
+                "SET GLOBAL max_allowed_packet = 5242880 on the destination",
             ],
         );
     }
@@ -444,5 +445,40 @@ mod tests {
             });
         let r = run(lower_case_table_names, &input(&spec, &src, &dst));
         assert_status(&r, CheckStatus::Warn, &["`shop`", "lower case"]);
+    }
+
+    /// Recorded facts of RDS for MySQL 8 and Aurora MySQL 3 (as `read_facts` sees them): their
+    /// remedies name the parameter group, never SET GLOBAL.
+    #[test]
+    fn managed_servers_are_told_of_their_parameter_group() {
+        use crate::precheck::facts::Hosting;
+        let spec = fixtures::resync_shop();
+        let mut src = fixtures::source_with_shop();
+        src.schemas[0].tables[1].largest_row_bytes = Some(2 << 20);
+        for (hosting, group) in [
+            (Hosting::Rds, "DB instance's custom parameter group"),
+            (Hosting::Aurora, "DB cluster parameter group"),
+        ] {
+            let mut dst = fixtures::mysql8();
+            dst.variables.hosting = hosting;
+            dst.variables.local_infile = false;
+            dst.variables.max_allowed_packet = 1 << 20;
+            let r = run(destination_local_infile, &input(&spec, &src, &dst));
+            assert_status(
+                &r,
+                CheckStatus::Warn,
+                &["local_infile to ON", group, "without a reboot"],
+            );
+            assert!(
+                !format!("{r:?}").contains("SET GLOBAL local_infile"),
+                "{r:?}"
+            );
+            let r = run(max_allowed_packet, &input(&spec, &src, &dst));
+            assert_status(
+                &r,
+                CheckStatus::Fail,
+                &["set max_allowed_packet to 5242880", group],
+            );
+        }
     }
 }
