@@ -145,17 +145,9 @@ impl TaskService {
             .driver(&worker)
             .handle(message, self.as_ref(), &events, deadline)
             .await?;
-        let cancelling = handled.cancelling
-            || handled.ended.is_none()
-                && self
-                    .ports
-                    .store
-                    .get_run(key)
-                    .await?
-                    .is_some_and(|r| r.status == RunStatus::Cancelling);
-        if cancelling {
-            // This step stopped for the cancel, or ended while it was asked: the last step
-            // out settles it.
+        if handled.cancelling {
+            // This step stopped for the cancel, or its dispatch found the run cancelling after
+            // it settled: the last step out settles the cancel.
             self.settle_cancel(key).await;
         }
         if let Some(end) = handled.ended {

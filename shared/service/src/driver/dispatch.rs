@@ -27,26 +27,23 @@ pub struct Swept {
 
 impl Driver<'_> {
     /// Sends what the run needs next: chunk messages up to `workers` in flight, or Finalize
-    /// (once) when every chunk is done.
-    pub(crate) async fn dispatch(&self, key: &RunKey, workers: u32) -> Result<(), ServiceError> {
-        if self
-            .store
-            .get_run(key)
-            .await?
-            .is_none_or(|r| !r.status.takes_steps())
-        {
-            return Ok(());
+    /// (once) when every chunk is done. `true` when the run is being cancelled (nothing is
+    /// sent; the caller settles the cancel): read here, so no step reads the run again for it.
+    pub(crate) async fn dispatch(&self, key: &RunKey, workers: u32) -> Result<bool, ServiceError> {
+        match self.store.get_run(key).await? {
+            Some(run) if run.status.takes_steps() => {}
+            run => return Ok(run.is_some_and(|r| r.status == RunStatus::Cancelling)),
         }
         let list = self.store.list_steps(key).await?;
         let Some(finalize) = steps::finalize_of(&list) else {
-            return Ok(());
+            return Ok(false);
         };
         let chunks = || list.iter().filter(|s| s.kind == StepKind::Chunk);
         if chunks().all(|s| s.status == StepStatus::Done) {
             if finalize.status == StepStatus::Pending && self.mark_queued(finalize.clone()).await? {
                 self.send(key, finalize.n, None).await?;
             }
-            return Ok(());
+            return Ok(false);
         }
         let in_flight = chunks()
             .filter(|s| matches!(s.status, StepStatus::Queued | StepStatus::Leased))
@@ -69,29 +66,31 @@ impl Driver<'_> {
             }
             highest = highest.max(step.n);
         }
-        self.count_dispatched(key, highest).await
+        self.count_dispatched(key, highest).await?;
+        Ok(false)
     }
 
     /// After a chunk's end: the next chunk in number order if the run has room for it, or
-    /// Finalize (once) when every chunk is done. Reads the run record, not the steps.
+    /// Finalize (once) when every chunk is done. Reads the run record, not the steps. `true`
+    /// when the run is being cancelled, as for [`Driver::dispatch`].
     pub(crate) async fn dispatch_next(
         &self,
         key: &RunKey,
         workers: u32,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<bool, ServiceError> {
         let (run, picked) = loop {
             let Some(mut run) = self.store.get_run(key).await? else {
-                return Ok(());
+                return Ok(false);
             };
             if !run.status.takes_steps() {
-                return Ok(());
+                return Ok(run.status == RunStatus::Cancelling);
             }
             if run.chunks_done >= run.chunks_total {
                 break (run, None);
             }
             let in_flight = run.chunks_dispatched.saturating_sub(run.chunks_done);
             if run.chunks_dispatched >= run.chunks_total || in_flight >= workers.max(1) {
-                return Ok(());
+                return Ok(false);
             }
             run.chunks_dispatched += 1;
             match self.store.update_run(&run).await {
@@ -112,7 +111,7 @@ impl Driver<'_> {
         {
             self.send(key, n, None).await?;
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Records that the chunks up to `highest` were sent (the count never goes back).

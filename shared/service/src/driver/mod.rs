@@ -104,6 +104,14 @@ impl Handled {
             ..Handled::of(StepOutcome::Ignored("the run is being cancelled"))
         }
     }
+
+    /// The step ran; `cancelling` when its dispatch found the run being cancelled meanwhile.
+    fn ran(cancelling: bool) -> Handled {
+        Handled {
+            cancelling,
+            ..Handled::of(StepOutcome::Ran)
+        }
+    }
 }
 
 /// A run's task as a step needs it: its spec and both passwords, with the secret version each
@@ -255,8 +263,8 @@ impl Driver<'_> {
         if steps::finalize_of(&list).is_some() {
             // The plan was written by an attempt that died before it said so.
             steps::settle(ctx, record, Ok((0, 0, None))).await?;
-            self.dispatch(ctx.key, workers).await?;
-            return Ok(Handled::of(StepOutcome::Ran));
+            let cancelling = self.dispatch(ctx.key, workers).await?;
+            return Ok(Handled::ran(cancelling));
         }
         update_run(ctx.store, ctx.key, |r| r.status = RunStatus::Running).await?;
         let planned = async {
@@ -269,8 +277,8 @@ impl Driver<'_> {
             Ok(_) => {
                 steps::settle(ctx, record, Ok((0, 0, None))).await?;
                 announce_tables(ctx).await?;
-                self.dispatch(ctx.key, workers).await?;
-                Ok(Handled::of(StepOutcome::Ran))
+                let cancelling = self.dispatch(ctx.key, workers).await?;
+                Ok(Handled::ran(cancelling))
             }
             Err(e) => self.step_failed(ctx, record, e, None).await,
         }
@@ -292,8 +300,8 @@ impl Driver<'_> {
         .await;
         match copied {
             Ok(_) => {
-                self.dispatch_next(ctx.key, workers).await?;
-                Ok(Handled::of(StepOutcome::Ran))
+                let cancelling = self.dispatch_next(ctx.key, workers).await?;
+                Ok(Handled::ran(cancelling))
             }
             Err(e) => {
                 let finish = finish_of(ctx.store, ctx.key).await;

@@ -83,7 +83,10 @@ async fn a_step_of_a_cancelling_run_does_nothing_and_asks_the_host_to_settle_the
     assert_eq!(rig.step(1).await.status, StepStatus::Pending);
     // Nothing more is sent for it: neither by the dispatch nor by the sweep, which leaves a
     // cancelling run to its host (it is not stalled).
-    rig.driver().dispatch(&rig.key, 1).await.expect("dispatch");
+    // A step that ended as the cancel came learns it from its own dispatch, with no extra read,
+    // and tells its host to settle the cancel.
+    assert!(rig.driver().dispatch(&rig.key, 1).await.expect("dispatch"));
+    assert!(rig.driver().dispatch_next(&rig.key, 1).await.expect("next"));
     let swept = rig.driver().sweep(&rig.key, 1).await.expect("sweep");
     assert_eq!(swept, crate::driver::dispatch::Swept::default());
     assert_eq!(rig.sent().await, Vec::<u32>::new());
