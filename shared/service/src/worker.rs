@@ -249,46 +249,33 @@ impl TaskService {
         Ok(reaped)
     }
 
-    /// Fails a run from outside its steps (dead letter, stalled, passwords unreadable): cleaned
-    /// up from its plan when the endpoints answer, recorded failed, the failure policy applied.
+    /// Fails a run from outside its steps (dead letter, stalled): cleaned up from its plan when
+    /// the endpoints answer, recorded failed, the failure policy applied. A run that is over, or
+    /// being cancelled (its cancel settles it), is left as it is.
     pub(crate) async fn fail_run(&self, key: &RunKey, error: &str, finish: Option<&steps::Finish>) {
-        self.end_run(key, RunStatus::Failed, error, finish).await;
-    }
-
-    /// Ends a run that has not ended (failed or cancelled) and cleans up what it left.
-    pub(crate) async fn end_run(
-        &self,
-        key: &RunKey,
-        status: RunStatus,
-        error: &str,
-        finish: Option<&steps::Finish>,
-    ) {
         let Ok(Some(run)) = self.ports.store.get_run(key).await else {
             return;
         };
-        if run.status.is_final() {
+        if !run.status.takes_steps() {
             return;
         }
-        self.finish_run(key, status, Some(error.to_owned())).await;
+        self.finish_run(key, RunStatus::Failed, Some(error.to_owned()))
+            .await;
         let Ok(Some(task)) = self.ports.store.get_task(&key.task_id).await else {
             return;
         };
         if finish.is_some() {
             let _ = self.clean_up(key).await;
         }
-        let failed = (status == RunStatus::Failed).then(|| error.to_owned());
-        let policy = if status == RunStatus::Failed {
-            task.spec.failure_policy
-        } else {
-            tidemark_core::FailurePolicy::Continue
-        };
-        self.after_run(key, run.trigger, policy, failed).await;
-        if status == RunStatus::Failed {
-            // The failed-run metric filter (template.yaml) counts this message.
-            tracing::warn!(task = %key.task_id, run = %key.time_key(), error, "run failed");
-        } else {
-            tracing::info!(task = %key.task_id, run = %key.time_key(), ?status, error, "run ended");
-        }
+        self.after_run(
+            key,
+            run.trigger,
+            task.spec.failure_policy,
+            Some(error.to_owned()),
+        )
+        .await;
+        // The failed-run metric filter (template.yaml) counts this message.
+        tracing::warn!(task = %key.task_id, run = %key.time_key(), error, "run failed");
     }
 
     /// Cleans up what an ended run left (shadow tables, a half-made replica, triggers set
