@@ -16,6 +16,9 @@ TOOLS_DIR=${TIDEMARK_TOOLS_DIR:-$HOME/.cache/tidemark-tools}
 MOTO_PINS=("moto[server]==5.2.5")
 SCHEMATHESIS_PINS=("schemathesis==4.32.5")
 DEPLOY_PINS=("cfn-lint==1.58.0" "aws-sam-cli==1.170.0" "cargo-lambda==1.9.2")
+# aws-sam-cli 1.170.0 requires aws-sam-translator==1.115.0: bump the two together.
+SAM_TRANSLATOR_PIN="aws-sam-translator==1.115.0"
+AWS_SUITE_PINS=("$SAM_TRANSLATOR_PIN" "PyYAML==6.0.4" "boto3==1.44.8" "croniter==7.0.0" "tzdata==2026.6")
 deploy_tools=1
 for arg in "$@"; do
   case $arg in
@@ -71,7 +74,15 @@ venv() { # name pins...: a virtual environment holding exactly these pins
 mkdir -p "$TOOLS_DIR"
 venv moto "${MOTO_PINS[@]}"
 venv schemathesis "${SCHEMATHESIS_PINS[@]}"
+venv aws "${AWS_SUITE_PINS[@]}"
 if [[ $deploy_tools == 1 ]]; then
   venv deploy "${DEPLOY_PINS[@]}"
+  # The translator sam validate uses must be the one the AWS suite translates with.
+  sam_translator=$("$TOOLS_DIR/deploy/bin/python" -c \
+    'from importlib.metadata import version; print("aws-sam-translator==" + version("aws-sam-translator"))')
+  if [[ $sam_translator != "$SAM_TRANSLATOR_PIN" ]]; then
+    log "aws-sam-cli brings $sam_translator but install.sh pins $SAM_TRANSLATOR_PIN: bump SAM_TRANSLATOR_PIN with DEPLOY_PINS"
+    exit 1
+  fi
 fi
 log "ready (tools in $TOOLS_DIR)"

@@ -27,6 +27,10 @@ TOOLS_DIR=${TIDEMARK_TOOLS_DIR:-$HOME/.cache/tidemark-tools}
 # SAM CLI reports telemetry unless told not to; nothing here may leave this machine.
 SAM_CLI_TELEMETRY=0 "$TOOLS_DIR/deploy/bin/sam" validate --lint --template template.yaml --region us-east-1
 
+step "the AWS suite's tools (infra/local/aws: translation, IAM emulator, simulator, schedules)"
+# unittest prints its closing line (OK / FAILED) and exits non-zero on a failure.
+PYTHONDONTWRITEBYTECODE=1 "$TOOLS_DIR/aws/bin/python" -m unittest discover -s "$here/aws" -p 'test_*.py'
+
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
