@@ -23,4 +23,5 @@
 
 pub mod contract;
 pub mod harness;
+pub mod lambda_host;
 pub mod module_graph;

@@ -2,6 +2,7 @@
 
 pub mod aws;
 pub mod clock;
+pub mod fixtures;
 pub mod names;
 pub mod net;
 pub mod private;

@@ -80,16 +80,7 @@ pub async fn cycle(
     cycle_with(store, task_id, spec, source, at, Arc::new(|_| {})).await
 }
 
-/// An order-independent hash of a table's rows over the named columns; None if it is missing.
-pub async fn rows_hash(server: &Server, db: &str, table: &str, columns: &str) -> String {
-    server
-        .query_one(&format!(
-            "SELECT CONCAT(COUNT(*), ':', COALESCE(SUM(CRC32(CONCAT_WS('#', {columns}))), 0)) \
-             FROM `{db}`.`{table}`"
-        ))
-        .await
-        .unwrap_or_default()
-}
+pub use tidemark_tests::harness::fixtures::rows_hash;
 
 pub async fn count(server: &Server, sql: &str) -> u64 {
     server

@@ -100,39 +100,7 @@ pub(crate) fn assert_check(
     }
 }
 
-/// A database on `server` made by `statements` (run inside it); returns its name.
-pub(crate) async fn database(server: &Server, tag: &str, statements: &[&str]) -> String {
-    let db = unique_name(tag);
-    let create = format!("CREATE DATABASE `{db}`");
-    let use_db = format!("USE `{db}`");
-    let mut all = vec![create.as_str(), use_db.as_str()];
-    all.extend_from_slice(statements);
-    server.exec(&all).await;
-    db
-}
-
-/// A user on `server` with the given grants (`ON ... ` clauses, the user appended); returns the
-/// server as that user.
-pub(crate) async fn user(server: &Server, tag: &str, grants: &[String]) -> Server {
-    let name = unique_name(tag);
-    let password = format!("pw-{name}");
-    let mut statements = vec![format!(
-        "CREATE USER '{name}'@'127.0.0.1' IDENTIFIED BY '{password}'"
-    )];
-    statements.extend(
-        grants
-            .iter()
-            .map(|g| format!("GRANT {g} TO '{name}'@'127.0.0.1'")),
-    );
-    let refs: Vec<&str> = statements.iter().map(String::as_str).collect();
-    server.exec(&refs).await;
-    Server::new(
-        &server.role,
-        server.port,
-        &name,
-        SecretString::from(password),
-    )
-}
+pub(crate) use tidemark_tests::harness::fixtures::{database, user};
 
 pub(crate) const SHOP: &[&str] = &[
     "CREATE TABLE orders (id BIGINT PRIMARY KEY, note VARCHAR(100), \

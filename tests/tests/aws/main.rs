@@ -1,0 +1,171 @@
+//! The AWS suite: the five `functions/*` binaries as AWS Lambda runs them
+//! ([`tidemark_tests::lambda_host`]), each scenario on a stack of its own (table, queues,
+//! schedule group, function names, databases), against the emulator and the stack's MariaDB
+//! servers.
+//!
+//! Scenarios mostly wait — on processes, queues and servers — so they all run at once in one
+//! runtime: this target has its own runner (`harness = false`) rather than libtest's, whose
+//! thread per test would run two at a time on a two-core machine. It takes libtest's filter
+//! arguments (`cargo test --test aws <filter>`, `--exact`, `--skip`, `--list`) and prints its
+//! report in libtest's shape.
+
+mod deploy;
+mod support;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+type Scenario = fn() -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Every scenario, by name.
+const SCENARIOS: &[(&str, Scenario)] = &[
+    (
+        "deploy::a_missing_variable_fails_the_start_with_its_name",
+        || Box::pin(deploy::a_missing_variable_fails_the_start_with_its_name()),
+    ),
+    (
+        "deploy::a_function_is_frozen_between_invocations_and_killed_at_its_timeout",
+        || Box::pin(deploy::a_function_is_frozen_between_invocations_and_killed_at_its_timeout()),
+    ),
+    ("deploy::only_the_templates_routes_reach_a_function", || {
+        Box::pin(deploy::only_the_templates_routes_reach_a_function())
+    }),
+    ("deploy::a_scheduled_resync_copies_exactly", || {
+        Box::pin(deploy::a_scheduled_resync_copies_exactly())
+    }),
+];
+
+/// A scenario that has not ended by then fails.
+const SCENARIO_LIMIT: Duration = Duration::from_secs(170);
+
+struct Args {
+    filters: Vec<String>,
+    skip: Vec<String>,
+    exact: bool,
+    list: bool,
+}
+
+fn args() -> Args {
+    let mut out = Args {
+        filters: Vec::new(),
+        skip: Vec::new(),
+        exact: false,
+        list: false,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--exact" => out.exact = true,
+            "--list" => out.list = true,
+            "--skip" => out.skip.extend(args.next()),
+            // libtest's options that take a value: ignored with their value.
+            "--test-threads" | "--color" | "--format" | "--logfile" | "-Z" | "--shuffle-seed"
+            | "--report-time" => {
+                args.next();
+            }
+            a if a.starts_with('-') => {}
+            a => out.filters.push(a.to_owned()),
+        }
+    }
+    out
+}
+
+fn selected(args: &Args, name: &str) -> bool {
+    let hit = |f: &String| {
+        if args.exact {
+            name == f
+        } else {
+            name.contains(f.as_str())
+        }
+    };
+    (args.filters.is_empty() || args.filters.iter().any(hit)) && !args.skip.iter().any(hit)
+}
+
+fn main() -> ExitCode {
+    let args = args();
+    let chosen: Vec<(&'static str, Scenario)> = SCENARIOS
+        .iter()
+        .filter(|(name, _)| selected(&args, name))
+        .copied()
+        .collect();
+    if args.list {
+        for (name, _) in &chosen {
+            println!("{name}: test");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("\nrunning {} tests", chosen.len());
+    let started = Instant::now();
+    let failures = runtime.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for (name, scenario) in chosen {
+            set.spawn(async move {
+                let at = Instant::now();
+                let run = tokio::spawn(tokio::time::timeout(SCENARIO_LIMIT, scenario()));
+                let result = match run.await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(_)) => Err(format!("did not end within {SCENARIO_LIMIT:?}")),
+                    Err(e) => Err(panic_message(e)),
+                };
+                (name, result, at.elapsed())
+            });
+        }
+        let mut failures = Vec::new();
+        while let Some(joined) = set.join_next().await {
+            let Ok((name, result, took)) = joined else {
+                continue;
+            };
+            match result {
+                Ok(()) => println!("test {name} ... ok ({:.1}s)", took.as_secs_f64()),
+                Err(message) => {
+                    println!("test {name} ... FAILED ({:.1}s)", took.as_secs_f64());
+                    failures.push((name, message));
+                }
+            }
+        }
+        failures
+    });
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    if !failures.is_empty() {
+        println!("\nfailures:");
+        for (name, message) in &failures {
+            println!("\n---- {name} ----\n{message}");
+        }
+    }
+    let total = SCENARIOS.iter().filter(|(n, _)| selected(&args, n)).count();
+    println!(
+        "\ntest result: {}. {} passed; {} failed; finished in {:.2}s\n",
+        if failures.is_empty() { "ok" } else { "FAILED" },
+        total - failures.len(),
+        failures.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(101)
+    }
+}
+
+fn panic_message(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "a panic".into()),
+        Err(e) => e.to_string(),
+    }
+}

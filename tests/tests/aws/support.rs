@@ -1,0 +1,179 @@
+//! What every scenario does: a stack of its own, users on both servers, a task through the API
+//! (created, prechecked through the precheck queue, started), its schedule fired, its run
+//! followed to the end, and at the end nothing unhealthy and the databases dropped.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tidemark_tests::harness::fixtures::{database, user};
+use tidemark_tests::harness::{Server, destination, source, unique_name};
+use tidemark_tests::lambda_host::{AwsStack, StackOptions};
+
+/// How long a run may take before a scenario gives up on it.
+pub const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+pub struct Scenario {
+    pub stack: AwsStack,
+    /// The source and the destination as the task's users (all privileges).
+    pub reader: Server,
+    pub writer: Server,
+    databases: Mutex<Vec<String>>,
+}
+
+impl Scenario {
+    pub async fn new() -> Scenario {
+        Scenario::with(StackOptions::default()).await
+    }
+
+    pub async fn with(options: StackOptions) -> Scenario {
+        let grants = ["ALL PRIVILEGES ON *.*".to_owned()];
+        let (src, dst) = (source(), destination());
+        let (stack, reader, writer) = tokio::join!(
+            AwsStack::deploy(options),
+            user(&src, "aws_src", &grants),
+            user(&dst, "aws_dst", &grants),
+        );
+        Scenario {
+            stack,
+            reader,
+            writer,
+            databases: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A database on the source made by `statements`; dropped by [`Scenario::finish`].
+    pub async fn source_db(&self, tag: &str, statements: &[&str]) -> String {
+        let db = database(&source(), tag, statements).await;
+        self.forget_later(&db);
+        db
+    }
+
+    /// A name for a destination database; dropped (with the replicas named after it) by
+    /// [`Scenario::finish`].
+    pub fn target(&self, tag: &str) -> String {
+        let db = unique_name(tag);
+        self.forget_later(&db);
+        db
+    }
+
+    fn forget_later(&self, db: &str) {
+        if let Ok(mut dbs) = self.databases.lock() {
+            dbs.push(db.to_owned());
+        }
+    }
+
+    /// A task over the scenario's users, daily at 02:30 UTC from 2027-12-01.
+    pub fn task(&self, policy: Value, objects: Value) -> Value {
+        json!({
+            "name": unique_name("aws"),
+            "source": self.reader.endpoint_json(),
+            "destination": self.writer.endpoint_json(),
+            "policy": policy,
+            "schedule": { "cycle": "day", "at": "02:30", "time_zone": "UTC",
+                          "start": "2027-12-01", "end": "2028-06-30" },
+            "objects": objects,
+            "channel": { "workers": 2, "chunk_mb": 1 }
+        })
+    }
+
+    /// `POST /tasks`: the new task's id.
+    pub async fn create(&self, body: &Value) -> String {
+        let (status, created) = self
+            .stack
+            .http("POST", "/tasks", Some(&body.to_string()))
+            .await;
+        assert_eq!(status, 201, "POST /tasks: {created}");
+        created["id"].as_str().expect("an id").to_owned()
+    }
+
+    /// The precheck through the precheck queue, then `POST /tasks/{id}/start`.
+    pub async fn start(&self, id: &str) {
+        let (status, body) = self
+            .stack
+            .http("POST", &format!("/tasks/{id}/precheck"), None)
+            .await;
+        assert_eq!(status, 202, "POST precheck: {body}");
+        let report = self
+            .until(&format!("/tasks/{id}/precheck"), |s, _| s != 202)
+            .await;
+        assert_eq!(report["state"], "passed", "the precheck: {report}");
+        let (status, body) = self
+            .stack
+            .http("POST", &format!("/tasks/{id}/start"), None)
+            .await;
+        assert_eq!(status, 200, "POST start: {body}");
+    }
+
+    /// Fires the task's schedule for the cycle at `at` (RFC 3339, UTC).
+    pub async fn fire(&self, id: &str, at: &str) {
+        let at: jiff::Timestamp = at.parse().expect("an RFC 3339 time");
+        self.stack.fire_schedule(id, at).await;
+    }
+
+    /// `GET path` until `done(status, body)`; the last body.
+    pub async fn until(&self, path: &str, done: impl Fn(u16, &Value) -> bool) -> Value {
+        let started = Instant::now();
+        loop {
+            let (status, body) = self.stack.http("GET", path, None).await;
+            if done(status, &body) {
+                return body;
+            }
+            assert!(
+                started.elapsed() < RUN_LIMIT,
+                "GET {path} did not get there in {RUN_LIMIT:?}: {status} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// The run of the cycle at `at`, once it exists and has ended.
+    pub async fn ended_run(&self, id: &str, at: &str) -> Value {
+        self.until(&format!("/tasks/{id}/runs/{at}"), |status, run| {
+            status == 200 && run["status"].as_str().is_some_and(is_final)
+        })
+        .await
+    }
+
+    /// Checks the stack stayed healthy, then stops it and drops the scenario's databases.
+    pub async fn finish(self) {
+        let problems = self.stack.problems();
+        self.stack.stop();
+        let dbs = self.databases.lock().map(|d| d.clone()).unwrap_or_default();
+        drop_databases(&dbs).await;
+        assert!(
+            problems.is_empty(),
+            "the stack was not healthy: {problems:#?}"
+        );
+    }
+}
+
+/// Whether a run status is final.
+pub fn is_final(status: &str) -> bool {
+    !matches!(status, "pending" | "running" | "cancelling")
+}
+
+/// Drops `names` on both servers, and on the destination every database named after one of them
+/// (multi-replica's `<db>_<time>` replicas).
+async fn drop_databases(names: &[String]) {
+    for server in [source(), destination()] {
+        let mut all = Vec::new();
+        for db in names {
+            all.push(db.clone());
+            let like = format!(
+                "SELECT GROUP_CONCAT(SCHEMA_NAME SEPARATOR ',') FROM information_schema.SCHEMATA \
+                 WHERE SCHEMA_NAME LIKE '{}\\_%'",
+                db.replace('_', "\\_")
+            );
+            if let Some(more) = server.query_one(&like).await {
+                all.extend(more.split(',').map(str::to_owned));
+            }
+        }
+        let statements: Vec<String> = all
+            .iter()
+            .map(|db| format!("DROP DATABASE IF EXISTS `{db}`"))
+            .collect();
+        let refs: Vec<&str> = statements.iter().map(String::as_str).collect();
+        server.exec(&refs).await;
+    }
+}
