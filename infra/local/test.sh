@@ -34,6 +34,9 @@ PYTHONDONTWRITEBYTECODE=1 "$TOOLS_DIR/aws/bin/python" -m unittest discover -s "$
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "cargo build --bins (the AWS suite runs the functions' binaries)"
+cargo build --workspace --bins --locked
+
 step "cargo test"
 cargo test --workspace --locked
 

@@ -20,6 +20,7 @@ use aws_config::SdkConfig;
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Context, LambdaEvent};
 use serde_json::{Value, json};
+use tidemark_tests::lambda_host::apigw::HttpEvent;
 use tidemark_lambda::api::{HttpApp, answer, http_app};
 use tidemark_lambda::env::{
     ALLOW_HOSTS, PRECHECK_QUEUE_URL, RUN_CYCLE_ARN, SCHEDULE_GROUP, SCHEDULER_DEAD_LETTER_ARN,
@@ -58,101 +59,27 @@ pub fn route(method: &str, path: &str) -> (Function, &'static str) {
 }
 
 /// An HTTP API (payload 2.0) request as API Gateway sends it for an IAM-signed call through the
-/// named stage: the stage in `rawPath`, the query both raw and parsed, the caller's identity.
+/// named stage (the AWS suite's event builder).
 pub fn http_event(method: &str, path_and_query: &str, body: Option<&str>) -> Value {
-    let (path, query) = path_and_query
-        .split_once('?')
-        .unwrap_or((path_and_query, ""));
+    let path = path_and_query.split('?').next().unwrap_or(path_and_query);
     let (_, route_key) = route(method, path);
-    let raw_path = format!("/{STAGE}{path}");
-    let mut headers = json!({
-        "accept": "application/json",
-        "host": "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com",
-        "user-agent": "awscurl/0.36",
-        "x-amz-date": "20261124T093000Z",
-        "x-amzn-trace-id": "Root=1-6742f3a8-0a1b2c3d4e5f60718293a4b5",
-        "x-forwarded-for": "198.51.100.7",
-        "x-forwarded-port": "443",
-        "x-forwarded-proto": "https",
-        "content-length": body.map_or(0, str::len).to_string(),
-    });
-    if body.is_some() {
-        headers["content-type"] = json!("application/json");
+    HttpEvent {
+        method,
+        path_and_query,
+        body,
+        route_key,
+        stage: STAGE,
+        path_parameters: None,
+        account: ACCOUNT,
+        api_id: "a1b2c3d4e5",
+        request_id: &unique_name("req"),
     }
-    let mut event = json!({
-        "version": "2.0",
-        "routeKey": route_key,
-        "rawPath": raw_path,
-        "rawQueryString": query,
-        "headers": headers,
-        "requestContext": {
-            "accountId": ACCOUNT,
-            "apiId": "a1b2c3d4e5",
-            "authorizer": { "iam": {
-                "accessKey": "ASIAEXAMPLEKEY000001",
-                "accountId": ACCOUNT,
-                "callerId": "AROAEXAMPLEROLE00001:operator",
-                "cognitoIdentity": null,
-                "principalOrgId": null,
-                "userArn": format!("arn:aws:sts::{ACCOUNT}:assumed-role/tidemark-operator/operator"),
-                "userId": "AROAEXAMPLEROLE00001:operator"
-            } },
-            "domainName": "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com",
-            "domainPrefix": "a1b2c3d4e5",
-            "http": {
-                "method": method,
-                "path": raw_path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "198.51.100.7",
-                "userAgent": "awscurl/0.36"
-            },
-            "requestId": unique_name("req"),
-            "routeKey": route_key,
-            "stage": STAGE,
-            "time": "24/Nov/2026:09:30:00 +0000",
-            "timeEpoch": 1_795_426_200_000_u64
-        },
-        "isBase64Encoded": false
-    });
-    if !query.is_empty() {
-        let mut params = serde_json::Map::new();
-        for pair in query.split('&') {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            params.insert(k.to_owned(), json!(v));
-        }
-        event["queryStringParameters"] = Value::Object(params);
-    }
-    if let Some(body) = body {
-        event["body"] = json!(body);
-    }
-    event
+    .to_json()
 }
 
 /// An SQS batch as Lambda's event source mapping delivers it, from received messages.
 pub fn sqs_event(queue_arn: &str, messages: &[aws_sdk_sqs::types::Message]) -> Value {
-    let records: Vec<Value> = messages
-        .iter()
-        .map(|m| {
-            let attributes: serde_json::Map<String, Value> = m
-                .attributes()
-                .into_iter()
-                .flatten()
-                .map(|(k, v)| (k.as_str().to_owned(), json!(v)))
-                .collect();
-            json!({
-                "messageId": m.message_id(),
-                "receiptHandle": m.receipt_handle(),
-                "body": m.body(),
-                "attributes": attributes,
-                "messageAttributes": {},
-                "md5OfBody": m.md5_of_body(),
-                "eventSource": "aws:sqs",
-                "eventSourceARN": queue_arn,
-                "awsRegion": REGION
-            })
-        })
-        .collect();
-    json!({ "Records": records })
+    tidemark_tests::lambda_host::sqs_source::sqs_event(queue_arn, REGION, messages)
 }
 
 /// The three API functions over the emulator, with a table, queues, a schedule group and a
