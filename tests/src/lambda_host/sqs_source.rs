@@ -73,6 +73,8 @@ pub struct SourceStats {
     pub item_failures: AtomicU64,
     /// Invocations that failed as a whole.
     pub failed_batches: AtomicU64,
+    /// Batches delivered twice ([`SqsSource::duplicate_every`]).
+    pub duplicated: AtomicU64,
 }
 
 /// One mapping: a queue, a function, its settings.
@@ -86,6 +88,9 @@ pub struct SqsSource {
     pub function: Arc<Function>,
     pub sqs: Client,
     pub stats: SourceStats,
+    /// When not 0, every nth batch is delivered to two invocations at once, as SQS's
+    /// at-least-once delivery sometimes does (a message received again by another poller).
+    pub duplicate_every: AtomicU64,
 }
 
 impl SqsSource {
@@ -125,23 +130,33 @@ impl SqsSource {
         if messages.is_empty() {
             return false;
         }
-        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        let n = self.stats.batches.fetch_add(1, Ordering::Relaxed) + 1;
         self.stats
             .messages
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
         let event = sqs_event(&self.queue_arn, &self.region, &messages);
-        let outcome = self.function.invoke(&event).await;
-        let done: Vec<&Message> = match self.handled(&outcome, &messages) {
-            Some(done) => done,
-            None => {
-                self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
-                return true;
-            }
+        let every = self.duplicate_every.load(Ordering::Relaxed);
+        let outcomes = if every > 0 && n.is_multiple_of(every) {
+            self.stats.duplicated.fetch_add(1, Ordering::Relaxed);
+            let (a, b) = tokio::join!(self.function.invoke(&event), self.function.invoke(&event));
+            vec![a, b]
+        } else {
+            vec![self.function.invoke(&event).await]
         };
-        self.stats
-            .item_failures
-            .fetch_add((messages.len() - done.len()) as u64, Ordering::Relaxed);
-        self.delete(&done).await;
+        // Each delivery deletes what it handled, as each poller would.
+        for outcome in &outcomes {
+            match self.handled(outcome, &messages) {
+                Some(done) => {
+                    self.stats
+                        .item_failures
+                        .fetch_add((messages.len() - done.len()) as u64, Ordering::Relaxed);
+                    self.delete(&done).await;
+                }
+                None => {
+                    self.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
         true
     }
 

@@ -258,6 +258,7 @@ impl AwsStack {
                 function: Arc::clone(function),
                 sqs: sqs.clone(),
                 stats: Default::default(),
+                duplicate_every: Default::default(),
             });
             tasks.extend(source.start(pollers));
             sources.push(source);
@@ -384,6 +385,15 @@ impl AwsStack {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         self.deliver(&due)
+    }
+
+    /// An SQS event source mapping by its logical id (`RunWorkerFunctionSteps`).
+    #[track_caller]
+    pub fn source(&self, logical_id: &str) -> &Arc<SqsSource> {
+        self.sources
+            .iter()
+            .find(|s| s.logical_id == logical_id)
+            .unwrap_or_else(|| panic!("the template has no event source mapping {logical_id}"))
     }
 
     /// A queue's URL by its logical id.

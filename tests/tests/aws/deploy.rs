@@ -1,17 +1,13 @@
 //! The host itself, with the real binaries: a deployment missing a variable fails at start with
 //! the variable's name; an environment is frozen between invocations, reused warm, and killed at
-//! its timeout (the next invocation starts a new one); only the template's routes reach a
-//! function; and one scheduled cycle end to end.
+//! its timeout (the next invocation starts a new one); and only the template's routes reach a
+//! function.
 
 use std::time::Duration;
 
 use serde_json::json;
-use tidemark_tests::harness::fixtures::rows_hash;
 use tidemark_tests::harness::net::SilentListener;
-use tidemark_tests::harness::{destination, source};
 use tidemark_tests::lambda_host::{AwsStack, Outcome, StackOptions};
-
-use crate::support::Scenario;
 
 fn quiet() -> StackOptions {
     StackOptions {
@@ -186,33 +182,4 @@ pub async fn only_the_templates_routes_reach_a_function() {
     assert_eq!(invocations(), [0, 1, 2]);
     assert!(stack.problems().is_empty(), "{:#?}", stack.problems());
     stack.stop();
-}
-
-pub async fn a_scheduled_resync_copies_exactly() {
-    let s = Scenario::new().await;
-    let db = s
-        .source_db(
-            "aws_resync",
-            &[
-                "CREATE TABLE t (id BIGINT PRIMARY KEY, v VARCHAR(100), f FLOAT NULL)",
-                "INSERT INTO t SELECT seq, REPEAT(CHAR(97 + seq % 26), 80), \
-                 IF(seq % 7 = 0, NULL, seq / 3) FROM seq_1_to_20000",
-            ],
-        )
-        .await;
-    let target = s.target("aws_resync_dw");
-    let body = s.task(
-        json!({ "mode": "resync" }),
-        json!([{ "database": db, "rename": target }]),
-    );
-    let id = s.create(&body).await;
-    s.start(&id).await;
-    s.fire(&id, "2027-12-01T02:30:00Z").await;
-    let run = s.ended_run(&id, "2027-12-01T02:30:00Z").await;
-    assert_eq!(run["status"], "succeeded", "{run}");
-    assert_eq!(
-        rows_hash(&source(), &db, "t", "id, v, HEX(f)").await,
-        rows_hash(&destination(), &target, "t", "id, v, HEX(f)").await
-    );
-    s.finish().await;
 }

@@ -10,6 +10,7 @@
 //! report in libtest's shape.
 
 mod deploy;
+mod policies;
 mod support;
 
 use std::future::Future;
@@ -32,9 +33,16 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("deploy::only_the_templates_routes_reach_a_function", || {
         Box::pin(deploy::only_the_templates_routes_reach_a_function())
     }),
-    ("deploy::a_scheduled_resync_copies_exactly", || {
-        Box::pin(deploy::a_scheduled_resync_copies_exactly())
+    ("policies::resync_reloads_each_cycle", || {
+        Box::pin(policies::resync_reloads_each_cycle())
     }),
+    ("policies::multi_replica_makes_a_replica_per_cycle", || {
+        Box::pin(policies::multi_replica_makes_a_replica_per_cycle())
+    }),
+    (
+        "policies::incremental_carries_changes_over_two_cycles",
+        || Box::pin(policies::incremental_carries_changes_over_two_cycles()),
+    ),
 ];
 
 /// A scenario that has not ended by then fails.

@@ -129,10 +129,22 @@ impl Scenario {
 
     /// The run of the cycle at `at`, once it exists and has ended.
     pub async fn ended_run(&self, id: &str, at: &str) -> Value {
+        self.run_when(id, at, |run| run["status"].as_str().is_some_and(is_final))
+            .await
+    }
+
+    /// The run of the cycle at `at`, once it exists and `done(run)`.
+    pub async fn run_when(&self, id: &str, at: &str, done: impl Fn(&Value) -> bool) -> Value {
         self.until(&format!("/tasks/{id}/runs/{at}"), |status, run| {
-            status == 200 && run["status"].as_str().is_some_and(is_final)
+            status == 200 && done(run)
         })
         .await
+    }
+
+    /// Fires the cycle at `at` and waits for its run to end.
+    pub async fn cycle(&self, id: &str, at: &str) -> Value {
+        self.fire(id, at).await;
+        self.ended_run(id, at).await
     }
 
     /// Checks the stack stayed healthy, then stops it and drops the scenario's databases.

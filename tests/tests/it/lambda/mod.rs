@@ -20,7 +20,6 @@ use aws_config::SdkConfig;
 use lambda_http::request::LambdaRequest;
 use lambda_http::{Context, LambdaEvent};
 use serde_json::{Value, json};
-use tidemark_tests::lambda_host::apigw::HttpEvent;
 use tidemark_lambda::api::{HttpApp, answer, http_app};
 use tidemark_lambda::env::{
     ALLOW_HOSTS, PRECHECK_QUEUE_URL, RUN_CYCLE_ARN, SCHEDULE_GROUP, SCHEDULER_DEAD_LETTER_ARN,
@@ -32,6 +31,7 @@ use tidemark_lambda::{AwsWiring, FunctionEnv};
 use tidemark_service::TaskService;
 use tidemark_tests::harness::aws::sdk_config;
 use tidemark_tests::harness::unique_name;
+use tidemark_tests::lambda_host::apigw::HttpEvent;
 
 /// The stage the events carry, as template.yaml's default `StageName` makes API Gateway send it.
 pub const STAGE: &str = "prod";
