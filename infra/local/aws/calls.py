@@ -142,12 +142,10 @@ def _one(action, resources, context=None):
     return out
 
 
-def _tags_context(tags, prefix):
-    out = {}
-    for tag in tags or []:
-        out[f"{prefix}:ResourceTag/{tag['Key']}"] = tag["Value"]
-        out[f"aws:ResourceTag/{tag['Key']}"] = tag["Value"]
-    return out
+def _tags_context(tags):
+    # aws:ResourceTag/<key> only: the simulator's data lacks secretsmanager:ResourceTag/<key>
+    # (simulate.mjs reads a policy's condition on it as this one, the same tag lookup on AWS).
+    return {f"aws:ResourceTag/{tag['Key']}": tag["Value"] for tag in tags or []}
 
 
 def _path_after(path, marker):
@@ -182,7 +180,7 @@ def authorizations(resp):
         secret_id = p.get("SecretId")
         if secret_id:
             arn, secret = n.secret(secret_id)
-            context = _tags_context(getattr(secret, "tags", None), "secretsmanager")
+            context = _tags_context(getattr(secret, "tags", None))
             context["secretsmanager:SecretId"] = arn
             return [_one(action, [arn], context)]
         if api == "CreateSecret" and p.get("Name"):

@@ -12,9 +12,11 @@ inline policies in the emulator's (moto's) terms — see iam_emulator.py for wha
 - a Deny statement is left out (moto would apply it to every resource);
 - the trust policy names the harness's user (the key above), the principal that assumes the role
   here; on AWS it is the template's (lambda.amazonaws.com, scheduler.amazonaws.com).
-Managed policies (SAM's AWSLambdaBasicExecutionRole and the like: the Lambda service's own logs
-and network interfaces) are not attached. The unmodified policies stay in STACK.json, where
-simulate.mjs evaluates the recorded calls against them.
+The AWS managed policies SAM attaches (AWSLambdaBasicExecutionRole, ...SQSQueueExecutionRole: the
+Lambda service's logs and queue polling) are added as inline copies from managed_policies.json
+(moto has none by default), so the harness may poll a queue with the function's role as Lambda
+does; one not in that file is reported and left out. The unmodified policies stay in STACK.json,
+where simulate.mjs evaluates the recorded calls against them.
 
 Each role is then assumed with sts:AssumeRole (session name: the role's logical id). CREDS.json:
     {"<LogicalFunctionId>": {"role_arn", "role_logical_id", "access_key_id", "secret_access_key",
@@ -29,6 +31,12 @@ import os
 import sys
 
 import boto3
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+with open(os.path.join(HERE, "managed_policies.json")) as _f:
+    MANAGED = {k: v for k, v in json.load(_f).items() if k.startswith("arn:")}
 
 
 def moto_copy(document):
@@ -73,6 +81,12 @@ def load(iam, sts, stack, principal_arn):
             document = moto_copy(policy["PolicyDocument"])
             if document["Statement"]:
                 wanted[policy["PolicyName"]] = document
+        for managed_arn in props.get("ManagedPolicyArns", []):
+            if managed_arn in MANAGED:
+                wanted["managed-" + managed_arn.rsplit("/", 1)[1]] = MANAGED[managed_arn]
+            else:
+                print(f"roles.py: {logical}: managed policy {managed_arn} is not in managed_policies.json: "
+                      "left out", file=sys.stderr)
         for old in iam.list_role_policies(RoleName=name)["PolicyNames"]:
             if old not in wanted:
                 iam.delete_role_policy(RoleName=name, PolicyName=old)
