@@ -13,6 +13,7 @@
 set -euo pipefail
 
 TOOLS_DIR=${TIDEMARK_TOOLS_DIR:-$HOME/.cache/tidemark-tools}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 MOTO_PINS=("moto[server]==5.2.5")
 SCHEMATHESIS_PINS=("schemathesis==4.32.5")
 DEPLOY_PINS=("cfn-lint==1.58.0" "aws-sam-cli==1.170.0" "cargo-lambda==1.9.2")
@@ -71,10 +72,25 @@ venv() { # name pins...: a virtual environment holding exactly these pins
   echo "$want" >"$dir/.pins"
 }
 
+npm_tools() { # name dir-with-package-lock: `npm ci` of that lock file, redone when it changes
+  local name=$1 src=$2 dir=$TOOLS_DIR/$1 want
+  want=$(sha256sum "$src/package-lock.json" | cut -d' ' -f1)
+  if [[ -f $dir/.lock-sha256 && $(cat "$dir/.lock-sha256") == "$want" ]]; then return 0; fi
+  command -v npm >/dev/null || { log "npm is missing: install Node.js (20 or later)"; exit 1; }
+  log "installing the $name npm packages (npm ci)"
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  cp "$src/package.json" "$src/package-lock.json" "$dir/"
+  (cd "$dir" && npm ci --ignore-scripts --no-audit --no-fund) >"$TOOLS_DIR/$name.log" 2>&1 \
+    || { tail -n 20 "$TOOLS_DIR/$name.log" >&2; log "npm ci for $name failed"; exit 1; }
+  echo "$want" >"$dir/.lock-sha256"
+}
+
 mkdir -p "$TOOLS_DIR"
 venv moto "${MOTO_PINS[@]}"
 venv schemathesis "${SCHEMATHESIS_PINS[@]}"
 venv aws "${AWS_SUITE_PINS[@]}"
+npm_tools aws-node "$here/aws"
 if [[ $deploy_tools == 1 ]]; then
   venv deploy "${DEPLOY_PINS[@]}"
   # The translator sam validate uses must be the one the AWS suite translates with.

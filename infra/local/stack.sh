@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The local stack: two MariaDB servers (source, destination) and the AWS emulator (moto's server),
+# The local stack: two MariaDB servers (source, destination), the AWS emulator (moto's server) and
+# the AWS suite's IAM-enforcing emulator (a second moto server, infra/local/aws/iam_emulator.py),
 # all on 127.0.0.1, state under $TIDEMARK_STACK_DIR (default .stack/ in the repository).
 #
 #   stack.sh start [--fresh]
@@ -9,7 +10,8 @@
 #   stack.sh status    one line a component; exit 3 when something is down
 #   stack.sh env       print the environment for clients (also written to $STACK_DIR/env)
 #
-# Ports: TIDEMARK_SOURCE_PORT (33061), TIDEMARK_DEST_PORT (33062), TIDEMARK_EMULATOR_PORT (45660).
+# Ports: TIDEMARK_SOURCE_PORT (33061), TIDEMARK_DEST_PORT (33062), TIDEMARK_EMULATOR_PORT (45660),
+# TIDEMARK_IAM_EMULATOR_PORT (45661).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -20,6 +22,7 @@ TOOLS_DIR=${TIDEMARK_TOOLS_DIR:-$HOME/.cache/tidemark-tools}
 SOURCE_PORT=${TIDEMARK_SOURCE_PORT:-33061}
 DEST_PORT=${TIDEMARK_DEST_PORT:-33062}
 EMULATOR_PORT=${TIDEMARK_EMULATOR_PORT:-45660}
+IAM_EMULATOR_PORT=${TIDEMARK_IAM_EMULATOR_PORT:-45661}
 instance=$here/mariadb-instance.sh
 
 log() { printf 'stack: %s\n' "$*" >&2; }
@@ -41,39 +44,78 @@ export AWS_ACCESS_KEY_ID='testing'
 export AWS_SECRET_ACCESS_KEY='testing'
 export AWS_REGION='us-east-1'
 export AWS_EC2_METADATA_DISABLED='true'
+export TIDEMARK_IAM_EMULATOR_PORT='$IAM_EMULATOR_PORT'
+export TIDEMARK_IAM_ENDPOINT_URL='http://127.0.0.1:$IAM_EMULATOR_PORT'
+export TIDEMARK_IAM_CALLS='$STACK_DIR/iam-emulator/calls.jsonl'
 ENV
+  # The IAM emulator's administrator (iam_emulator.py makes it at start): the harness's setup key.
+  local admin=$STACK_DIR/iam-emulator/admin.json
+  if [[ -f $admin ]]; then
+    "$TOOLS_DIR/moto/bin/python3" - "$admin" >>"$STACK_DIR/env" <<'PY'
+import json, shlex, sys
+admin = json.load(open(sys.argv[1]))
+print(f"export TIDEMARK_IAM_ACCESS_KEY_ID={shlex.quote(admin['access_key_id'])}")
+print(f"export TIDEMARK_IAM_SECRET_ACCESS_KEY={shlex.quote(admin['secret_access_key'])}")
+print(f"export TIDEMARK_IAM_ADMIN_ARN={shlex.quote(admin['user_arn'])}")
+PY
+  fi
 }
 
-start_emulator() {
-  local dir=$STACK_DIR/emulator
+start_moto() { # name port command...: a moto server in $STACK_DIR/name, listening on port
+  local name=$1 port=$2; shift 2
+  local dir=$STACK_DIR/$name
   mkdir -p "$dir"
-  if alive "$dir/pid" && port_open "$EMULATOR_PORT"; then return 0; fi
+  if alive "$dir/pid" && port_open "$port"; then return 0; fi
   [[ -x $TOOLS_DIR/moto/bin/moto_server ]] || { log "moto is not installed: run infra/local/install.sh"; exit 1; }
   if alive "$dir/pid"; then kill "$(cat "$dir/pid")" 2>/dev/null || true; fi
-  if port_open "$EMULATOR_PORT"; then
-    log "port $EMULATOR_PORT is taken by another program: set TIDEMARK_EMULATOR_PORT"; exit 1
+  if port_open "$port"; then
+    log "port $port is taken by another program: set the $name's port (see stack.sh's header)"; exit 1
   fi
-  # moto's server with DynamoDB's per-request atomicity (see moto_server.py).
-  setsid "$TOOLS_DIR/moto/bin/python3" "$here/moto_server.py" -H 127.0.0.1 -p "$EMULATOR_PORT" \
-    </dev/null >"$dir/moto.log" 2>&1 &
+  setsid "$@" -H 127.0.0.1 -p "$port" </dev/null >"$dir/moto.log" 2>&1 &
   echo $! >"$dir/pid"
   local i
   for i in $(seq 1 150); do
-    port_open "$EMULATOR_PORT" && return 0
-    kill -0 "$(cat "$dir/pid")" 2>/dev/null || { tail -n 20 "$dir/moto.log" >&2; log "moto_server exited"; exit 1; }
+    port_open "$port" && return 0
+    kill -0 "$(cat "$dir/pid")" 2>/dev/null || { tail -n 20 "$dir/moto.log" >&2; log "$name exited"; exit 1; }
     sleep 0.2
   done
-  log "moto_server did not listen on $EMULATOR_PORT within 30 s (see $dir/moto.log)"; exit 1
+  log "$name did not listen on $port within 30 s (see $dir/moto.log)"; exit 1
 }
 
-stop_emulator() {
-  local pidf=$STACK_DIR/emulator/pid i
+start_emulator() {
+  # moto's server with DynamoDB's per-request atomicity (see moto_server.py).
+  start_moto emulator "$EMULATOR_PORT" "$TOOLS_DIR/moto/bin/python3" "$here/moto_server.py"
+}
+
+start_iam_emulator() {
+  # IAM enforced from the first request, every call recorded (see aws/iam_emulator.py). A new
+  # server starts a new calls file: the old one's access keys mean nothing to it.
+  local dir=$STACK_DIR/iam-emulator
+  if ! { alive "$dir/pid" && port_open "$IAM_EMULATOR_PORT"; }; then
+    mkdir -p "$dir"
+    rm -f "$dir/admin.json"
+    : >"$dir/calls.jsonl"
+  fi
+  start_moto iam-emulator "$IAM_EMULATOR_PORT" "$TOOLS_DIR/moto/bin/python3" "$here/aws/iam_emulator.py" \
+    --calls "$dir/calls.jsonl" --admin "$dir/admin.json"
+}
+
+stop_moto() { # name
+  local pidf=$STACK_DIR/$1/pid i
   alive "$pidf" || { rm -f "$pidf"; return 0; }
   local pid; pid=$(cat "$pidf")
   kill -TERM "$pid" 2>/dev/null || true
   for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill -KILL "$pid" 2>/dev/null || true
   rm -f "$pidf"
+}
+
+moto_status() { # name port label
+  if alive "$STACK_DIR/$1/pid" && port_open "$2"; then
+    printf '%-13srunning  port %s  pid %s\n' "$3" "$2" "$(cat "$STACK_DIR/$1/pid")"
+  else
+    printf '%-13sstopped  port %s\n' "$3" "$2"; return 3
+  fi
 }
 
 case ${1:-} in
@@ -88,8 +130,9 @@ case ${1:-} in
     "$instance" start "$STACK_DIR/source" "$SOURCE_PORT"
     "$instance" start "$STACK_DIR/destination" "$DEST_PORT"
     start_emulator
+    start_iam_emulator
     write_env
-    log "up: source 127.0.0.1:$SOURCE_PORT, destination 127.0.0.1:$DEST_PORT, emulator http://127.0.0.1:$EMULATOR_PORT"
+    log "up: source 127.0.0.1:$SOURCE_PORT, destination 127.0.0.1:$DEST_PORT, emulator http://127.0.0.1:$EMULATOR_PORT, IAM emulator http://127.0.0.1:$IAM_EMULATOR_PORT"
     ;;
   stop)
     # The harness's private servers first (tests that changed server-wide settings).
@@ -101,20 +144,18 @@ case ${1:-} in
     fi
     "$instance" stop "$STACK_DIR/source"
     "$instance" stop "$STACK_DIR/destination"
-    stop_emulator
+    stop_moto emulator
+    stop_moto iam-emulator
     log "stopped"
     ;;
   status)
     rc=0
     printf 'source       '; "$instance" status "$STACK_DIR/source" || rc=3
     printf 'destination  '; "$instance" status "$STACK_DIR/destination" || rc=3
-    if alive "$STACK_DIR/emulator/pid" && port_open "$EMULATOR_PORT"; then
-      echo "emulator     running  port $EMULATOR_PORT  pid $(cat "$STACK_DIR/emulator/pid")"
-    else
-      echo "emulator     stopped  port $EMULATOR_PORT"; rc=3
-    fi
+    moto_status emulator "$EMULATOR_PORT" emulator || rc=3
+    moto_status iam-emulator "$IAM_EMULATOR_PORT" iam-emulator || rc=3
     exit $rc
     ;;
   env) mkdir -p "$STACK_DIR"; write_env; cat "$STACK_DIR/env" ;;
-  *) sed -n '2,13p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,14p' "$0" >&2; exit 2 ;;
 esac
