@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
+use super::iam::Credentials;
 use super::instance::{Ended, Instance, InstanceSpec, LogSink};
 use super::runtime_api::{Invocation, Reply};
 
@@ -292,15 +293,6 @@ pub struct LambdaEnv<'a> {
     pub no_config_file: &'a str,
     pub task_root: &'a str,
     pub variables: &'a BTreeMap<String, String>,
-}
-
-/// The credentials a function's process gets, as Lambda puts its role's session in the
-/// environment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub session_token: Option<String>,
 }
 
 impl LambdaEnv<'_> {

@@ -26,7 +26,9 @@
 //! durations (`TIDEMARK_STEP_BUDGET_SECONDS`, `TIDEMARK_STEP_LEASE_SECONDS`, ...: the template's
 //! value where it sets one, else the default) are set in every function's environment divided by
 //! the same factor, as an operator would set them in `Globals`. Lambda's 10-second init limit is
-//! not scaled. Nothing else is changed.
+//! not scaled, and a scaled function timeout is at least [`MIN_TIMEOUT`] (5 s: the HTTP
+//! functions' 30 s would be 1 s, less than some requests' calls take on a busy two-core machine
+//! through the IAM emulator). Nothing else is changed.
 //!
 //! ## Concurrency
 //!
@@ -37,9 +39,11 @@
 pub mod apigw;
 pub mod async_invoke;
 pub mod function;
+pub mod iam;
 pub mod instance;
 pub mod runtime_api;
 pub mod schedules;
+pub mod setup;
 pub mod sqs_source;
 pub mod stack;
 pub mod stack_doc;
@@ -54,6 +58,11 @@ pub use stack::{AwsStack, StackOptions};
 /// scenarios' two or three chunks in flight, few enough for many stacks on two cores.
 pub const DEFAULT_CONCURRENCY: usize = 4;
 
+/// The shortest function timeout the harness gives: a timeout bounds an invocation's own work —
+/// calls to the emulator and the servers, which run at this machine's speed, not scaled —
+/// so a scaled one below what those take here would measure the emulator, not the function.
+pub const MIN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The one factor the template's durations are divided by.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TimeScale {
@@ -61,9 +70,9 @@ pub struct TimeScale {
 }
 
 impl TimeScale {
-    /// 30: run-worker's 300 s timeout is 10 s, the step queue's 1800 s visibility timeout 60 s,
-    /// a step's 60 s lease 2 s, run-cycle's 15-minute sweep 30 s, the HTTP functions' 30 s
-    /// timeout 1 s.
+    /// 30: run-worker's 300 s timeout is 10 s (its step budget 4 s), the step queue's 1800 s
+    /// visibility timeout 60 s, a step's 60 s lease 2 s, run-cycle's 15-minute sweep 30 s, the
+    /// HTTP functions' 30 s timeout 5 s ([`MIN_TIMEOUT`]).
     pub const DEFAULT_DIVISOR: f64 = 30.0;
 
     pub fn new(divisor: f64) -> TimeScale {
@@ -94,6 +103,11 @@ impl TimeScale {
         Duration::from_secs_f64(d.as_secs_f64() / self.divisor)
     }
 
+    /// A function's timeout divided by the factor, but at least [`MIN_TIMEOUT`].
+    pub fn timeout(&self, d: Duration) -> Duration {
+        self.scale(d).max(MIN_TIMEOUT.min(d))
+    }
+
     /// `d` divided by the factor, in whole seconds rounded up and at least one (what SQS's
     /// `VisibilityTimeout` takes).
     pub fn whole_seconds(&self, d: Duration) -> u64 {
@@ -115,5 +129,17 @@ mod tests {
         assert_eq!(scale.whole_seconds(Duration::from_secs(1800)), 60);
         assert_eq!(scale.whole_seconds(Duration::from_secs(1)), 1);
         assert_eq!(TimeScale::new(0.0).divisor(), 1.0);
+        assert_eq!(
+            scale.timeout(Duration::from_secs(30)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            scale.timeout(Duration::from_secs(300)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            scale.timeout(Duration::from_secs(3)),
+            Duration::from_secs(3)
+        );
     }
 }

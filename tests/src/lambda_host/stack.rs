@@ -10,20 +10,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
-use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 
 use super::apigw::{self, HttpEvent};
 use super::async_invoke::{AsyncInvoker, Destinations};
-use super::function::{Credentials, Function, FunctionConfig, LambdaEnv, Outcome, request_id};
+use super::function::{Function, FunctionConfig, LambdaEnv, Outcome, request_id};
+use super::iam::{Credentials, IamEmulator, StackFiles};
 use super::instance::{InstanceSpec, LogSink};
 use super::schedules::{Due, due_at};
+use super::setup::{binary_dir, check_binary, create_resources, driver_variables, tools_python};
 use super::sqs_source::SqsSource;
-use super::stack_doc::{STACK_TOKEN, STAGE_TOKEN, StackDoc, rate};
+use super::stack_doc::{FunctionDoc, STACK_TOKEN, STAGE_TOKEN, StackDoc, rate};
 use super::{DEFAULT_CONCURRENCY, TimeScale};
-use crate::harness::aws::{emulator_endpoint, sdk_config};
 use crate::harness::stack::{repo_dir, stack_dir};
 
 /// How a stack is deployed.
@@ -55,8 +55,11 @@ impl Default for StackOptions {
 pub struct AwsStack {
     pub doc: StackDoc,
     pub scale: TimeScale,
-    /// The harness's own SDK configuration for the emulator.
+    /// The harness's own SDK configuration for the emulator (its administrator key).
     pub sdk: SdkConfig,
+    pub iam: IamEmulator,
+    /// Each function's (and each other role's) credentials, by logical id.
+    pub roles: BTreeMap<String, Credentials>,
     pub logs: LogSink,
     /// `$TIDEMARK_STACK_DIR/aws-suite/<stack>`: names.json, stack.json, functions.log.
     pub dir: PathBuf,
@@ -108,16 +111,71 @@ async fn rendered(sqs_endpoint: &str, allow_hosts: &str) -> Value {
         .clone()
 }
 
-/// The pinned Python of the AWS suite's tools (`install.sh` makes it).
-pub fn tools_python() -> PathBuf {
-    let tools = std::env::var_os("TIDEMARK_TOOLS_DIR").map_or_else(
-        || {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/tidemark-tools")
+/// How the host runs one function: its binary, Lambda's environment with the template's
+/// variables (the driver's durations scaled, the options' changes made), its role's credentials,
+/// its scaled timeout and its concurrency bound.
+fn function_config(
+    f: &FunctionDoc,
+    options: &StackOptions,
+    credentials: &Credentials,
+    endpoint: &str,
+    dir: &Path,
+    scale: TimeScale,
+) -> FunctionConfig {
+    let mut variables = f.variables.clone();
+    for (k, v) in driver_variables(&f.variables, scale) {
+        variables.insert(k, v);
+    }
+    for (function, var, value) in &options.env_changes {
+        if *function == f.logical_id {
+            match value {
+                Some(v) => variables.insert(var.clone(), v.clone()),
+                None => variables.remove(var),
+            };
+        }
+    }
+    let bin = binary_dir();
+    let binary = bin.join(&f.binary);
+    check_binary(&binary);
+    let empty_config = dir.join("empty-aws-config");
+    std::fs::write(&empty_config, "").expect("an empty AWS config file");
+    let env = LambdaEnv {
+        function_name: &f.name,
+        memory_mb: f.memory_mb,
+        region: "us-east-1",
+        log_format: &f.log_format,
+        log_level: f.log_level.as_deref(),
+        credentials,
+        endpoint_url: endpoint,
+        no_config_file: &empty_config.display().to_string(),
+        task_root: &bin.display().to_string(),
+        variables: &variables,
+    }
+    .build();
+    FunctionConfig {
+        logical_id: f.logical_id.clone(),
+        name: f.name.clone(),
+        arn: f.arn.clone(),
+        instance: InstanceSpec {
+            function: f.logical_id.clone(),
+            binary,
+            env,
+            init_timeout: Duration::from_secs(10),
         },
-        PathBuf::from,
-    );
-    tools.join("aws/bin/python")
+        timeout: scale.timeout(f.timeout),
+        template_timeout: f.timeout,
+        concurrency: f
+            .reserved_concurrency
+            .unwrap_or(options.default_concurrency),
+    }
+}
+
+/// Every stack this process deployed, for the simulator.
+static DEPLOYED: Mutex<Vec<StackFiles>> = Mutex::new(Vec::new());
+
+/// The documents of every stack deployed so far.
+pub fn deployed() -> Vec<StackFiles> {
+    DEPLOYED.lock().map(|d| d.clone()).unwrap_or_default()
 }
 
 /// Names no other stack on this emulator has: `tm-<id>` and the stage `s<id>` (at most 20
@@ -133,103 +191,76 @@ fn unique_id() -> String {
 }
 
 impl AwsStack {
-    /// Deploys the template: resources created in the emulator, functions ready, event sources
-    /// polling.
+    /// Deploys the template: resources created in the emulator, roles loaded and assumed,
+    /// functions ready, event sources polling.
     pub async fn deploy(options: StackOptions) -> AwsStack {
-        let endpoint = emulator_endpoint();
-        let rendered = rendered(&endpoint, &options.allow_hosts).await;
+        let iam = IamEmulator::from_stack_env();
+        let rendered = rendered(&iam.endpoint, &options.allow_hosts).await;
         let id = unique_id();
         let (name, stage) = (format!("tm-{id}"), format!("s{id}"));
         let doc = StackDoc::for_names(&rendered, &name, &stage).unwrap_or_else(|e| panic!("{e}"));
         let dir = stack_dir().join("aws-suite").join(&name);
         std::fs::create_dir_all(&dir).expect("the stack's directory");
-        let _ = std::fs::write(
-            dir.join("stack.json"),
+        let files = StackFiles {
+            stack_json: dir.join("stack.json"),
+            creds_json: dir.join("creds.json"),
+        };
+        std::fs::write(
+            &files.stack_json,
             rendered
                 .to_string()
                 .replace(STACK_TOKEN, &name)
                 .replace(STAGE_TOKEN, &stage),
-        );
+        )
+        .expect("stack.json");
         let logs = LogSink::to_file(&dir.join("functions.log")).expect("the log file");
-        let sdk = sdk_config().await;
+        let sdk = iam.sdk(&iam.admin).await;
         let scale = TimeScale::from_env();
-        create_resources(&doc, &sdk, scale).await;
+        let load = {
+            let (iam, files) = (iam.clone(), files.clone());
+            tokio::task::spawn_blocking(move || {
+                iam.load_roles(&files.stack_json, &files.creds_json)
+            })
+        };
+        let ((), roles) = tokio::join!(create_resources(&doc, &sdk, scale), load);
+        let roles = roles.expect("roles.py").unwrap_or_else(|e| panic!("{e}"));
+        if let Ok(mut deployed) = DEPLOYED.lock() {
+            deployed.push(files);
+        }
 
         let mut functions = BTreeMap::new();
-        let bin = binary_dir();
-        let empty_config = dir.join("empty-aws-config");
-        std::fs::write(&empty_config, "").expect("an empty AWS config file");
+        let mut role_sdks = BTreeMap::new();
         for f in doc.functions().unwrap_or_else(|e| panic!("{e}")) {
-            let mut variables = f.variables.clone();
-            for (k, v) in driver_variables(&f.variables, scale) {
-                variables.insert(k, v);
-            }
-            for (function, var, value) in &options.env_changes {
-                if *function == f.logical_id {
-                    match value {
-                        Some(v) => variables.insert(var.clone(), v.clone()),
-                        None => variables.remove(var),
-                    };
-                }
-            }
-            let credentials = role_credentials(&f.role_arn);
-            let binary = bin.join(&f.binary);
-            check_binary(&binary);
-            let no_config = empty_config.display().to_string();
-            let env = LambdaEnv {
-                function_name: &f.name,
-                memory_mb: f.memory_mb,
-                region: &doc.region,
-                log_format: &f.log_format,
-                log_level: f.log_level.as_deref(),
-                credentials: &credentials,
-                endpoint_url: &endpoint,
-                no_config_file: &no_config,
-                task_root: &bin.display().to_string(),
-                variables: &variables,
-            }
-            .build();
-            let config = FunctionConfig {
-                logical_id: f.logical_id.clone(),
-                name: f.name.clone(),
-                arn: f.arn.clone(),
-                instance: InstanceSpec {
-                    function: f.logical_id.clone(),
-                    binary,
-                    env,
-                    init_timeout: Duration::from_secs(10),
-                },
-                timeout: scale.scale(f.timeout),
-                template_timeout: f.timeout,
-                concurrency: f
-                    .reserved_concurrency
-                    .unwrap_or(options.default_concurrency),
-            };
+            let credentials = roles
+                .get(&f.logical_id)
+                .unwrap_or_else(|| panic!("roles.py gave {} no credentials", f.logical_id));
+            role_sdks.insert(f.logical_id.clone(), iam.sdk(credentials).await);
+            let config = function_config(&f, &options, credentials, &iam.endpoint, &dir, scale);
             functions.insert(
                 f.logical_id.clone(),
                 Arc::new(Function::new(config, logs.clone())),
             );
         }
 
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
         let queues = doc.queues();
-        let destinations = Destinations {
-            sqs: sqs.clone(),
-            queues: queues
-                .iter()
-                .map(|q| (q.arn.clone(), q.url.clone()))
-                .collect(),
-        };
         let configs = doc.invoke_configs().unwrap_or_else(|e| panic!("{e}"));
         let invokers = functions
             .iter()
             .map(|(id, f)| {
                 let config = configs.iter().find(|c| c.function == *id);
+                // Lambda sends destination records with the function's execution role.
+                let destinations = Destinations {
+                    sqs: aws_sdk_sqs::Client::new(&role_sdks[id]),
+                    queues: queues
+                        .iter()
+                        .map(|q| (q.arn.clone(), q.url.clone()))
+                        .collect(),
+                };
                 let invoker = AsyncInvoker::new(
                     Arc::clone(f),
                     config.map_or(2, |c| c.maximum_retry_attempts),
                     config.and_then(|c| c.on_failure.clone()),
-                    destinations.clone(),
+                    destinations,
                     scale,
                 );
                 (id.clone(), Arc::new(invoker))
@@ -256,7 +287,8 @@ impl AwsStack {
                 batch_size: m.batch_size,
                 report_batch_item_failures: m.report_batch_item_failures,
                 function: Arc::clone(function),
-                sqs: sqs.clone(),
+                // Lambda polls with the function's execution role.
+                sqs: aws_sdk_sqs::Client::new(&role_sdks[&m.function]),
                 stats: Default::default(),
                 duplicate_every: Default::default(),
             });
@@ -267,6 +299,8 @@ impl AwsStack {
             doc,
             scale,
             sdk,
+            iam,
+            roles,
             logs,
             dir,
             stage,
@@ -445,194 +479,4 @@ impl AwsStack {
             function.shut_down();
         }
     }
-}
-
-/// The template's table, queues (dead-letter queues first, the visibility timeouts scaled) and
-/// schedule group, in the emulator.
-async fn create_resources(doc: &StackDoc, sdk: &SdkConfig, scale: TimeScale) {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
-    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
-    for (id, table) in doc.of_kind("AWS::DynamoDB::Table") {
-        let mut create = dynamodb
-            .create_table()
-            .table_name(&table.physical_id)
-            .billing_mode(BillingMode::PayPerRequest);
-        for a in table
-            .prop("AttributeDefinitions")
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            let name = a["AttributeName"].as_str().unwrap_or_default();
-            let kind = ScalarAttributeType::from(a["AttributeType"].as_str().unwrap_or("S"));
-            create = create.attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(name)
-                    .attribute_type(kind)
-                    .build()
-                    .expect("an attribute"),
-            );
-        }
-        for k in table.prop("KeySchema").as_array().into_iter().flatten() {
-            let name = k["AttributeName"].as_str().unwrap_or_default();
-            let kind = KeyType::from(k["KeyType"].as_str().unwrap_or("HASH"));
-            create = create.key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name(name)
-                    .key_type(kind)
-                    .build()
-                    .expect("a key"),
-            );
-        }
-        create
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{id}: CreateTable: {e:?}"));
-    }
-    let sqs = aws_sdk_sqs::Client::new(sdk);
-    let mut queues = doc.queues();
-    queues.sort_by_key(|q| q.redrive.is_some());
-    for q in queues {
-        let mut create = sqs.create_queue().queue_name(&q.name).attributes(
-            QueueAttributeName::VisibilityTimeout,
-            scale.whole_seconds(q.visibility_timeout).to_string(),
-        );
-        if let Some(retention) = q.retention {
-            create = create.attributes(
-                QueueAttributeName::MessageRetentionPeriod,
-                retention.to_string(),
-            );
-        }
-        if let Some((dlq, max)) = &q.redrive {
-            let policy = json!({ "deadLetterTargetArn": dlq, "maxReceiveCount": max });
-            create = create.attributes(QueueAttributeName::RedrivePolicy, policy.to_string());
-        }
-        let url = create
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{}: CreateQueue: {e:?}", q.logical_id))
-            .queue_url
-            .unwrap_or_default();
-        assert_eq!(url, q.url, "{}: the emulator's URL", q.logical_id);
-    }
-    let scheduler = aws_sdk_scheduler::Client::new(sdk);
-    for (id, group) in doc.of_kind("AWS::Scheduler::ScheduleGroup") {
-        scheduler
-            .create_schedule_group()
-            .name(&group.physical_id)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{id}: CreateScheduleGroup: {e:?}"));
-    }
-}
-
-/// The run driver's durations for a function: the template's value where it sets one, else the
-/// Lambda default, divided by the time scale (within each variable's range).
-pub fn driver_variables(
-    template: &BTreeMap<String, String>,
-    scale: TimeScale,
-) -> Vec<(String, String)> {
-    use tidemark_lambda::env::{
-        FIRST_BACKOFF_MS, IDLE_PING_SECONDS, MAX_BACKOFF_SECONDS, RESEND_AFTER_SECONDS,
-        RUN_LEASE_SECONDS, STEP_BUDGET_SECONDS, STEP_LEASE_SECONDS, SWEEP_SECONDS, driver_config,
-    };
-    let config = driver_config(&|name| template.get(name).cloned(), "lambda")
-        .unwrap_or_else(|e| panic!("the template's driver variables: {e}"));
-    let secs = |d: Duration, min: f64| format!("{:.3}", scale.scale(d).as_secs_f64().max(min));
-    let first_ms = (scale.scale(config.first_backoff).as_millis() as u64).max(1);
-    let max_backoff = scale
-        .scale(config.max_backoff)
-        .as_secs_f64()
-        .max(1.0)
-        .max(first_ms as f64 / 1000.0);
-    vec![
-        (STEP_BUDGET_SECONDS.into(), secs(config.step_budget, 1.0)),
-        (STEP_LEASE_SECONDS.into(), secs(config.step_lease, 1.0)),
-        (FIRST_BACKOFF_MS.into(), first_ms.to_string()),
-        (MAX_BACKOFF_SECONDS.into(), format!("{max_backoff:.3}")),
-        (RESEND_AFTER_SECONDS.into(), secs(config.resend_after, 0.1)),
-        (RUN_LEASE_SECONDS.into(), secs(config.run_lease, 1.0)),
-        (IDLE_PING_SECONDS.into(), secs(config.idle_ping, 0.0)),
-        (SWEEP_SECONDS.into(), secs(config.sweep_every, 0.05)),
-    ]
-}
-
-/// The credentials of a function's role. Until the suite's IAM-enforcing emulator assumes the
-/// template's roles, every function gets the emulator's static test credentials.
-pub fn role_credentials(_role_arn: &str) -> Credentials {
-    Credentials {
-        access_key_id: "testing".into(),
-        secret_access_key: "testing".into(),
-        session_token: None,
-    }
-}
-
-/// Where cargo put the workspace's binaries: the directory above this test executable's
-/// (`target/debug/deps/aws-…`), so `CARGO_TARGET_DIR` and `--target` are honoured.
-pub fn binary_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    exe.parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .expect("the target directory")
-}
-
-/// Fails unless `binary` exists and is newer than every source it is built from (the test
-/// command builds the binaries first: `cargo build --workspace --bins --locked`).
-fn check_binary(binary: &Path) {
-    let built = std::fs::metadata(binary)
-        .and_then(|m| m.modified())
-        .unwrap_or_else(|_| {
-            panic!(
-                "{} is missing: run `cargo build --workspace --bins --locked` before this suite \
-                 (infra/local/test.sh does)",
-                binary.display()
-            )
-        });
-    let newest = newest_source();
-    if let Some((when, path)) = newest
-        && when > built
-    {
-        panic!(
-            "{} is older than {}: run `cargo build --workspace --bins --locked` before this suite",
-            binary.display(),
-            path.display()
-        );
-    }
-}
-
-/// The newest Rust source the binaries are built from (`functions/*/src`, `shared/*/src`),
-/// found once. (Not `Cargo.toml` or `Cargo.lock`: a change there that leaves the binaries as
-/// they were does not make cargo write them again.)
-fn newest_source() -> Option<(SystemTime, PathBuf)> {
-    static NEWEST: std::sync::OnceLock<Option<(SystemTime, PathBuf)>> = std::sync::OnceLock::new();
-    NEWEST
-        .get_or_init(|| {
-            let repo = repo_dir();
-            let mut newest: Option<(SystemTime, PathBuf)> = None;
-            let mut consider = |path: PathBuf| {
-                if let Ok(when) = std::fs::metadata(&path).and_then(|m| m.modified())
-                    && newest.as_ref().is_none_or(|(n, _)| when > *n)
-                {
-                    newest = Some((when, path));
-                }
-            };
-            let mut dirs = vec![repo.join("functions"), repo.join("shared")];
-            while let Some(dir) = dirs.pop() {
-                for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                    let path = entry.path();
-                    if path.is_dir() {
-                        if !path.ends_with("tests") && !path.ends_with("benches") {
-                            dirs.push(path);
-                        }
-                    } else if path.extension().is_some_and(|e| e == "rs") {
-                        consider(path);
-                    }
-                }
-            }
-            newest
-        })
-        .clone()
 }
