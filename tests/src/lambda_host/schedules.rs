@@ -1,71 +1,107 @@
-//! EventBridge Scheduler's side: the invocations of the schedules the service wrote to the
-//! emulator, delivered to their targets as the scheduler delivers them (an asynchronous
+//! EventBridge Scheduler's side: which invocations of the schedules the service wrote to the
+//! emulator are due, and what the scheduler sends — `infra/local/aws/fire.py`, which follows
+//! EventBridge Scheduler's documented rules independently of the product's schedule code. The
+//! stack delivers each due invocation to its target as the scheduler does (an asynchronous
 //! invocation with the schedule's input, its context attributes filled in).
-//!
-//! Which invocations are due is `infra/local/aws/fire.py`'s to say (EventBridge's rules,
-//! independent of the product's schedule code); [`due_at`] is the stand-in until then: the
-//! invocation of one schedule at a time the test names.
 
-use aws_sdk_scheduler::Client;
+use std::path::Path;
+
 use jiff::Timestamp;
 use serde_json::Value;
 
-/// One invocation the scheduler makes.
+use super::iam::IamEmulator;
+use crate::harness::stack::repo_dir;
+
+/// What `fire.py due` says for a time range: the invocations due (each with `schedule_name`,
+/// `scheduled_time`, `target_arn`, `role_arn`, `input`, `retry_policy`, `dead_letter_arn`, ...)
+/// and the schedules that complete in it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Due {
-    pub schedule_arn: String,
-    pub scheduled_time: Timestamp,
-    pub target_arn: String,
-    pub role_arn: String,
-    /// The target's input with the context attributes substituted.
-    pub input: Value,
-    pub dead_letter_arn: Option<String>,
+pub struct DueReport {
+    pub invocations: Vec<Value>,
+    pub completions: Vec<Value>,
 }
 
-/// The schedule's context attributes in `input`, as EventBridge Scheduler fills them.
-pub fn substitute(input: &str, schedule_arn: &str, at: Timestamp, attempt: u32) -> String {
-    input
-        .replace(
-            "<aws.scheduler.scheduled-time>",
-            &at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        )
-        .replace("<aws.scheduler.schedule-arn>", schedule_arn)
-        .replace(
-            "<aws.scheduler.execution-id>",
-            &super::function::request_id(),
-        )
-        .replace("<aws.scheduler.attempt-number>", &attempt.to_string())
+fn iso(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// The invocation of schedule `name` in `group` scheduled at `at`, from the schedule as the
-/// emulator holds it.
-pub async fn due_at(
-    scheduler: &Client,
+fn fire_py(python: &Path, iam: &IamEmulator, args: &[String]) -> Result<Value, String> {
+    let output = std::process::Command::new(python)
+        .arg(repo_dir().join("infra/local/aws/fire.py"))
+        .args(args)
+        .env("TIDEMARK_IAM_ACCESS_KEY_ID", &iam.admin.access_key_id)
+        .env(
+            "TIDEMARK_IAM_SECRET_ACCESS_KEY",
+            &iam.admin.secret_access_key,
+        )
+        .env("AWS_REGION", "us-east-1")
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .map_err(|e| format!("cannot run fire.py: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "fire.py {} failed: {}",
+            args.first().map_or("", String::as_str),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    serde_json::from_slice(&output.stdout).map_err(|e| format!("fire.py's output: {e}"))
+}
+
+/// `fire.py due` for the schedules of `group` in [from, to); with `apply`, completed schedules
+/// whose `ActionAfterCompletion` is `DELETE` are deleted.
+pub fn due(
+    python: &Path,
+    iam: &IamEmulator,
     group: &str,
-    name: &str,
-    at: Timestamp,
-) -> Result<Due, String> {
-    let schedule = scheduler
-        .get_schedule()
-        .group_name(group)
-        .name(name)
-        .send()
-        .await
-        .map_err(|e| format!("GetSchedule {group}/{name}: {e:?}"))?;
-    let target = schedule
-        .target()
-        .ok_or_else(|| format!("schedule {name} has no target"))?;
-    let arn = schedule.arn().unwrap_or_default().to_owned();
-    let input = substitute(target.input().unwrap_or("{}"), &arn, at, 1);
-    Ok(Due {
-        schedule_arn: arn,
-        scheduled_time: at,
-        target_arn: target.arn().to_owned(),
-        role_arn: target.role_arn().to_owned(),
-        input: serde_json::from_str(&input).map_err(|e| format!("schedule {name}'s input: {e}"))?,
-        dead_letter_arn: target
-            .dead_letter_config()
-            .and_then(|d| d.arn())
-            .map(str::to_owned),
+    from: Timestamp,
+    to: Timestamp,
+    apply: bool,
+) -> Result<DueReport, String> {
+    let mut args: Vec<String> = [
+        "due",
+        "--endpoint",
+        &iam.endpoint,
+        "--group",
+        group,
+        "--from",
+        &iso(from),
+        "--to",
+        &iso(to),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    if apply {
+        args.push("--apply".into());
+    }
+    let out = fire_py(python, iam, &args)?;
+    let list = |k: &str| out[k].as_array().cloned().unwrap_or_default();
+    Ok(DueReport {
+        invocations: list("invocations"),
+        completions: list("completions"),
     })
+}
+
+/// `fire.py dead-letter`: the message (`QueueArn`, `MessageBody`, `MessageAttributes`) the
+/// scheduler sends to an invocation's dead-letter queue when it gives up on it.
+pub fn dead_letter(
+    python: &Path,
+    iam: &IamEmulator,
+    invocation: &Value,
+    error_code: &str,
+    error_message: &str,
+    retry_attempts: u32,
+) -> Result<Value, String> {
+    let args = [
+        "dead-letter".to_owned(),
+        "--invocation".to_owned(),
+        invocation.to_string(),
+        "--error-code".to_owned(),
+        error_code.to_owned(),
+        "--error-message".to_owned(),
+        error_message.to_owned(),
+        "--retry-attempts".to_owned(),
+        retry_attempts.to_string(),
+    ];
+    fire_py(python, iam, &args)
 }

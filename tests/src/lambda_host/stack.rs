@@ -19,7 +19,7 @@ use super::async_invoke::{AsyncInvoker, Destinations};
 use super::function::{Function, FunctionConfig, LambdaEnv, Outcome, request_id};
 use super::iam::{Credentials, IamEmulator, StackFiles};
 use super::instance::{InstanceSpec, LogSink};
-use super::schedules::{Due, due_at};
+use super::schedules::{self, DueReport};
 use super::setup::{binary_dir, check_binary, create_resources, driver_variables, tools_python};
 use super::sqs_source::SqsSource;
 use super::stack_doc::{FunctionDoc, STACK_TOKEN, STAGE_TOKEN, StackDoc, rate};
@@ -400,25 +400,97 @@ impl AwsStack {
         }
     }
 
-    /// Delivers one scheduler invocation: its target invoked asynchronously with its input.
-    /// The request id.
-    pub fn deliver(&self, due: &Due) -> String {
-        let function = self
-            .doc
-            .function_id(&due.target_arn)
-            .unwrap_or_else(|e| panic!("{e}"));
-        self.invoker(&function).invoke_event(due.input.clone())
+    /// Delivers the scheduler's invocations due in [from, to) as `fire.py` computes them from
+    /// the schedules in the stack's group, each to its target asynchronously; schedules that
+    /// completed with `ActionAfterCompletion: DELETE` are deleted. The report.
+    pub async fn fire_due(&self, from: jiff::Timestamp, to: jiff::Timestamp) -> DueReport {
+        let group = self.physical_id("ScheduleGroup");
+        let iam = self.iam.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            schedules::due(&tools_python(), &iam, &group, from, to, true)
+        })
+        .await
+        .expect("fire.py")
+        .unwrap_or_else(|e| panic!("{e}"));
+        for invocation in &report.invocations {
+            self.deliver(invocation);
+        }
+        report
     }
 
-    /// Delivers the invocation of the task schedule `name` (in the stack's group) scheduled at
-    /// `at`. The request id.
-    pub async fn fire_schedule(&self, name: &str, at: jiff::Timestamp) -> String {
-        let group = self.physical_id("ScheduleGroup");
-        let scheduler = aws_sdk_scheduler::Client::new(&self.sdk);
-        let due = due_at(&scheduler, &group, name, at)
-            .await
+    /// Delivers one scheduler invocation (`fire.py due`'s): its target invoked asynchronously
+    /// with its input. The request id.
+    pub fn deliver(&self, invocation: &Value) -> String {
+        let target = invocation["target_arn"].as_str().unwrap_or_default();
+        let function = self
+            .doc
+            .function_id(target)
             .unwrap_or_else(|e| panic!("{e}"));
-        self.deliver(&due)
+        let input: Value = invocation["input"]
+            .as_str()
+            .and_then(|i| serde_json::from_str(i).ok())
+            .unwrap_or_else(|| panic!("the invocation's input is not JSON: {invocation}"));
+        self.invoker(&function).invoke_event(input)
+    }
+
+    /// The scheduler gives up on `invocation` (`fire.py due`'s): the message it writes to the
+    /// schedule's dead-letter queue (`fire.py dead-letter`), sent with the schedule's role.
+    pub async fn dead_letter(&self, invocation: &Value, error_code: &str, message: &str) -> Value {
+        let iam = self.iam.clone();
+        let (inv, code, text) = (
+            invocation.clone(),
+            error_code.to_owned(),
+            message.to_owned(),
+        );
+        let letter = tokio::task::spawn_blocking(move || {
+            let attempts = inv["retry_policy"]["MaximumRetryAttempts"]
+                .as_u64()
+                .unwrap_or(0);
+            schedules::dead_letter(&tools_python(), &iam, &inv, &code, &text, attempts as u32)
+        })
+        .await
+        .expect("fire.py")
+        .unwrap_or_else(|e| panic!("{e}"));
+        let role = invocation["role_arn"].as_str().unwrap_or_default();
+        let sdk = self.iam.sdk(self.role_by_arn(role)).await;
+        let queue = letter["QueueArn"].as_str().unwrap_or_default();
+        let url = self
+            .doc
+            .queues()
+            .into_iter()
+            .find(|q| q.arn == queue)
+            .map(|q| q.url)
+            .unwrap_or_else(|| panic!("the dead-letter queue {queue} is not the stack's"));
+        let mut send = aws_sdk_sqs::Client::new(&sdk)
+            .send_message()
+            .queue_url(url)
+            .message_body(letter["MessageBody"].as_str().unwrap_or_default());
+        for (name, value) in letter["MessageAttributes"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            let attribute = aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value["StringValue"].as_str().unwrap_or_default())
+                .build()
+                .expect("an attribute");
+            send = send.message_attributes(name, attribute);
+        }
+        send.send()
+            .await
+            .unwrap_or_else(|e| panic!("the scheduler's dead letter: {e:?}"));
+        letter
+    }
+
+    /// The credentials of the role with ARN `arn`.
+    #[track_caller]
+    pub fn role_by_arn(&self, arn: &str) -> &Credentials {
+        self.doc
+            .of_kind("AWS::IAM::Role")
+            .find(|(_, r)| r.attribute("Arn") == Some(arn))
+            .and_then(|(id, _)| self.roles.get(id))
+            .unwrap_or_else(|| panic!("no role {arn} in the stack"))
     }
 
     /// An SQS event source mapping by its logical id (`RunWorkerFunctionSteps`).

@@ -105,10 +105,20 @@ impl Scenario {
         assert_eq!(status, 200, "POST start: {body}");
     }
 
-    /// Fires the task's schedule for the cycle at `at` (RFC 3339, UTC).
+    /// Fires what the scheduler invokes in the minute from `at` (RFC 3339, UTC): the task's
+    /// schedule, which must be due then.
     pub async fn fire(&self, id: &str, at: &str) {
-        let at: jiff::Timestamp = at.parse().expect("an RFC 3339 time");
-        self.stack.fire_schedule(id, at).await;
+        let from: jiff::Timestamp = at.parse().expect("an RFC 3339 time");
+        let report = self
+            .stack
+            .fire_due(from, from + jiff::SignedDuration::from_secs(60))
+            .await;
+        let mine: Vec<&Value> = report
+            .invocations
+            .iter()
+            .filter(|i| i["schedule_name"] == id)
+            .collect();
+        assert_eq!(mine.len(), 1, "{id} is not due once at {at}: {report:?}");
     }
 
     /// `GET path` until `done(status, body)`; the last body.
