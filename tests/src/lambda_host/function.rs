@@ -205,13 +205,31 @@ impl Function {
             }
             Ended::TimedOut => {
                 self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                self.platform_line(instance.id, request_id, "timeout");
                 Outcome::TimedOut
             }
             Ended::Exited(status) => {
                 self.stats.crashes.fetch_add(1, Ordering::Relaxed);
+                self.platform_line(instance.id, request_id, &format!("failure ({status})"));
                 Outcome::Exited(status)
             }
         }
+    }
+
+    /// The platform's line for an invocation that did not end with a reply, as Lambda writes it
+    /// to the function's log in the JSON format.
+    fn platform_line(&self, instance: u32, request_id: &str, status: &str) {
+        let record = json!({
+            "time": jiff::Timestamp::now().to_string(),
+            "type": "platform.runtimeDone",
+            "record": { "requestId": request_id, "status": status },
+        });
+        self.logs.push(super::instance::LogLine {
+            function: self.config.logical_id.clone(),
+            instance,
+            stderr: false,
+            text: record.to_string(),
+        });
     }
 
     /// Kills (SIGKILL) one environment at work, as a host failure would; its invocation ends

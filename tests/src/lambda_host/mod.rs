@@ -26,9 +26,9 @@
 //! durations (`TIDEMARK_STEP_BUDGET_SECONDS`, `TIDEMARK_STEP_LEASE_SECONDS`, ...: the template's
 //! value where it sets one, else the default) are set in every function's environment divided by
 //! the same factor, as an operator would set them in `Globals`. Lambda's 10-second init limit is
-//! not scaled, and a scaled function timeout is at least [`MIN_TIMEOUT`] (5 s: the HTTP
-//! functions' 30 s would be 1 s, less than some requests' calls take on a busy two-core machine
-//! through the IAM emulator). Nothing else is changed.
+//! not scaled, and a scaled function timeout is at least [`MIN_TIMEOUT`] (15 s: the HTTP
+//! functions' 30 s would be 1 s and run-worker's 300 s 10 s, less than some invocations' work
+//! takes on a busy two-core machine through the IAM emulator). Nothing else is changed.
 //!
 //! ## Concurrency
 //!
@@ -60,8 +60,10 @@ pub const DEFAULT_CONCURRENCY: usize = 4;
 
 /// The shortest function timeout the harness gives: a timeout bounds an invocation's own work —
 /// calls to the emulator and the servers, which run at this machine's speed, not scaled —
-/// so a scaled one below what those take here would measure the emulator, not the function.
-pub const MIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// so a scaled one below what those take here would measure the machine, not the function. On a
+/// busy two-core machine a first Schema step (a cold worker: secrets read, pools made, the
+/// tables read and their chunks planned) took more than 10 s.
+pub const MIN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The one factor the template's durations are divided by.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -70,9 +72,9 @@ pub struct TimeScale {
 }
 
 impl TimeScale {
-    /// 30: run-worker's 300 s timeout is 10 s (its step budget 4 s), the step queue's 1800 s
-    /// visibility timeout 60 s, a step's 60 s lease 2 s, run-cycle's 15-minute sweep 30 s, the
-    /// HTTP functions' 30 s timeout 5 s ([`MIN_TIMEOUT`]).
+    /// 30: the step queue's 1800 s visibility timeout is 60 s, a step's 60 s lease 2 s, the step
+    /// budget 4 s, run-cycle's 15-minute sweep 30 s, Lambda's asynchronous retries 2 s and 4 s
+    /// apart; every function's timeout 15 s ([`MIN_TIMEOUT`]).
     pub const DEFAULT_DIVISOR: f64 = 30.0;
 
     pub fn new(divisor: f64) -> TimeScale {
@@ -131,11 +133,11 @@ mod tests {
         assert_eq!(TimeScale::new(0.0).divisor(), 1.0);
         assert_eq!(
             scale.timeout(Duration::from_secs(30)),
-            Duration::from_secs(5)
+            Duration::from_secs(15)
         );
         assert_eq!(
-            scale.timeout(Duration::from_secs(300)),
-            Duration::from_secs(10)
+            scale.timeout(Duration::from_secs(900)),
+            Duration::from_secs(30)
         );
         assert_eq!(
             scale.timeout(Duration::from_secs(3)),

@@ -1,5 +1,6 @@
-//! An SQS event source mapping as Lambda runs one: pollers long-poll the queue for up to
-//! `BatchSize` messages, hand them to the function as one SQS event, and delete what it handled.
+//! An SQS event source mapping as Lambda runs one: pollers long-poll the queue (20 s, as
+//! Lambda's pollers do) for up to `BatchSize` messages, hand them to the function as one SQS
+//! event, and delete what it handled.
 //!
 //! - With `ReportBatchItemFailures`, the messages the response lists in `batchItemFailures` stay
 //!   on the queue (visible again after the queue's visibility timeout); a response naming a
@@ -118,7 +119,7 @@ impl SqsSource {
             .receive_message()
             .queue_url(&self.queue_url)
             .max_number_of_messages(batch)
-            .wait_time_seconds(1)
+            .wait_time_seconds(20)
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .message_attribute_names("All")
             .send()

@@ -9,8 +9,10 @@
 //! arguments (`cargo test --test aws <filter>`, `--exact`, `--skip`, `--list`) and prints its
 //! report in libtest's shape.
 
+mod chunks;
 mod deploy;
 mod policies;
+mod runs;
 mod support;
 
 use std::future::Future;
@@ -42,6 +44,26 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     (
         "policies::incremental_carries_changes_over_two_cycles",
         || Box::pin(policies::incremental_carries_changes_over_two_cycles()),
+    ),
+    (
+        "chunks::many_chunks_by_many_invocations_with_duplicate_deliveries",
+        || Box::pin(chunks::many_chunks_by_many_invocations_with_duplicate_deliveries()),
+    ),
+    (
+        "chunks::a_worker_killed_mid_chunk_is_resumed_from_its_step",
+        || Box::pin(chunks::a_worker_killed_mid_chunk_is_resumed_from_its_step()),
+    ),
+    (
+        "runs::a_run_cancelled_with_chunks_in_flight_is_cleaned_up",
+        || Box::pin(runs::a_run_cancelled_with_chunks_in_flight_is_cleaned_up()),
+    ),
+    (
+        "runs::a_task_deleted_mid_run_goes_with_its_replica_and_secrets",
+        || Box::pin(runs::a_task_deleted_mid_run_goes_with_its_replica_and_secrets()),
+    ),
+    (
+        "runs::a_failed_run_stops_the_task_under_stop_and_not_under_continue",
+        || Box::pin(runs::a_failed_run_stops_the_task_under_stop_and_not_under_continue()),
     ),
 ];
 

@@ -133,7 +133,7 @@ impl Scenario {
                 started.elapsed() < RUN_LIMIT,
                 "GET {path} did not get there in {RUN_LIMIT:?}: {status} {body}"
             );
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 
@@ -149,6 +149,20 @@ impl Scenario {
             status == 200 && done(run)
         })
         .await
+    }
+
+    /// Waits until a run-worker environment is at work and the task's destination user has a
+    /// statement running: a chunk is loading.
+    pub async fn chunk_at_work(&self) {
+        let worker = self.stack.function("RunWorkerFunction");
+        let started = Instant::now();
+        loop {
+            if worker.busy_count() >= 1 && at_work(&destination(), &self.writer.user).await {
+                return;
+            }
+            assert!(started.elapsed() < RUN_LIMIT, "no chunk was seen loading");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Fires the cycle at `at` and waits for its run to end.
@@ -168,6 +182,17 @@ impl Scenario {
             "the stack was not healthy: {problems:#?}"
         );
     }
+}
+
+/// Whether `user` has a statement at work on `server` (not sleeping).
+async fn at_work(server: &Server, user: &str) -> bool {
+    let busy = server
+        .query_one(&format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+             WHERE USER = '{user}' AND COMMAND <> 'Sleep'"
+        ))
+        .await;
+    busy.is_some_and(|n| n != "0")
 }
 
 /// Whether a run status is final.
