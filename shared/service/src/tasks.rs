@@ -99,6 +99,11 @@ impl TaskService {
         })
     }
 
+    /// The service's clock's now.
+    pub fn now(&self) -> jiff::Timestamp {
+        self.ports.clock.now()
+    }
+
     pub fn ports(&self) -> &Ports {
         &self.ports
     }
@@ -128,6 +133,7 @@ impl TaskService {
             changed_at: now,
             precheck: None,
             owned_secrets: owned,
+            last_run: None,
         };
         let created = match stored {
             Ok(()) => self
