@@ -24,7 +24,9 @@ core/responses.py, iam/access_control.py), and what this adds:
   "AWS" principals ("Service" principals make moto fail), so roles.py trusts the harness's user.
 - Nothing a service does on the caller's behalf is checked (Secrets Manager's kms:Decrypt,
   Scheduler's iam:PassRole), resource policies are ignored, and KMS key policies are checked only
-  in the trivial case moto's kms.create_key documents.
+  in the trivial case moto's kms.create_key documents. Here the implied calls made with the
+  caller's permissions are checked too (as actions, like the rest): GetSecretValue on a secret
+  under a customer-managed key is refused to a role with no kms:Decrypt, as on AWS.
 - A GET or DELETE with query parameters (scheduler:GetSchedule?groupName=...) failed moto's
   signature check (it hashed the query as a body); fixed here. Refusals come in the service's
   error shape (AccessDeniedException as JSON for JSON protocols, moto gives IAM's XML).
@@ -75,23 +77,28 @@ JSON_ERROR = {"AccessDenied": "AccessDeniedException", "InvalidClientTokenId": "
 
 
 def _checked_as(action):
+    """moto's IAMRequest, checking `action` ("service:Name") instead of the request's own."""
     class Request(IAMRequest):
         def __init__(self, **kwargs):
-            kwargs["action"] = action
             super().__init__(**kwargs)
+            self._action = action
     return Request
 
 
 def authorize(self, resource="*"):
-    """moto's check, under each IAM action the request needs when that is not the API's name."""
+    """moto's check, under each IAM action the request needs when that is not the API's name,
+    then the implied calls made with the caller's permissions (kms:Decrypt through Secrets
+    Manager, iam:PassRole), as AWS refuses the request when one of those is denied."""
     checks = calls.authorizations(self)
     self._tidemark_checks = checks
-    names = {c["action"].split(":", 1)[1] for c in checks}
-    if not checks or names == {self._get_action()}:
-        return _authorize(self, resource)
-    for name in sorted(names):
-        self._authenticate_and_authorize_action(_checked_as(name), resource)
-    return None
+    actions = sorted({c["action"] for c in checks})
+    if actions == [f"{calls.service_of(self)}:{self._get_action()}"] or not checks:
+        _authorize(self, resource)
+    else:
+        for action in actions:
+            self._authenticate_and_authorize_action(_checked_as(action), resource)
+    for action in sorted({i["action"] for i in calls.implied(self, checks) if "role_arn" not in i}):
+        self._authenticate_and_authorize_action(_checked_as(action), "*")
 
 
 def aws_request(self):

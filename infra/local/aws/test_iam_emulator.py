@@ -7,6 +7,7 @@ import unittest
 import boto3
 from botocore.exceptions import ClientError
 
+import roles
 from emulated_stack import emulated_stack
 from roles import moto_copy
 
@@ -53,6 +54,24 @@ class Enforcement(unittest.TestCase):
         self.assertEqual(line["actions"], [{"action": "dynamodb:PutItem", "resources": [table_arn]},
                                            {"action": "dynamodb:UpdateItem", "resources": [table_arn]}])
 
+    def test_a_secret_under_a_customer_managed_key_needs_kms_decrypt(self):
+        # AWS refuses GetSecretValue when the caller may not kms:Decrypt the secret's key.
+        name = f"rds/{self.s.stage}/enforced-cmk"
+        self.s.client("secretsmanager").create_secret(Name=name, SecretString="p", KmsKeyId=self.s.key_arn)
+        worker = self.s.client("secretsmanager", "RunWorkerFunction")
+        self.assertEqual(denied(self, lambda: worker.get_secret_value(SecretId=name)), "AccessDeniedException")
+        iam, admin_arn = self.s.client("iam"), self.s.client("sts").get_caller_identity()["Arn"]
+        role = iam.create_role(RoleName=f"kms-reader-{self.s.stage}",
+                               AssumeRolePolicyDocument=json.dumps(roles.trust(admin_arn)))["Role"]["Arn"]
+        iam.put_role_policy(RoleName=f"kms-reader-{self.s.stage}", PolicyName="read", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*",
+                                                     "Action": ["secretsmanager:GetSecretValue", "kms:Decrypt"]}]}))
+        c = self.s.client("sts").assume_role(RoleArn=role, RoleSessionName="reader")["Credentials"]
+        reader = boto3.client("secretsmanager", endpoint_url=self.s.endpoint, region_name="us-east-1",
+                              aws_access_key_id=c["AccessKeyId"], aws_secret_access_key=c["SecretAccessKey"],
+                              aws_session_token=c["SessionToken"])
+        self.assertEqual(reader.get_secret_value(SecretId=name)["SecretString"], "p")
+
     def test_an_unknown_key_is_refused(self):
         stranger = boto3.client("dynamodb", endpoint_url=self.s.endpoint, region_name="us-east-1",
                                 aws_access_key_id="AKIAUNKNOWNUNKNOWN00", aws_secret_access_key="x")
@@ -74,7 +93,10 @@ class Recorder(unittest.TestCase):
             Name=f"rds/{s.stage}/cmk", SecretString='{"username":"u","password":"p"}', KmsKeyId=s.key_arn)["ARN"]
         s.client("secretsmanager").create_secret(Name=f"rds/{s.stage}/default", SecretString="p")
         worker = s.client("secretsmanager", "RunWorkerFunction")
-        worker.get_secret_value(SecretId=f"rds/{s.stage}/cmk")
+        try:  # refused: the role has no kms:Decrypt (see Enforcement)
+            worker.get_secret_value(SecretId=f"rds/{s.stage}/cmk")
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "AccessDeniedException", e
         worker.get_secret_value(SecretId=f"rds/{s.stage}/default")
         s.client("sqs", "RunWorkerFunction").send_message(
             QueueUrl=s.resource("StepQueue")["PhysicalId"], MessageBody="{}")
@@ -96,7 +118,7 @@ class Recorder(unittest.TestCase):
 
     def test_a_secret_named_by_name_is_recorded_by_its_full_arn_with_its_key(self):
         line = self.one(self.worker_calls, "secretsmanager:GetSecretValue", resources=[self.secret])
-        self.assertEqual((line["action"], line["status"]), ("secretsmanager:GetSecretValue", 200))
+        self.assertEqual((line["action"], line["error"]), ("secretsmanager:GetSecretValue", "AccessDeniedException"))
         [decrypt] = line["implied"]
         self.assertEqual((decrypt["action"], decrypt["resources"]), ("kms:Decrypt", [self.s.key_arn]))
         self.assertEqual(decrypt["context"]["kms:ViaService"], "secretsmanager.us-east-1.amazonaws.com")
