@@ -64,6 +64,13 @@ from moto import server  # noqa: E402
 from moto.core.responses import BaseResponse  # noqa: E402
 from moto.iam.access_control import IAMRequest, IAMRequestBase  # noqa: E402
 
+# moto's IAM looks a role up by ARN by iterating the live dict of roles; with stacks creating
+# their roles while others' requests are authorized (an AssumeRole, an implied iam:PassRole) that
+# raised "dictionary changed size during iteration" (a 500). A copy is taken at once instead.
+from moto.iam.models import IAMBackend  # noqa: E402
+
+IAMBackend.get_roles = lambda self: list(self.roles.values())
+
 ACCOUNT = "123456789012"
 ADMIN_USER = "tidemark-harness"
 _write = threading.Lock()

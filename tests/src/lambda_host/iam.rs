@@ -145,7 +145,12 @@ pub fn simulate(
             .arg("--creds")
             .arg(&s.creds_json);
     }
-    command.arg("--calls").arg(calls);
+    // Into a file: node's exit cuts a long report piped to stdout short.
+    let out = std::env::temp_dir().join(format!(
+        "tidemark-simulate-{}-{necessity}.json",
+        std::process::id()
+    ));
+    command.arg("--calls").arg(calls).arg("--out").arg(&out);
     if necessity {
         command.arg("--necessity");
     }
@@ -153,9 +158,11 @@ pub fn simulate(
         .output()
         .map_err(|e| format!("cannot run node simulate.mjs: {e}"))?;
     let code = output.status.code().unwrap_or(-1);
-    let report: Value = serde_json::from_slice(&output.stdout).map_err(|e| {
+    let text = std::fs::read(&out).unwrap_or_default();
+    let _ = std::fs::remove_file(&out);
+    let report: Value = serde_json::from_slice(&text).map_err(|e| {
         format!(
-            "simulate.mjs (exit {code}) printed no JSON ({e}): {}",
+            "simulate.mjs (exit {code}) wrote no JSON ({e}): {}",
             String::from_utf8_lossy(&output.stderr)
         )
     })?;

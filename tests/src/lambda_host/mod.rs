@@ -14,6 +14,7 @@
 //! - [`apigw`]: the HTTP API's routes and payload-2.0 events (another route is API Gateway's 404).
 //! - [`sqs_source`]: SQS event source mappings (batch size, partial batch responses).
 //! - [`async_invoke`]: asynchronous invocation with retries and the on-failure destination.
+//! - [`metrics`]: the stack's metric filters and alarms over the functions' real output.
 //! - [`schedules`]: the scheduler's invocations of the task schedules in the emulator.
 //! - [`stack`]: [`AwsStack`], one deployment of the template in the emulator with every function
 //!   and event source running — what a scenario of the `aws` test target drives.
@@ -41,6 +42,7 @@ pub mod async_invoke;
 pub mod function;
 pub mod iam;
 pub mod instance;
+pub mod metrics;
 pub mod runtime_api;
 pub mod schedules;
 pub mod setup;

@@ -19,6 +19,7 @@ use super::async_invoke::{AsyncInvoker, Destinations};
 use super::function::{Function, FunctionConfig, LambdaEnv, Outcome, request_id};
 use super::iam::{Credentials, IamEmulator, StackFiles};
 use super::instance::{InstanceSpec, LogSink};
+use super::metrics;
 use super::schedules::{self, DueReport};
 use super::setup::{binary_dir, check_binary, create_resources, driver_variables, tools_python};
 use super::sqs_source::SqsSource;
@@ -38,6 +39,10 @@ pub struct StackOptions {
     pub default_concurrency: usize,
     /// The `AllowHosts` parameter: loopback only.
     pub allow_hosts: String,
+    /// The time scale, when not [`TimeScale::from_env`]'s.
+    pub scale: Option<TimeScale>,
+    /// Event source mappings (logical ids) that do not poll, as if disabled.
+    pub disabled_mappings: Vec<String>,
 }
 
 impl Default for StackOptions {
@@ -47,6 +52,8 @@ impl Default for StackOptions {
             rate_schedules: true,
             default_concurrency: DEFAULT_CONCURRENCY,
             allow_hosts: "127.0.0.1/32,::1".into(),
+            scale: None,
+            disabled_mappings: Vec::new(),
         }
     }
 }
@@ -215,7 +222,7 @@ impl AwsStack {
         .expect("stack.json");
         let logs = LogSink::to_file(&dir.join("functions.log")).expect("the log file");
         let sdk = iam.sdk(&iam.admin).await;
-        let scale = TimeScale::from_env();
+        let scale = options.scale.unwrap_or_else(TimeScale::from_env);
         let load = {
             let (iam, files) = (iam.clone(), files.clone());
             tokio::task::spawn_blocking(move || {
@@ -292,7 +299,9 @@ impl AwsStack {
                 stats: Default::default(),
                 duplicate_every: Default::default(),
             });
-            tasks.extend(source.start(pollers));
+            if !options.disabled_mappings.contains(&m.logical_id) {
+                tasks.extend(source.start(pollers));
+            }
             sources.push(source);
         }
         let stack = AwsStack {
@@ -481,6 +490,16 @@ impl AwsStack {
             .await
             .unwrap_or_else(|e| panic!("the scheduler's dead letter: {e:?}"));
         letter
+    }
+
+    /// The sum of a metric the stack's metric filters make of the functions' logs so far.
+    pub fn metric(&self, namespace: &str, name: &str) -> f64 {
+        metrics::metric_sum(&self.doc, &self.logs, namespace, name)
+    }
+
+    /// Whether an alarm of the template would be in ALARM on the functions' logs so far.
+    pub fn alarm_rings(&self, logical_id: &str) -> bool {
+        metrics::alarm_rings(&self.doc, &self.logs, logical_id)
     }
 
     /// The credentials of the role with ARN `arn`.

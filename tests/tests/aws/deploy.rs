@@ -174,12 +174,14 @@ pub async fn only_the_templates_routes_reach_a_function() {
     assert_eq!(invocations(), [0, 0, 0]);
     let (status, _) = stack.http("GET", "/tasks", None).await;
     assert_eq!(status, 200);
+    let (status, body) = stack.http("GET", "/health", None).await;
+    assert_eq!(status, 200, "the template routes GET /health: {body}");
     let (status, body) = stack.http("POST", "/tasks/tsk-none/precheck", None).await;
     assert_eq!(status, 404, "the function's own 404: {body}");
     assert!(body["error"]["code"].is_string(), "{body}");
     let (status, _) = stack.http("GET", "/tasks/tsk-none/precheck", None).await;
     assert_eq!(status, 404);
-    assert_eq!(invocations(), [0, 1, 2]);
+    assert_eq!(invocations(), [0, 1, 3]);
     assert!(stack.problems().is_empty(), "{:#?}", stack.problems());
     stack.stop();
 }

@@ -11,6 +11,7 @@
 
 mod chunks;
 mod deploy;
+mod iam;
 mod policies;
 mod runs;
 mod support;
@@ -67,6 +68,21 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ),
 ];
 
+/// What runs after the scenarios, over the stacks they deployed: the calls' verdicts, and —
+/// only when every scenario ran — whether each statement was needed.
+const AFTER: &[(&str, fn() -> Result<(), String>, bool)] = &[
+    (
+        "iam::every_recorded_call_is_allowed_by_the_unmodified_policies",
+        iam::every_recorded_call_is_allowed_by_the_unmodified_policies,
+        false,
+    ),
+    (
+        "iam::every_statement_is_needed_by_a_recorded_call",
+        iam::every_statement_is_needed_by_a_recorded_call,
+        true,
+    ),
+];
+
 /// A scenario that has not ended by then fails.
 const SCENARIO_LIMIT: Duration = Duration::from_secs(170);
 
@@ -120,8 +136,16 @@ fn main() -> ExitCode {
         .filter(|(name, _)| selected(&args, name))
         .copied()
         .collect();
+    let whole = args.filters.is_empty() && args.skip.is_empty();
+    let after: Vec<_> = AFTER
+        .iter()
+        .filter(|(_, _, needs_all)| !chosen.is_empty() && (whole || !needs_all))
+        .collect();
     if args.list {
         for (name, _) in &chosen {
+            println!("{name}: test");
+        }
+        for (name, _, _) in &after {
             println!("{name}: test");
         }
         return ExitCode::SUCCESS;
@@ -168,13 +192,27 @@ fn main() -> ExitCode {
         failures
     });
     runtime.shutdown_timeout(Duration::from_secs(5));
+    let mut failures = failures;
+    for (name, check, _) in &after {
+        let at = Instant::now();
+        match check() {
+            Ok(()) => println!("test {name} ... ok ({:.1}s)", at.elapsed().as_secs_f64()),
+            Err(message) => {
+                println!(
+                    "test {name} ... FAILED ({:.1}s)",
+                    at.elapsed().as_secs_f64()
+                );
+                failures.push((name, message));
+            }
+        }
+    }
     if !failures.is_empty() {
         println!("\nfailures:");
         for (name, message) in &failures {
             println!("\n---- {name} ----\n{message}");
         }
     }
-    let total = SCENARIOS.iter().filter(|(n, _)| selected(&args, n)).count();
+    let total = SCENARIOS.iter().filter(|(n, _)| selected(&args, n)).count() + after.len();
     println!(
         "\ntest result: {}. {} passed; {} failed; finished in {:.2}s\n",
         if failures.is_empty() { "ok" } else { "FAILED" },

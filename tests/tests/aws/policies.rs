@@ -1,6 +1,7 @@
 //! Every scheduling policy end to end through the deployed functions: the task created,
-//! prechecked and started through the API, two cycles fired by the scheduler, each run driven by
-//! run-worker from the step queue, and the destination compared with the source after each.
+//! prechecked and started through the API, two cycles (fired by the scheduler, or run now through
+//! the API), each run driven by run-worker from the step queue, and the destination compared with
+//! the source after each.
 
 use serde_json::json;
 use tidemark_tests::harness::fixtures::rows_hash;
@@ -11,6 +12,7 @@ use crate::support::Scenario;
 const FIRST: &str = "2027-12-01T02:30:00Z";
 const SECOND: &str = "2027-12-02T02:30:00Z";
 
+/// A scheduled cycle, then one run now.
 pub async fn resync_reloads_each_cycle() {
     let s = Scenario::new().await;
     let db = s
@@ -55,10 +57,21 @@ pub async fn resync_reloads_each_cycle() {
             &format!("DELETE FROM `{db}`.child WHERE id = 20"),
         ])
         .await;
-    let run = s.cycle(&id, SECOND).await;
+    // The next cycle is run now, through the API: manage-task sends it to the step queue.
+    let (status, run) = s
+        .stack
+        .http("POST", &format!("/tasks/{id}/runs"), None)
+        .await;
+    assert_eq!(status, 202, "{run}");
+    let at = run["id"].as_str().expect("the run's id").to_owned();
+    let run = s.ended_run(&id, &at).await;
     assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["trigger"], "manual", "{run}");
     same("t", "id, v, HEX(f)").await;
     same("child", "id, p").await;
+    let (_, task) = s.stack.http("GET", &format!("/tasks/{id}"), None).await;
+    assert_eq!(task["status"], "scheduled", "{task}");
+    assert_eq!(task["last_run"]["status"], "succeeded", "{task}");
     s.finish().await;
 }
 

@@ -169,7 +169,13 @@ pub async fn a_failed_run_stops_the_task_under_stop_and_not_under_continue() {
         "the stopped task's schedule stays"
     );
     let (_, task) = s.stack.http("GET", &format!("/tasks/{stop}"), None).await;
-    assert_ne!(task["status"], "scheduled", "{task}");
+    assert_eq!(task["status"], "failed", "{task}");
+    assert_eq!(task["last_run"]["status"], "failed", "{task}");
+    let (_, task) = s
+        .stack
+        .http("GET", &format!("/tasks/{keep_going}"), None)
+        .await;
+    assert_eq!(task["status"], "scheduled", "{task}");
     // continue: the next cycle is due and runs (and fails again, the user still gone).
     assert!(has_schedule(&s, keep_going).await);
     s.fire(keep_going, NEXT).await;
@@ -189,5 +195,9 @@ pub async fn a_failed_run_stops_the_task_under_stop_and_not_under_continue() {
             .all(|i| i["schedule_name"] != *stop),
         "{report:?}"
     );
+    // Each failed run rang the FailedRuns alarm, from the functions' own log lines.
+    let namespace = format!("Tidemark/{}", s.stack.stage);
+    assert_eq!(s.stack.metric(&namespace, "FailedRuns"), 3.0);
+    assert!(s.stack.alarm_rings("FailedRunAlarm"));
     s.finish().await;
 }
