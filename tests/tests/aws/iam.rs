@@ -44,7 +44,7 @@ pub fn every_statement_is_needed_by_a_recorded_call() -> Result<(), String> {
     let unused: Vec<String> = statements
         .iter()
         .filter(|s| s["unused"] == true)
-        .map(|s| statement(s))
+        .map(statement)
         .collect();
     // Actions no call needs inside a statement some call needs: most come with SAM's policy
     // templates (DynamoDBCrudPolicy's), which the template cannot trim; printed, not failed.

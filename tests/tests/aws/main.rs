@@ -22,6 +22,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 type Scenario = fn() -> Pin<Box<dyn Future<Output = ()> + Send>>;
+type Check = fn() -> Result<(), String>;
 
 /// Every scenario, by name.
 const SCENARIOS: &[(&str, Scenario)] = &[
@@ -70,7 +71,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
 
 /// What runs after the scenarios, over the stacks they deployed: the calls' verdicts, and —
 /// only when every scenario ran — whether each statement was needed.
-const AFTER: &[(&str, fn() -> Result<(), String>, bool)] = &[
+const AFTER: &[(&str, Check, bool)] = &[
     (
         "iam::every_recorded_call_is_allowed_by_the_unmodified_policies",
         iam::every_recorded_call_is_allowed_by_the_unmodified_policies,
