@@ -413,18 +413,49 @@ impl AwsStack {
     /// the schedules in the stack's group, each to its target asynchronously; schedules that
     /// completed with `ActionAfterCompletion: DELETE` are deleted. The report.
     pub async fn fire_due(&self, from: jiff::Timestamp, to: jiff::Timestamp) -> DueReport {
-        let group = self.physical_id("ScheduleGroup");
-        let iam = self.iam.clone();
-        let report = tokio::task::spawn_blocking(move || {
-            schedules::due(&tools_python(), &iam, &group, from, to, true)
-        })
-        .await
-        .expect("fire.py")
-        .unwrap_or_else(|e| panic!("{e}"));
+        let report = self.due(from, to, true).await;
         for invocation in &report.invocations {
             self.deliver(invocation);
         }
         report
+    }
+
+    /// What `fire.py` says is due in [from, to), delivering nothing; with `apply`, completed
+    /// schedules whose `ActionAfterCompletion` is `DELETE` are deleted.
+    pub async fn due(&self, from: jiff::Timestamp, to: jiff::Timestamp, apply: bool) -> DueReport {
+        let group = self.physical_id("ScheduleGroup");
+        let iam = self.iam.clone();
+        tokio::task::spawn_blocking(move || {
+            schedules::due(&tools_python(), &iam, &group, from, to, apply)
+        })
+        .await
+        .expect("fire.py")
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Takes a role's inline policy away in the emulator (the template is unchanged, and the
+    /// simulator still judges the role's calls by it): the role's calls that needed it are
+    /// refused from then on, as when a service a function needs does not answer it.
+    pub async fn revoke(&self, role: &str, policy: &str) {
+        let role_name = self.physical_id(role);
+        let script = concat!(
+            "import boto3, sys; ",
+            "boto3.client('iam', endpoint_url=sys.argv[1], region_name='us-east-1', ",
+            "aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3])",
+            ".delete_role_policy(RoleName=sys.argv[4], PolicyName=sys.argv[5])"
+        );
+        let status = tokio::process::Command::new(tools_python())
+            .arg("-c")
+            .arg(script)
+            .arg(&self.iam.endpoint)
+            .arg(&self.iam.admin.access_key_id)
+            .arg(&self.iam.admin.secret_access_key)
+            .arg(&role_name)
+            .arg(policy)
+            .status()
+            .await
+            .expect("python");
+        assert!(status.success(), "DeleteRolePolicy {role_name} {policy}");
     }
 
     /// Delivers one scheduler invocation (`fire.py due`'s): its target invoked asynchronously

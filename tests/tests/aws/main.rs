@@ -14,6 +14,7 @@ mod deploy;
 mod iam;
 mod policies;
 mod runs;
+mod schedules;
 mod support;
 
 use std::future::Future;
@@ -66,6 +67,14 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     (
         "runs::a_failed_run_stops_the_task_under_stop_and_not_under_continue",
         || Box::pin(runs::a_failed_run_stops_the_task_under_stop_and_not_under_continue()),
+    ),
+    (
+        "schedules::a_schedule_reaching_its_end_date_completes_the_task",
+        || Box::pin(schedules::a_schedule_reaching_its_end_date_completes_the_task()),
+    ),
+    (
+        "schedules::cycles_the_scheduler_or_run_cycle_gave_up_on_are_recorded_missed",
+        || Box::pin(schedules::cycles_the_scheduler_or_run_cycle_gave_up_on_are_recorded_missed()),
     ),
 ];
 
