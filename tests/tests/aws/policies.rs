@@ -75,6 +75,8 @@ pub async fn resync_reloads_each_cycle() {
     s.finish().await;
 }
 
+/// A replica per cycle, the destination's password in the user's own secret; then the task is
+/// deleted.
 pub async fn multi_replica_makes_a_replica_per_cycle() {
     let s = Scenario::new().await;
     let db = s
@@ -88,12 +90,15 @@ pub async fn multi_replica_makes_a_replica_per_cycle() {
         )
         .await;
     let target = s.target("aws_replica_dw");
-    let id = s
-        .create(&s.task(
-            json!({ "mode": "multi_replica", "keep_replicas": 1 }),
-            json!([{ "database": db, "rename": target }]),
-        ))
-        .await;
+    let mut body = s.task(
+        json!({ "mode": "multi_replica", "keep_replicas": 1 }),
+        json!([{ "database": db, "rename": target }]),
+    );
+    // The destination's password is the user's own secret (RDS's), read where it is needed.
+    let rds = s.user_secret(&s.writer).await;
+    body["destination"] = json!({ "host": s.writer.host, "port": s.writer.port,
+                                  "user": s.writer.user, "password_secret": rds });
+    let id = s.create(&body).await;
     s.start(&id).await;
     let first = format!("{target}_20271201_02_30_00");
     let second = format!("{target}_20271202_02_30_00");
@@ -124,6 +129,25 @@ pub async fn multi_replica_makes_a_replica_per_cycle() {
         ))
         .await;
     assert_eq!(left.as_deref(), Some("0"), "{first} was kept");
+    // Deleted with nothing pending: the secret the task made goes, the user's stays.
+    let (_, task) = s.stack.http("GET", &format!("/tasks/{id}"), None).await;
+    let own = task["spec"]["source"]["password_secret"]
+        .as_str()
+        .expect("the source's secret")
+        .to_owned();
+    let (status, body) = s.stack.http("DELETE", &format!("/tasks/{id}"), None).await;
+    assert_eq!(status, 204, "{body}");
+    let secrets = aws_sdk_secretsmanager::Client::new(&s.stack.sdk);
+    let read = async |arn: &str| {
+        secrets
+            .get_secret_value()
+            .secret_id(arn)
+            .send()
+            .await
+            .is_ok()
+    };
+    assert!(!read(&own).await, "the task's secret stays");
+    assert!(read(&rds).await, "the user's secret was deleted");
     s.finish().await;
 }
 

@@ -5,6 +5,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use tidemark_tests::harness::fixtures::{database, user};
 use tidemark_tests::harness::{Server, destination, source, unique_name};
@@ -61,6 +62,22 @@ impl Scenario {
         if let Ok(mut dbs) = self.databases.lock() {
             dbs.push(db.to_owned());
         }
+    }
+
+    /// A secret of the user's own, as RDS keeps a database's credentials
+    /// (`{"username", "password"}`), made in the emulator: its ARN, for a `password_secret`.
+    pub async fn user_secret(&self, server: &Server) -> String {
+        let secret =
+            json!({ "username": server.user, "password": server.password().expose_secret() });
+        aws_sdk_secretsmanager::Client::new(&self.stack.sdk)
+            .create_secret()
+            .name(format!("rds!{}", unique_name("db")))
+            .secret_string(secret.to_string())
+            .send()
+            .await
+            .expect("CreateSecret")
+            .arn
+            .expect("its ARN")
     }
 
     /// A task over the scenario's users, daily at 02:30 UTC from 2027-12-01.
