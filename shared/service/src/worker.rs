@@ -75,6 +75,12 @@ impl TaskService {
         let now = self.ports.clock.now();
         let runs = self.ports.store.list_runs(task_id, 20, None).await?;
         if let Some(existing) = runs.items.iter().find(|r| r.key == key) {
+            // A trigger that made the run but ended before sending its Schema step (its
+            // invocation timed out) is retried: the retry sends it.
+            if existing.status == RunStatus::Pending {
+                steps::ensure_schema_step(self.ports.store.as_ref(), &key).await?;
+                self.driver(&worker).send_schema(&key).await?;
+            }
             return Ok(CycleStart::Duplicate(existing.key.clone()));
         }
         if runs.items.iter().any(|r| !r.status.is_final()) {
@@ -107,9 +113,7 @@ impl TaskService {
             })
             .await;
         steps::ensure_schema_step(self.ports.store.as_ref(), &key).await?;
-        self.driver(&worker)
-            .send(&key, steps::SCHEMA_STEP, None)
-            .await?;
+        self.driver(&worker).send_schema(&key).await?;
         tracing::info!(task = %task_id, run = %key.time_key(), "run created, schema step sent");
         Ok(CycleStart::Started(key))
     }

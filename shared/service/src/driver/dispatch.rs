@@ -129,6 +129,19 @@ impl Driver<'_> {
         Ok(())
     }
 
+    /// Sends a run's Schema step, marked `Queued` first like every step before its message goes,
+    /// so that the sweep sends it again if the message is lost. Nothing is sent when it is no
+    /// longer `Pending` (another trigger of the same cycle queued it).
+    pub(crate) async fn send_schema(&self, key: &RunKey) -> Result<(), ServiceError> {
+        if let Some(step) = self.store.get_step(key, steps::SCHEMA_STEP).await?
+            && step.status == StepStatus::Pending
+            && self.mark_queued(step).await?
+        {
+            self.send(key, steps::SCHEMA_STEP, None).await?;
+        }
+        Ok(())
+    }
+
     /// `Pending` -> `Queued`, conditionally: `false` when another worker changed it first.
     pub(super) async fn mark_queued(&self, mut step: StepRecord) -> Result<bool, ServiceError> {
         step.status = StepStatus::Queued;
