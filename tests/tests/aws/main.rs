@@ -15,6 +15,7 @@ mod iam;
 mod policies;
 mod runs;
 mod schedules;
+mod stalls;
 mod support;
 
 use std::future::Future;
@@ -75,6 +76,10 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     (
         "schedules::cycles_the_scheduler_or_run_cycle_gave_up_on_are_recorded_missed",
         || Box::pin(schedules::cycles_the_scheduler_or_run_cycle_gave_up_on_are_recorded_missed()),
+    ),
+    (
+        "stalls::stalled_runs_are_failed_settled_and_deleted_by_the_sweep",
+        || Box::pin(stalls::stalled_runs_are_failed_settled_and_deleted_by_the_sweep()),
     ),
 ];
 

@@ -1,0 +1,131 @@
+//! Runs nobody drives: run-worker's step-queue mapping is disabled (as if the function were
+//! throttled; the test takes a step by hand where it needs one), so only run-cycle's sweep looks
+//! after them. It sends a Schema step nobody took again, fails a run without progress for the
+//! run lease under the task's failure policy (`stop`: the schedule goes), and finishes the delete
+//! of a task whose worker was killed mid-chunk after the delete; a task deleted with no step in
+//! flight is cleaned up at once by manage-task.
+//!
+//! This stack's time factor is 120 rather than the suite's 30, so the hour-long run lease is 30 s
+//! and the 15-minute sweep 7.5 s.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tidemark_tests::lambda_host::{StackOptions, TimeScale};
+
+use crate::chunks::big_table;
+use crate::support::Scenario;
+
+const STOP_AT: &str = "2027-12-01T02:30:00Z";
+const DELETE_AT: &str = "2027-12-01T03:30:00Z";
+const KILL_AT: &str = "2027-12-01T04:30:00Z";
+
+async fn task(s: &Scenario, db: &str, at: &str, policy: Value) -> String {
+    let target = s.target("aws_stall_dw");
+    let mut body = s.task(policy, json!([{ "database": db, "rename": target }]));
+    body["schedule"]["at"] = json!(at);
+    let id = s.create(&body).await;
+    s.start(&id).await;
+    id
+}
+
+/// Which functions logged `message` for task `id`.
+fn logged_by(s: &Scenario, message: &str, id: &str) -> Vec<String> {
+    let mut functions: Vec<String> = s
+        .stack
+        .logs
+        .lines()
+        .into_iter()
+        .filter(|l| {
+            l.json()
+                .is_some_and(|j| j["message"] == message && j["task"] == id)
+        })
+        .map(|l| l.function)
+        .collect();
+    functions.dedup();
+    functions
+}
+
+pub async fn stalled_runs_are_failed_settled_and_deleted_by_the_sweep() {
+    let s = Scenario::with(StackOptions {
+        scale: Some(TimeScale::new(120.0)),
+        disabled_mappings: vec!["RunWorkerFunctionSteps".into()],
+        ..StackOptions::default()
+    })
+    .await;
+    let statements = big_table(40_000);
+    let refs: Vec<&str> = statements.iter().map(String::as_str).collect();
+    let db = s.source_db("aws_stall", &refs).await;
+    let stop = task(&s, &db, "02:30", json!({ "mode": "resync" })).await;
+    let deleted = task(&s, &db, "03:30", json!({ "mode": "multi_replica" })).await;
+    let killed = task(&s, &db, "04:30", json!({ "mode": "multi_replica" })).await;
+
+    // The Schema step and a chunk of one run taken by hand; the task is deleted while the chunk
+    // loads, and the worker is killed: only the sweep can settle the cancel and end the delete.
+    s.fire(&killed, KILL_AT).await;
+    let steps = Arc::clone(s.stack.source("RunWorkerFunctionSteps"));
+    s.run_when(&killed, KILL_AT, |_| true).await;
+    while !steps.poll_once().await {}
+    s.run_when(&killed, KILL_AT, |run| {
+        run["chunks_total"].as_u64().is_some_and(|n| n > 0)
+    })
+    .await;
+    let chunk = tokio::spawn(async move { steps.poll_once().await });
+    s.chunk_at_work().await;
+    let (status, body) = s
+        .stack
+        .http("DELETE", &format!("/tasks/{killed}"), None)
+        .await;
+    assert_eq!(status, 202, "a chunk was in flight: {body}");
+    assert!(s.stack.function("RunWorkerFunction").kill_busy());
+    let _ = chunk.await;
+    s.until(&format!("/tasks/{killed}"), |status, _| status == 404)
+        .await;
+    assert_eq!(
+        logged_by(&s, "task deleted", &killed),
+        ["RunCycleFunction"],
+        "the sweep ends the delete"
+    );
+
+    // Nothing in flight: the delete cleans up at once.
+    s.fire(&deleted, DELETE_AT).await;
+    s.run_when(&deleted, DELETE_AT, |_| true).await;
+    let (status, body) = s
+        .stack
+        .http("DELETE", &format!("/tasks/{deleted}"), None)
+        .await;
+    assert!(status == 204 || status == 202, "{status} {body}");
+    s.until(&format!("/tasks/{deleted}"), |status, _| status == 404)
+        .await;
+
+    // A Schema step nobody takes is sent again by the sweep; taken by hand at last, its chunks
+    // are not: the run, without progress for the run lease, is failed by the sweep under `stop`.
+    s.fire(&stop, STOP_AT).await;
+    s.until(&format!("/tasks/{stop}/runs/{STOP_AT}"), |_, _| {
+        !logged_by(&s, "steps whose message was lost were sent again", &stop).is_empty()
+    })
+    .await;
+    let steps = s.stack.source("RunWorkerFunctionSteps");
+    while s
+        .stack
+        .http("GET", &format!("/tasks/{stop}/runs/{STOP_AT}"), None)
+        .await
+        .1["chunks_total"]
+        .as_u64()
+        .unwrap_or(0)
+        == 0
+    {
+        steps.poll_once().await;
+    }
+    let run = s.ended_run(&stop, STOP_AT).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(
+        logged_by(&s, "run failed", &stop),
+        ["RunCycleFunction"],
+        "the sweep fails it"
+    );
+    let (_, task) = s.stack.http("GET", &format!("/tasks/{stop}"), None).await;
+    assert_eq!(task["status"], "failed", "{task}");
+    assert!(s.stack.alarm_rings("FailedRunAlarm"));
+    s.finish().await;
+}
