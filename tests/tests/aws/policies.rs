@@ -69,7 +69,7 @@ pub async fn resync_reloads_each_cycle() {
     assert_eq!(run["trigger"], "manual", "{run}");
     same("t", "id, v, HEX(f)").await;
     same("child", "id, p").await;
-    let (_, task) = s.stack.http("GET", &format!("/tasks/{id}"), None).await;
+    let task = s.settled_task(&id).await;
     assert_eq!(task["status"], "scheduled", "{task}");
     assert_eq!(task["last_run"]["status"], "succeeded", "{task}");
     s.finish().await;

@@ -35,15 +35,11 @@ pub async fn a_schedule_reaching_its_end_date_completes_the_task() {
     s.start(&id).await;
     let run = s.cycle(&id, AT).await;
     assert_eq!(run["status"], "succeeded", "{run}");
-    let (_, task) = s.stack.http("GET", &format!("/tasks/{id}"), None).await;
+    let task = s.settled_task(&id).await;
     assert_eq!(task["status"], "scheduled", "{task}");
     let run = s.cycle(&id, LAST).await;
     assert_eq!(run["status"], "succeeded", "{run}");
-    let task = s
-        .until(&format!("/tasks/{id}"), |_, task| {
-            task["status"] != "running"
-        })
-        .await;
+    let task = s.settled_task(&id).await;
     assert_eq!(task["status"], "completed", "{task}");
     assert_eq!(task["last_run"]["status"], "succeeded", "{task}");
     // Nothing is due any more: the schedule is gone from the group.
@@ -135,7 +131,8 @@ pub async fn cycles_the_scheduler_or_run_cycle_gave_up_on_are_recorded_missed() 
     let run = s.ended_run(&id, LAST).await;
     assert_eq!(run["status"], "missed", "{run}");
     let namespace = format!("Tidemark/{}", s.stack.stage);
-    assert_eq!(s.stack.metric(&namespace, "DeadLetters"), 2.0);
+    // At least once each: a slow batch delivered again is logged again.
+    assert!(s.stack.metric(&namespace, "DeadLetters") >= 2.0);
     assert!(s.stack.alarm_rings("DeadLetterAlarm"));
     s.finish().await;
 }

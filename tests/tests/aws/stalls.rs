@@ -124,7 +124,7 @@ pub async fn stalled_runs_are_failed_settled_and_deleted_by_the_sweep() {
         ["RunCycleFunction"],
         "the sweep fails it"
     );
-    let (_, task) = s.stack.http("GET", &format!("/tasks/{stop}"), None).await;
+    let task = s.settled_task(&stop).await;
     assert_eq!(task["status"], "failed", "{task}");
     assert!(s.stack.alarm_rings("FailedRunAlarm"));
     s.finish().await;

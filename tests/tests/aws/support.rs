@@ -12,7 +12,7 @@ use tidemark_tests::harness::{Server, destination, source, unique_name};
 use tidemark_tests::lambda_host::{AwsStack, StackOptions};
 
 /// How long a run may take before a scenario gives up on it.
-pub const RUN_LIMIT: Duration = Duration::from_secs(120);
+pub const RUN_LIMIT: Duration = Duration::from_secs(200);
 
 pub struct Scenario {
     pub stack: AwsStack,
@@ -180,6 +180,14 @@ impl Scenario {
             assert!(started.elapsed() < RUN_LIMIT, "no chunk was seen loading");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The task once its last run's end is recorded on it (the task says `running` until then).
+    pub async fn settled_task(&self, id: &str) -> Value {
+        self.until(&format!("/tasks/{id}"), |_, task| {
+            task["status"] != "running"
+        })
+        .await
     }
 
     /// Fires the cycle at `at` and waits for its run to end.
