@@ -10,7 +10,11 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::json;
 
 use super::TimeScale;
-use super::stack_doc::StackDoc;
+use super::function::{FunctionConfig, LambdaEnv};
+use super::iam::Credentials;
+use super::instance::InstanceSpec;
+use super::stack::StackOptions;
+use super::stack_doc::{FunctionDoc, StackDoc};
 use crate::harness::stack::repo_dir;
 
 /// The pinned Python of the AWS suite's tools (`install.sh` makes it).
@@ -203,4 +207,63 @@ fn newest_source() -> Option<(SystemTime, PathBuf)> {
             newest
         })
         .clone()
+}
+
+/// How the host runs one function: its binary, Lambda's environment with the template's
+/// variables (the driver's durations scaled, the options' changes made), its role's credentials,
+/// its scaled timeout and its concurrency bound.
+pub fn function_config(
+    f: &FunctionDoc,
+    options: &StackOptions,
+    credentials: &Credentials,
+    endpoint: &str,
+    dir: &Path,
+    scale: TimeScale,
+) -> FunctionConfig {
+    let mut variables = f.variables.clone();
+    for (k, v) in driver_variables(&f.variables, scale) {
+        variables.insert(k, v);
+    }
+    for (function, var, value) in &options.env_changes {
+        if *function == f.logical_id {
+            match value {
+                Some(v) => variables.insert(var.clone(), v.clone()),
+                None => variables.remove(var),
+            };
+        }
+    }
+    let bin = binary_dir();
+    let binary = bin.join(&f.binary);
+    check_binary(&binary);
+    let empty_config = dir.join("empty-aws-config");
+    std::fs::write(&empty_config, "").expect("an empty AWS config file");
+    let env = LambdaEnv {
+        function_name: &f.name,
+        memory_mb: f.memory_mb,
+        region: "us-east-1",
+        log_format: &f.log_format,
+        log_level: f.log_level.as_deref(),
+        credentials,
+        endpoint_url: endpoint,
+        no_config_file: &empty_config.display().to_string(),
+        task_root: &bin.display().to_string(),
+        variables: &variables,
+    }
+    .build();
+    FunctionConfig {
+        logical_id: f.logical_id.clone(),
+        name: f.name.clone(),
+        arn: f.arn.clone(),
+        instance: InstanceSpec {
+            function: f.logical_id.clone(),
+            binary,
+            env,
+            init_timeout: Duration::from_secs(10),
+        },
+        timeout: scale.timeout(f.timeout),
+        template_timeout: f.timeout,
+        concurrency: f
+            .reserved_concurrency
+            .unwrap_or(options.default_concurrency),
+    }
 }

@@ -4,10 +4,10 @@
 //! and its HTTP API answering.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_config::SdkConfig;
 use serde_json::{Value, json};
@@ -16,14 +16,14 @@ use tokio::task::JoinHandle;
 
 use super::apigw::{self, HttpEvent};
 use super::async_invoke::{AsyncInvoker, Destinations};
-use super::function::{Function, FunctionConfig, LambdaEnv, Outcome, request_id};
+use super::function::{Function, Outcome, request_id};
 use super::iam::{Credentials, IamEmulator, StackFiles};
-use super::instance::{InstanceSpec, LogSink};
+use super::instance::LogSink;
 use super::metrics;
 use super::schedules::{self, DueReport};
-use super::setup::{binary_dir, check_binary, create_resources, driver_variables, tools_python};
+use super::setup::{create_resources, function_config, tools_python};
 use super::sqs_source::SqsSource;
-use super::stack_doc::{FunctionDoc, STACK_TOKEN, STAGE_TOKEN, StackDoc, rate};
+use super::stack_doc::{STACK_TOKEN, STAGE_TOKEN, StackDoc, rate};
 use super::{DEFAULT_CONCURRENCY, TimeScale};
 use crate::harness::stack::{repo_dir, stack_dir};
 
@@ -116,65 +116,6 @@ async fn rendered(sqs_endpoint: &str, allow_hosts: &str) -> Value {
         })
         .await
         .clone()
-}
-
-/// How the host runs one function: its binary, Lambda's environment with the template's
-/// variables (the driver's durations scaled, the options' changes made), its role's credentials,
-/// its scaled timeout and its concurrency bound.
-fn function_config(
-    f: &FunctionDoc,
-    options: &StackOptions,
-    credentials: &Credentials,
-    endpoint: &str,
-    dir: &Path,
-    scale: TimeScale,
-) -> FunctionConfig {
-    let mut variables = f.variables.clone();
-    for (k, v) in driver_variables(&f.variables, scale) {
-        variables.insert(k, v);
-    }
-    for (function, var, value) in &options.env_changes {
-        if *function == f.logical_id {
-            match value {
-                Some(v) => variables.insert(var.clone(), v.clone()),
-                None => variables.remove(var),
-            };
-        }
-    }
-    let bin = binary_dir();
-    let binary = bin.join(&f.binary);
-    check_binary(&binary);
-    let empty_config = dir.join("empty-aws-config");
-    std::fs::write(&empty_config, "").expect("an empty AWS config file");
-    let env = LambdaEnv {
-        function_name: &f.name,
-        memory_mb: f.memory_mb,
-        region: "us-east-1",
-        log_format: &f.log_format,
-        log_level: f.log_level.as_deref(),
-        credentials,
-        endpoint_url: endpoint,
-        no_config_file: &empty_config.display().to_string(),
-        task_root: &bin.display().to_string(),
-        variables: &variables,
-    }
-    .build();
-    FunctionConfig {
-        logical_id: f.logical_id.clone(),
-        name: f.name.clone(),
-        arn: f.arn.clone(),
-        instance: InstanceSpec {
-            function: f.logical_id.clone(),
-            binary,
-            env,
-            init_timeout: Duration::from_secs(10),
-        },
-        timeout: scale.timeout(f.timeout),
-        template_timeout: f.timeout,
-        concurrency: f
-            .reserved_concurrency
-            .unwrap_or(options.default_concurrency),
-    }
 }
 
 /// Every stack this process deployed, for the simulator.
