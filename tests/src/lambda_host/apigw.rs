@@ -34,7 +34,11 @@ impl HttpEvent<'_> {
         } else {
             format!("/{}{path}", self.stage)
         };
-        let domain = format!("{}.execute-api.us-east-1.amazonaws.com", self.api_id);
+        let domain = format!(
+            "{}.execute-api.{}.amazonaws.com",
+            self.api_id,
+            super::REGION
+        );
         let mut headers = json!({
             "accept": "application/json",
             "host": domain,

@@ -62,7 +62,7 @@ impl IamEmulator {
     /// looks for any other credential source).
     pub async fn sdk(&self, credentials: &Credentials) -> SdkConfig {
         aws_config::defaults(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
+            .region(Region::new(super::REGION))
             .endpoint_url(&self.endpoint)
             .credentials_provider(SdkCredentials::new(
                 &credentials.access_key_id,

@@ -56,6 +56,9 @@ pub use function::{Function, Outcome};
 pub use instance::{LogLine, LogSink};
 pub use stack::{AwsStack, StackOptions};
 
+/// The region of every stack (NAMES.json's), as AWS's endpoints and ARNs name it.
+pub const REGION: &str = "us-east-1";
+
 /// Environments of one function at once when the template sets no bound: enough for the
 /// scenarios' two or three chunks in flight, few enough for many stacks on two cores.
 pub const DEFAULT_CONCURRENCY: usize = 4;

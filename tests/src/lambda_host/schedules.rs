@@ -34,7 +34,7 @@ fn fire_py(python: &Path, iam: &IamEmulator, args: &[String]) -> Result<Value, S
             "TIDEMARK_IAM_SECRET_ACCESS_KEY",
             &iam.admin.secret_access_key,
         )
-        .env("AWS_REGION", "us-east-1")
+        .env("AWS_REGION", super::REGION)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .output()
         .map_err(|e| format!("cannot run fire.py: {e}"))?;

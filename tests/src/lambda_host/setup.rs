@@ -240,7 +240,7 @@ pub fn function_config(
     let env = LambdaEnv {
         function_name: &f.name,
         memory_mb: f.memory_mb,
-        region: "us-east-1",
+        region: super::REGION,
         log_format: &f.log_format,
         log_level: f.log_level.as_deref(),
         credentials,

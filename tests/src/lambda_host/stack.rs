@@ -91,7 +91,7 @@ static RENDERED: OnceCell<Value> = OnceCell::const_new();
 async fn rendered(sqs_endpoint: &str, allow_hosts: &str) -> Value {
     let names = json!({
         "stack_name": STACK_TOKEN,
-        "region": "us-east-1",
+        "region": super::REGION,
         "account": "123456789012",
         "parameters": { "StageName": STAGE_TOKEN, "AllowHosts": allow_hosts },
         "sqs_endpoint": sqs_endpoint,
@@ -381,7 +381,7 @@ impl AwsStack {
         let role_name = self.physical_id(role);
         let script = concat!(
             "import boto3, sys; ",
-            "boto3.client('iam', endpoint_url=sys.argv[1], region_name='us-east-1', ",
+            "boto3.client('iam', endpoint_url=sys.argv[1], region_name=sys.argv[6], ",
             "aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3])",
             ".delete_role_policy(RoleName=sys.argv[4], PolicyName=sys.argv[5])"
         );
@@ -393,6 +393,7 @@ impl AwsStack {
             .arg(&self.iam.admin.secret_access_key)
             .arg(&role_name)
             .arg(policy)
+            .arg(super::REGION)
             .status()
             .await
             .expect("python");
