@@ -4,6 +4,7 @@
 
 use aws_sdk_scheduler::error::ProvideErrorMetadata;
 use serde_json::{Value, json};
+use tidemark_core::state::RunPhase;
 use tidemark_tests::harness::{destination, source};
 
 use crate::chunks::big_table;
@@ -63,10 +64,10 @@ async fn has_schedule(s: &Scenario, id: &str) -> bool {
 
 pub async fn a_run_cancelled_with_chunks_in_flight_is_cleaned_up() {
     let s = Scenario::new().await;
-    let (id, _, target) = busy_task(&s, "aws_cancel", json!({ "mode": "resync" }), 80_000).await;
+    let (id, _, target) = busy_task(&s, "aws_cancel", json!({ "mode": "resync" }), 8_000).await;
     s.fire(&id, AT).await;
     s.run_when(&id, AT, |run| {
-        run["phase"] == "copying" && run["chunks_done"].as_u64().unwrap_or(0) >= 1
+        run.phase == Some(RunPhase::Copying) && run.chunks_done >= 1
     })
     .await;
     s.chunk_at_work().await;
@@ -96,7 +97,7 @@ pub async fn a_run_cancelled_with_chunks_in_flight_is_cleaned_up() {
 pub async fn a_task_deleted_mid_run_goes_with_its_replica_and_secrets() {
     let s = Scenario::new().await;
     let (id, _, target) =
-        busy_task(&s, "aws_delete", json!({ "mode": "multi_replica" }), 80_000).await;
+        busy_task(&s, "aws_delete", json!({ "mode": "multi_replica" }), 8_000).await;
     let (_, task) = s.stack.http("GET", &format!("/tasks/{id}"), None).await;
     let secret = task["spec"]["source"]["password_secret"]
         .as_str()
@@ -104,7 +105,7 @@ pub async fn a_task_deleted_mid_run_goes_with_its_replica_and_secrets() {
         .to_owned();
     s.fire(&id, AT).await;
     s.run_when(&id, AT, |run| {
-        run["phase"] == "copying" && run["chunks_done"].as_u64().unwrap_or(0) >= 1
+        run.phase == Some(RunPhase::Copying) && run.chunks_done >= 1
     })
     .await;
     s.chunk_at_work().await;
@@ -164,11 +165,11 @@ pub async fn a_failed_run_stops_the_task_under_stop_and_not_under_continue() {
         );
     }
     // stop: no later cycles — the schedule is gone, so the scheduler invokes nothing.
+    let task = s.settled_task(stop).await;
     assert!(
         !has_schedule(&s, stop).await,
         "the stopped task's schedule stays"
     );
-    let task = s.settled_task(stop).await;
     assert_eq!(task["status"], "failed", "{task}");
     assert_eq!(task["last_run"]["status"], "failed", "{task}");
     let task = s.settled_task(keep_going).await;

@@ -53,7 +53,7 @@ pub async fn stalled_runs_are_failed_settled_and_deleted_by_the_sweep() {
         ..StackOptions::default()
     })
     .await;
-    let statements = big_table(40_000);
+    let statements = big_table(4_000);
     let refs: Vec<&str> = statements.iter().map(String::as_str).collect();
     let db = s.source_db("aws_stall", &refs).await;
     let stop = task(&s, &db, "02:30", json!({ "mode": "resync" })).await;
@@ -66,10 +66,8 @@ pub async fn stalled_runs_are_failed_settled_and_deleted_by_the_sweep() {
     let steps = Arc::clone(s.stack.source("RunWorkerFunctionSteps"));
     s.run_when(&killed, KILL_AT, |_| true).await;
     while !steps.poll_once().await {}
-    s.run_when(&killed, KILL_AT, |run| {
-        run["chunks_total"].as_u64().is_some_and(|n| n > 0)
-    })
-    .await;
+    s.run_when(&killed, KILL_AT, |run| run.chunks_total > 0)
+        .await;
     let chunk = tokio::spawn(async move { steps.poll_once().await });
     s.chunk_at_work().await;
     let (status, body) = s
@@ -106,15 +104,13 @@ pub async fn stalled_runs_are_failed_settled_and_deleted_by_the_sweep() {
     })
     .await;
     let steps = s.stack.source("RunWorkerFunctionSteps");
-    while s
-        .stack
-        .http("GET", &format!("/tasks/{stop}/runs/{STOP_AT}"), None)
-        .await
-        .1["chunks_total"]
-        .as_u64()
-        .unwrap_or(0)
-        == 0
-    {
+    let planned = async || {
+        s.run_when(&stop, STOP_AT, |_| true).await["chunks_total"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+    };
+    while !planned().await {
         steps.poll_once().await;
     }
     let run = s.ended_run(&stop, STOP_AT).await;
