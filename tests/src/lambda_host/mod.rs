@@ -26,10 +26,12 @@
 //! ([`TimeScale::DEFAULT_DIVISOR`], or `TIDEMARK_AWS_TIME_DIVISOR`), and the run driver's
 //! durations (`TIDEMARK_STEP_BUDGET_SECONDS`, `TIDEMARK_STEP_LEASE_SECONDS`, ...: the template's
 //! value where it sets one, else the default) are set in every function's environment divided by
-//! the same factor, as an operator would set them in `Globals`. Lambda's 10-second init limit is
-//! not scaled, and a scaled function timeout is at least [`MIN_TIMEOUT`] (15 s: the HTTP
-//! functions' 30 s would be 1 s and run-worker's 300 s 10 s, less than some invocations' work
-//! takes on a busy two-core machine through the IAM emulator). Nothing else is changed.
+//! the same factor, as an operator would set them in `Globals`. Durations that wait are scaled;
+//! the two that bound work done at this machine's speed have a floor: a function's timeout is at
+//! least [`MIN_TIMEOUT`] (30 s: run-worker's 300 s would be 10 s, less than a cold worker's
+//! first Schema step took on a busy two-core machine through the IAM emulator) and a step's lease
+//! at least [`MIN_LEASE`] (its renewal, a third of it, is a write through that emulator). Lambda's
+//! 10-second init limit is not scaled. Nothing else is changed.
 //!
 //! ## Concurrency
 //!
@@ -66,9 +68,13 @@ pub const DEFAULT_CONCURRENCY: usize = 4;
 /// The shortest function timeout the harness gives: a timeout bounds an invocation's own work —
 /// calls to the emulator and the servers, which run at this machine's speed, not scaled —
 /// so a scaled one below what those take here would measure the machine, not the function. On a
-/// busy two-core machine a first Schema step (a cold worker: secrets read, pools made, the
-/// tables read and their chunks planned) took more than 10 s.
-pub const MIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// two-core machine busy with other builds, a first Schema step (a cold worker: secrets read,
+/// pools made, the tables read and their chunks planned) took more than 15 s.
+pub const MIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The shortest step lease the harness gives (`TIDEMARK_STEP_LEASE_SECONDS`): its holder renews
+/// it every third of it with a write through the emulator, which a busy machine delays by seconds.
+pub const MIN_LEASE: Duration = Duration::from_secs(5);
 
 /// The one factor the template's durations are divided by.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -77,9 +83,10 @@ pub struct TimeScale {
 }
 
 impl TimeScale {
-    /// 30: the step queue's 1800 s visibility timeout is 60 s, a step's 60 s lease 2 s, the step
-    /// budget 4 s, run-cycle's 15-minute sweep 30 s, Lambda's asynchronous retries 2 s and 4 s
-    /// apart; every function's timeout 15 s ([`MIN_TIMEOUT`]).
+    /// 30: the step queue's 1800 s visibility timeout is 60 s, the step budget 4 s, run-cycle's
+    /// 15-minute sweep 30 s, a run's hour-long lease 2 minutes, Lambda's asynchronous retries 2 s
+    /// and 4 s apart; every function's timeout 30 s ([`MIN_TIMEOUT`]), a step's lease 5 s
+    /// ([`MIN_LEASE`]).
     pub const DEFAULT_DIVISOR: f64 = 30.0;
 
     pub fn new(divisor: f64) -> TimeScale {
@@ -137,12 +144,12 @@ mod tests {
         assert_eq!(scale.whole_seconds(Duration::from_secs(1)), 1);
         assert_eq!(TimeScale::new(0.0).divisor(), 1.0);
         assert_eq!(
-            scale.timeout(Duration::from_secs(30)),
-            Duration::from_secs(15)
+            scale.timeout(Duration::from_secs(300)),
+            Duration::from_secs(30)
         );
         assert_eq!(
-            scale.timeout(Duration::from_secs(900)),
-            Duration::from_secs(30)
+            scale.timeout(Duration::from_secs(1800)),
+            Duration::from_secs(60)
         );
         assert_eq!(
             scale.timeout(Duration::from_secs(3)),

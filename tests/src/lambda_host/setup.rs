@@ -131,7 +131,10 @@ pub fn driver_variables(
         .max(first_ms as f64 / 1000.0);
     vec![
         (STEP_BUDGET_SECONDS.into(), secs(config.step_budget, 1.0)),
-        (STEP_LEASE_SECONDS.into(), secs(config.step_lease, 1.0)),
+        (
+            STEP_LEASE_SECONDS.into(),
+            secs(config.step_lease, super::MIN_LEASE.as_secs_f64()),
+        ),
         (FIRST_BACKOFF_MS.into(), first_ms.to_string()),
         (MAX_BACKOFF_SECONDS.into(), format!("{max_backoff:.3}")),
         (RESEND_AFTER_SECONDS.into(), secs(config.resend_after, 0.1)),

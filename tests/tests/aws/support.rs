@@ -186,7 +186,7 @@ impl Scenario {
                 started.elapsed() < RUN_LIMIT,
                 "the run {id} {at} did not get there in {RUN_LIMIT:?}"
             );
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 
@@ -227,7 +227,7 @@ impl Scenario {
                     .1;
             }
             assert!(started.elapsed() < RUN_LIMIT, "the task {id} stays running");
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 
