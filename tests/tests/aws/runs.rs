@@ -70,11 +70,21 @@ pub async fn a_run_cancelled_with_chunks_in_flight_is_cleaned_up() {
         run.phase == Some(RunPhase::Copying) && run.chunks_done >= 1
     })
     .await;
+    // The next chunks wait on the shadow table while the cancel comes.
+    let shadow = destination()
+        .query_one(&format!(
+            "SELECT TABLE_NAME FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = '{target}' AND TABLE_NAME LIKE '\\_tm\\_s\\_%'"
+        ))
+        .await
+        .expect("the shadow table");
+    let lock = s.lock_table(&target, &shadow).await;
     s.chunk_at_work().await;
     let (status, body) = s
         .stack
         .http("POST", &format!("/tasks/{id}/runs/{AT}/cancel"), None)
         .await;
+    lock.release().await;
     assert_eq!(status, 202, "steps were in flight: {body}");
     assert_eq!(body["status"], "cancelling", "{body}");
     let run = s.ended_run(&id, AT).await;
@@ -108,8 +118,13 @@ pub async fn a_task_deleted_mid_run_goes_with_its_replica_and_secrets() {
         run.phase == Some(RunPhase::Copying) && run.chunks_done >= 1
     })
     .await;
+    // The next chunks wait on the replica's table while the delete comes.
+    let lock = s
+        .lock_table(&format!("{target}_20271201_02_30_00"), "t")
+        .await;
     s.chunk_at_work().await;
     let (status, body) = s.stack.http("DELETE", &format!("/tasks/{id}"), None).await;
+    lock.release().await;
     assert_eq!(status, 202, "a run was in flight: {body}");
     s.until(&format!("/tasks/{id}"), |status, _| status == 404)
         .await;

@@ -20,13 +20,13 @@ const STOP_AT: &str = "2027-12-01T02:30:00Z";
 const DELETE_AT: &str = "2027-12-01T03:30:00Z";
 const KILL_AT: &str = "2027-12-01T04:30:00Z";
 
-async fn task(s: &Scenario, db: &str, at: &str, policy: Value) -> String {
+async fn task(s: &Scenario, db: &str, at: &str, policy: Value) -> (String, String) {
     let target = s.target("aws_stall_dw");
     let mut body = s.task(policy, json!([{ "database": db, "rename": target }]));
     body["schedule"]["at"] = json!(at);
     let id = s.create(&body).await;
     s.start(&id).await;
-    id
+    (id, target)
 }
 
 /// Which functions logged `message` for task `id`.
@@ -56,9 +56,9 @@ pub async fn stalled_runs_are_failed_settled_and_deleted_by_the_sweep() {
     let statements = big_table(4_000);
     let refs: Vec<&str> = statements.iter().map(String::as_str).collect();
     let db = s.source_db("aws_stall", &refs).await;
-    let stop = task(&s, &db, "02:30", json!({ "mode": "resync" })).await;
-    let deleted = task(&s, &db, "03:30", json!({ "mode": "multi_replica" })).await;
-    let killed = task(&s, &db, "04:30", json!({ "mode": "multi_replica" })).await;
+    let (stop, _) = task(&s, &db, "02:30", json!({ "mode": "resync" })).await;
+    let (deleted, _) = task(&s, &db, "03:30", json!({ "mode": "multi_replica" })).await;
+    let (killed, target) = task(&s, &db, "04:30", json!({ "mode": "multi_replica" })).await;
 
     // The Schema step and a chunk of one run taken by hand; the task is deleted while the chunk
     // loads, and the worker is killed: only the sweep can settle the cancel and end the delete.
@@ -67,6 +67,10 @@ pub async fn stalled_runs_are_failed_settled_and_deleted_by_the_sweep() {
     s.run_when(&killed, KILL_AT, |_| true).await;
     while !steps.poll_once().await {}
     s.run_when(&killed, KILL_AT, |run| run.chunks_total > 0)
+        .await;
+    // The chunk waits on the replica's table until its worker is killed.
+    let lock = s
+        .lock_table(&format!("{target}_20271201_04_30_00"), "t")
         .await;
     let chunk = tokio::spawn(async move { steps.poll_once().await });
     s.chunk_at_work().await;
@@ -77,6 +81,7 @@ pub async fn stalled_runs_are_failed_settled_and_deleted_by_the_sweep() {
     assert_eq!(status, 202, "a chunk was in flight: {body}");
     assert!(s.stack.function("RunWorkerFunction").kill_busy());
     let _ = chunk.await;
+    lock.release().await;
     s.until(&format!("/tasks/{killed}"), |status, _| status == 404)
         .await;
     assert_eq!(

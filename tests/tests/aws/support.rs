@@ -5,6 +5,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use mysql_async::prelude::Queryable;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use tidemark_aws::DynamoDbStore;
@@ -231,6 +232,16 @@ impl Scenario {
         }
     }
 
+    /// Takes a write lock on a destination table, so the chunks loading it wait — each in flight,
+    /// its lease renewed — until [`TableLock::release`]. Waits for the chunks already loading it.
+    pub async fn lock_table(&self, db: &str, table: &str) -> TableLock {
+        let mut conn = destination().conn().await;
+        conn.query_drop(format!("LOCK TABLES `{db}`.`{table}` WRITE"))
+            .await
+            .unwrap_or_else(|e| panic!("LOCK TABLES {db}.{table}: {e}"));
+        TableLock(conn)
+    }
+
     /// Fires the cycle at `at` and waits for its run to end.
     pub async fn cycle(&self, id: &str, at: &str) -> Value {
         self.fire(id, at).await;
@@ -247,6 +258,17 @@ impl Scenario {
             problems.is_empty(),
             "the stack was not healthy: {problems:#?}"
         );
+    }
+}
+
+/// A destination table held by [`Scenario::lock_table`].
+pub struct TableLock(mysql_async::Conn);
+
+impl TableLock {
+    pub async fn release(self) {
+        let mut conn = self.0;
+        let _ = conn.query_drop("UNLOCK TABLES").await;
+        let _ = conn.disconnect().await;
     }
 }
 
