@@ -29,21 +29,29 @@ async fn task(s: &Scenario, db: &str, at: &str, policy: Value) -> (String, Strin
     (id, target)
 }
 
-/// Which functions logged `message` for task `id`.
-fn logged_by(s: &Scenario, message: &str, id: &str) -> Vec<String> {
-    let mut functions: Vec<String> = s
-        .stack
-        .logs
-        .lines()
-        .into_iter()
-        .filter(|l| {
-            l.json()
-                .is_some_and(|j| j["message"] == message && j["task"] == id)
-        })
-        .map(|l| l.function)
-        .collect();
-    functions.dedup();
-    functions
+/// Which functions logged `message` for task `id`, once one did (a line reaches the host a
+/// little after what it reports is in the table).
+async fn logged_by(s: &Scenario, message: &str, id: &str) -> Vec<String> {
+    let started = std::time::Instant::now();
+    loop {
+        let mut functions: Vec<String> = s
+            .stack
+            .logs
+            .lines()
+            .into_iter()
+            .filter(|l| {
+                l.json()
+                    .is_some_and(|j| j["message"] == message && j["task"] == id)
+            })
+            .map(|l| l.function)
+            .collect();
+        functions.sort();
+        functions.dedup();
+        if !functions.is_empty() || started.elapsed() > std::time::Duration::from_secs(10) {
+            return functions;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }
 
 pub async fn stalled_runs_are_failed_settled_and_deleted_by_the_sweep() {
@@ -85,7 +93,7 @@ pub async fn stalled_runs_are_failed_settled_and_deleted_by_the_sweep() {
     s.until(&format!("/tasks/{killed}"), |status, _| status == 404)
         .await;
     assert_eq!(
-        logged_by(&s, "task deleted", &killed),
+        logged_by(&s, "task deleted", &killed).await,
         ["RunCycleFunction"],
         "the sweep ends the delete"
     );
@@ -105,7 +113,11 @@ pub async fn stalled_runs_are_failed_settled_and_deleted_by_the_sweep() {
     // are not: the run, without progress for the run lease, is failed by the sweep under `stop`.
     s.fire(&stop, STOP_AT).await;
     s.until(&format!("/tasks/{stop}/runs/{STOP_AT}"), |_, _| {
-        !logged_by(&s, "steps whose message was lost were sent again", &stop).is_empty()
+        s.stack.logs.lines().iter().any(|l| {
+            l.json().is_some_and(|j| {
+                j["message"] == "steps whose message was lost were sent again" && j["task"] == *stop
+            })
+        })
     })
     .await;
     let steps = s.stack.source("RunWorkerFunctionSteps");
@@ -121,7 +133,7 @@ pub async fn stalled_runs_are_failed_settled_and_deleted_by_the_sweep() {
     let run = s.ended_run(&stop, STOP_AT).await;
     assert_eq!(run["status"], "failed", "{run}");
     assert_eq!(
-        logged_by(&s, "run failed", &stop),
+        logged_by(&s, "run failed", &stop).await,
         ["RunCycleFunction"],
         "the sweep fails it"
     );
