@@ -22,9 +22,12 @@ pub struct SecretsManagerStore {
     prefix: String,
 }
 
-/// RDS's secret format; other keys (engine, host, ...) are ignored.
+/// RDS's secret format; other keys (engine, host, ...) are ignored. A secret without
+/// `username` serves an endpoint whose spec names the `user`.
 #[derive(Deserialize)]
 struct RdsSecret {
+    #[serde(default)]
+    username: Option<String>,
     password: SecretString,
 }
 
@@ -157,6 +160,7 @@ impl SecretStore for SecretsManagerStore {
                 })?;
         Ok(StoredPassword {
             password: secret.password,
+            username: secret.username.filter(|u| !u.is_empty()),
             version: version.to_owned(),
         })
     }

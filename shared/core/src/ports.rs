@@ -173,10 +173,14 @@ impl SecretError {
     }
 }
 
-/// A password as the secret store holds it now, and the version of the secret it was read from.
+/// A password as the secret store holds it now, the account it belongs to when the secret names
+/// one, and the version of the secret it was read from.
 #[derive(Debug)]
 pub struct StoredPassword {
     pub password: SecretString,
+    /// The secret's `username` (RDS's format), when it has a non-empty one: it wins over the
+    /// spec's `user`, so a rotation that alternates between two users keeps working.
+    pub username: Option<String>,
     /// Changes whenever the secret's value is written again (a rotation, a task's password
     /// replaced) and never repeats for a secret; made without the password (Secrets Manager's
     /// `VersionId`, a stamp locally), so it can be logged.
@@ -206,7 +210,8 @@ pub trait SecretStore: Send + Sync {
         password: &SecretString,
     ) -> Result<String, SecretError>;
     /// The password behind a reference (one this store created, or an existing secret holding
-    /// RDS's `{"username","password"}` JSON) and the secret's current version.
+    /// RDS's `{"username","password"}` JSON), the secret's username if it has one, and the
+    /// secret's current version.
     async fn read_password(&self, reference: &str) -> Result<StoredPassword, SecretError>;
     /// Deletes a secret this store created; deleting one that is gone is not an error.
     async fn delete_secret(&self, reference: &str) -> Result<(), SecretError>;

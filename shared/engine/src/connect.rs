@@ -69,7 +69,9 @@ impl ConnectOptions {
     }
 
     /// The options for an endpoint of a task spec, with its password already looked up (the
-    /// password may live in an environment variable or a secret store, which the caller resolves).
+    /// password may live in an environment variable or a secret store, which the caller resolves)
+    /// and the spec's `user` (empty when the spec has none: a secret's `username` is then given
+    /// with [`ConnectOptions::with_user`]).
     pub fn from_endpoint(endpoint: &EndpointSpec, password: SecretString) -> Self {
         ConnectOptions {
             tls: endpoint.tls.clone(),
@@ -77,21 +79,30 @@ impl ConnectOptions {
             ..ConnectOptions::new(
                 endpoint.host.clone(),
                 endpoint.port,
-                endpoint.user.clone(),
+                endpoint.user.clone().unwrap_or_default(),
                 password,
             )
         }
     }
 
+    /// These options logging in as `user` (a secret's `username`, which wins over the spec's).
+    pub fn with_user(self, user: impl Into<String>) -> Self {
+        ConnectOptions {
+            user: user.into(),
+            ..self
+        }
+    }
+
     /// Tells two options apart without showing them: equal for the same place (see
-    /// [`ConnectOptions::place_fingerprint`]) and the same credential — the same version of the
-    /// same secret when the password came from a secret store ([`ConnectOptions::secret`]: a
-    /// rotation changes it), else the same password, hashed in this process's memory only
-    /// (never logged, never stored).
+    /// [`ConnectOptions::place_fingerprint`]), the same user and the same credential — the same
+    /// version of the same secret when the password came from a secret store
+    /// ([`ConnectOptions::secret`]: a rotation changes it), else the same password, hashed in
+    /// this process's memory only (never logged, never stored).
     pub fn fingerprint(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.place_fingerprint().hash(&mut hasher);
+        self.user.hash(&mut hasher);
         match &self.secret {
             Some(secret) => secret.hash(&mut hasher),
             None => self.password.expose_secret().hash(&mut hasher),
@@ -99,14 +110,17 @@ impl ConnectOptions {
         hasher.finish()
     }
 
-    /// Tells two places apart: the same server, user, TLS, connect timeout and setup, whatever
-    /// the password.
+    /// Tells two places apart: the same server, TLS, connect timeout and setup, whatever the
+    /// password — and the same user, unless the login comes from a secret, whose version
+    /// carries the user (a rotation may move to the other of two users: the same place).
     pub fn place_fingerprint(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.host.hash(&mut hasher);
         self.port.hash(&mut hasher);
-        self.user.hash(&mut hasher);
+        if self.secret.is_none() {
+            self.user.hash(&mut hasher);
+        }
         format!("{:?}", self.tls).hash(&mut hasher);
         self.connect_timeout.hash(&mut hasher);
         self.setup.hash(&mut hasher);
@@ -465,6 +479,16 @@ mod tests {
         assert_eq!(
             v1.place_fingerprint(),
             at("pw-2", Some("v2")).place_fingerprint()
+        );
+        // A rotation to the other of two users: the same place (its old pools are closed),
+        // another credential.
+        let other_user = at("pw-2", Some("v2")).with_user("dts_b");
+        assert_eq!(v1.place_fingerprint(), other_user.place_fingerprint());
+        assert_ne!(v1.fingerprint(), other_user.fingerprint());
+        // Without a secret, another user is another place.
+        assert_ne!(
+            at("pw-1", None).place_fingerprint(),
+            at("pw-1", None).with_user("dts_b").place_fingerprint()
         );
         // Without a secret, the password itself.
         assert_eq!(

@@ -159,6 +159,7 @@ impl SecretStore for LocalSecretStore {
             .get(reference)
             .map(|e| StoredPassword {
                 password: SecretString::from(e.password.clone()),
+                username: Some(e.username.clone()).filter(|u| !u.is_empty()),
                 version: e.version.to_string(),
             })
             .ok_or_else(|| SecretError::NotFound {

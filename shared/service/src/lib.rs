@@ -15,7 +15,9 @@
 //!   resuming unfinished runs, graceful shutdown.
 //! - [`http`]: the one [`axum::Router`] of the API and the error-to-status mapping.
 //! - [`allowlist`]: the endpoint hosts/CIDRs the service may connect to.
-//! - [`passwords`]: an endpoint's password from the spec, the environment or the secret store.
+//! - [`passwords`]: an endpoint's password from the spec or the environment (the command line).
+//! - `endpoints`: how the service logs in to an endpoint: password and user (a secret's
+//!   `username` wins), read when a connection is about to be made.
 //! - [`driver`]: the one run driver: what follows each step, decided in one place for every host
 //!   (Lambda's run-worker, `tidemark run`, `tidemark serve`), with the dispatch bounded by
 //!   `channel.workers`, leases renewed while a step works, and the sweep.
@@ -33,6 +35,7 @@ mod consumers;
 mod context;
 pub mod cycle;
 pub mod driver;
+mod endpoints;
 pub mod error;
 pub mod http;
 mod jobs;

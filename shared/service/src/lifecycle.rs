@@ -12,7 +12,7 @@ use tidemark_core::ports::{StoreError, TaskSchedule};
 use tidemark_core::precheck::{CheckResult, PrecheckReport, ids};
 use tidemark_core::schedule::Schedule;
 use tidemark_core::state::{PrecheckState, PrecheckSummary, TaskRecord, TaskStatus};
-use tidemark_engine::{ConnectOptions, probe};
+use tidemark_engine::probe;
 
 use crate::error::ServiceError;
 use crate::precheck::precheck_task;
@@ -74,8 +74,8 @@ impl TaskService {
     pub async fn test_connection(&self, body: &str) -> Result<ConnectionTest, ServiceError> {
         let endpoint = parse_endpoint(body)?;
         self.allowlist().check("host", &endpoint.host)?;
-        let password = self
-            .password(&endpoint, "endpoint")
+        let opts = self
+            .endpoint_options(&endpoint, "endpoint")
             .await
             .map_err(|e| match e {
                 ServiceError::Invalid { field, message } => ServiceError::Invalid {
@@ -84,7 +84,6 @@ impl TaskService {
                 },
                 other => other,
             })?;
-        let opts = ConnectOptions::from_endpoint(&endpoint, password);
         let started = Instant::now();
         let result = probe(&opts).await;
         let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -181,11 +180,13 @@ impl TaskService {
         at: Timestamp,
     ) -> Result<bool, ServiceError> {
         let spec = &task.spec;
-        let source = self.password(&spec.source, "source").await;
-        let destination = self.password(&spec.destination, "destination").await;
+        let source = self.endpoint_options(&spec.source, "source").await;
+        let destination = self
+            .endpoint_options(&spec.destination, "destination")
+            .await;
         let report = match (source, destination) {
-            (Ok(s), Ok(d)) => precheck_task(spec, s, d, at).await,
-            (s, d) => self.unreadable_passwords(s.err(), d.err(), at),
+            (Ok(s), Ok(d)) => precheck_task(spec, &s, &d, at).await,
+            (s, d) => self.unavailable_logins(s.err(), d.err(), at),
         };
         let summary = PrecheckSummary {
             at,
@@ -227,17 +228,19 @@ impl TaskService {
         Ok(passed)
     }
 
-    /// A report for a precheck that could not connect because a password is unreadable.
-    fn unreadable_passwords(
+    /// A report for a precheck that could not connect because an endpoint's login is not
+    /// available (a password or secret unreadable, no account name).
+    fn unavailable_logins(
         &self,
         source: Option<ServiceError>,
         destination: Option<ServiceError>,
         at: Timestamp,
     ) -> PrecheckReport {
-        let remedy = "give the endpoint's password again (PATCH cannot change endpoints: create the task again)";
+        let remedy = "fix what the message names; endpoints cannot be patched: to give another \
+                      password or user, create the task again";
         let check = |id: &str, e: Option<ServiceError>| match e {
-            Some(e) => CheckResult::fail(id, format!("the password is not available: {e}"), remedy),
-            None => CheckResult::pass(id, "the password is available"),
+            Some(e) => CheckResult::fail(id, format!("the login is not available: {e}"), remedy),
+            None => CheckResult::pass(id, "the login is available"),
         };
         PrecheckReport {
             checks: vec![

@@ -10,13 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use secrecy::SecretString;
 use tidemark_core::ports::{
-    Clock, EndpointRole, PrecheckQueue, SecretError, SecretStore, SecretVersion, StateStore,
-    StoreError, StoredPassword, TaskScheduler,
+    Clock, EndpointRole, PrecheckQueue, SecretError, SecretStore, StateStore, StoreError,
+    TaskScheduler,
 };
 use tidemark_core::state::{Page, TaskRecord, TaskStatus};
-use tidemark_core::{EndpointSpec, PasswordSource, TaskSpec, parse_task_spec};
+use tidemark_core::{PasswordSource, TaskSpec, parse_task_spec};
 
 use crate::allowlist::Allowlist;
 use crate::driver::WorkerConfig;
@@ -162,17 +161,22 @@ impl TaskService {
             match endpoint.password_source() {
                 Some(PasswordSource::Inline(password)) => {
                     let password = password.clone();
+                    // Validation requires `user` with an inline password.
+                    let user = endpoint.user.clone().unwrap_or_default();
                     let reference = self
                         .ports
                         .secrets
-                        .create_secret(id, role, &endpoint.user, &password)
+                        .create_secret(id, role, &user, &password)
                         .await?;
                     owned.push(reference.clone());
                     endpoint.password = None;
                     endpoint.password_secret = Some(reference);
                 }
                 Some(PasswordSource::Secret(reference)) => {
-                    self.read_secret(reference, at).await?;
+                    // Read once: it exists, it is in RDS's format, and it or the spec names
+                    // the account.
+                    let read = self.read_secret(reference, at).await?;
+                    crate::endpoints::login_user(endpoint, &read, reference, at)?;
                 }
                 Some(PasswordSource::Env(_)) => {
                     // Through the API, a caller could otherwise send any of the server's
@@ -304,53 +308,6 @@ impl TaskService {
 
     pub(crate) fn allowlist(&self) -> &Allowlist {
         &self.allowlist
-    }
-
-    /// An endpoint's password: from its reference in the secret store (or, for a spec written
-    /// for the command line, the environment).
-    pub(crate) async fn password(
-        &self,
-        endpoint: &EndpointSpec,
-        role: &str,
-    ) -> Result<SecretString, ServiceError> {
-        Ok(self.credential(endpoint, role).await?.0)
-    }
-
-    /// An endpoint's password and, when it comes from the secret store, the secret's version it
-    /// was read at (copy pools are keyed by it: a rotated secret gets sessions of its own).
-    pub(crate) async fn credential(
-        &self,
-        endpoint: &EndpointSpec,
-        role: &str,
-    ) -> Result<(SecretString, Option<SecretVersion>), ServiceError> {
-        match endpoint.password_source() {
-            Some(PasswordSource::Secret(reference)) => {
-                let read = self.read_secret(reference, role).await?;
-                let version = SecretVersion {
-                    reference: reference.to_string(),
-                    version: read.version,
-                };
-                Ok((read.password, Some(version)))
-            }
-            _ => crate::passwords::local_password(endpoint, role).map(|p| (p, None)),
-        }
-    }
-
-    async fn read_secret(
-        &self,
-        reference: &str,
-        role: &str,
-    ) -> Result<StoredPassword, ServiceError> {
-        match self.ports.secrets.read_password(reference).await {
-            Ok(p) => Ok(p),
-            Err(e @ (SecretError::NotFound { .. } | SecretError::Malformed { .. })) => {
-                Err(ServiceError::Invalid {
-                    field: format!("{role}.password_secret"),
-                    message: e.to_string(),
-                })
-            }
-            Err(e) => Err(e.into()),
-        }
     }
 
     async fn delete_secrets(&self, references: &[String]) {

@@ -211,6 +211,7 @@ async fn an_existing_rds_secret_is_read_in_place_never_copied_nor_deleted() {
     let before = count().await;
     let read = store.read_password(&arn).await.expect("read");
     assert_eq!(read.password.expose_secret(), password);
+    assert_eq!(read.username.as_deref(), Some("admin"), "RDS's username");
     assert_eq!(count().await, before, "reading made no copy");
 
     let refused = store.delete_secret(&arn).await;
@@ -222,6 +223,29 @@ async fn an_existing_rds_secret_is_read_in_place_never_copied_nor_deleted() {
         store.read_password(&arn).await.is_ok(),
         "the user's secret is still there"
     );
+}
+
+#[tokio::test]
+async fn a_secret_without_a_username_has_none_and_the_spec_names_the_user() {
+    let client = aws_sdk_secretsmanager::Client::new(&sdk_config().await);
+    let store = SecretsManagerStore::new(client.clone(), "tidemark/");
+    for value in [
+        serde_json::json!({"password": "pw-only"}),
+        serde_json::json!({"username": "", "password": "pw-only"}),
+    ] {
+        let arn = client
+            .create_secret()
+            .name(unique_name("no_user"))
+            .secret_string(value.to_string())
+            .send()
+            .await
+            .expect("create")
+            .arn
+            .expect("an ARN");
+        let read = store.read_password(&arn).await.expect("read");
+        assert_eq!(read.password.expose_secret(), "pw-only");
+        assert_eq!(read.username, None, "{value}");
+    }
 }
 
 #[tokio::test]

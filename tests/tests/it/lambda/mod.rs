@@ -4,6 +4,7 @@
 //! and parsed with lambda_http's and aws_lambda_events' own types.
 //!
 //! - `api`: the three API functions (create-task, precheck, manage-task) and the precheck queue.
+//! - `secrets`: a `password_secret` the user gives: its username, its scope.
 //! - `cycle`: run-cycle (the scheduler's payload) and run-worker (SQS batches from the step
 //!   queue, short deadlines, duplicate deliveries), the copy checked against the source.
 //!
@@ -13,6 +14,7 @@
 
 mod api;
 mod cycle;
+mod secrets;
 
 use std::sync::Arc;
 
