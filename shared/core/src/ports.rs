@@ -217,6 +217,25 @@ pub trait SecretStore: Send + Sync {
     async fn delete_secret(&self, reference: &str) -> Result<(), SecretError>;
 }
 
+/// Why a host name could not be resolved.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot resolve host `{host}`: {detail}")]
+pub struct ResolveError {
+    pub host: String,
+    pub detail: String,
+}
+
+/// Host names to addresses (the system's resolver; a table in unit tests). The allowlist checks
+/// the addresses of one answer and the connection goes to one of them, so a name is resolved
+/// once per connection and never again by the driver: an answer that changes in between (DNS
+/// rebinding) cannot send the connection elsewhere.
+#[async_trait]
+pub trait HostResolver: Send + Sync {
+    /// Every address `host` resolves to now, in the resolver's order of preference; never
+    /// empty.
+    async fn resolve(&self, host: &str) -> Result<Vec<std::net::IpAddr>, ResolveError>;
+}
+
 /// The schedule of one task, as handed to a scheduler: fire `cron_expression` in `time_zone`,
 /// never before `window_start`, never at or after `window_end`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,6 +6,7 @@
 //! no MySQL greeting" (a wrong port, a stuck proxy); both fit inside the same deadline.
 
 use std::io;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
@@ -42,6 +43,10 @@ pub struct ConnectOptions {
     /// The secret and version the password was read from, when it came from a secret store:
     /// what tells a rotated password from the one before (see [`ConnectOptions::fingerprint`]).
     pub secret: Option<SecretVersion>,
+    /// The address to connect to instead of resolving `host`: one the allowlist checked `host`
+    /// resolved to, so nothing resolves the name again. TLS still checks the certificate
+    /// against `host`.
+    pub address: Option<IpAddr>,
 }
 
 impl ConnectOptions {
@@ -60,6 +65,7 @@ impl ConnectOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             setup: Vec::new(),
             secret: None,
+            address: None,
         }
     }
 
@@ -83,6 +89,12 @@ impl ConnectOptions {
                 password,
             )
         }
+    }
+
+    /// These options connecting to `address` (checked by the caller) instead of resolving the
+    /// host name.
+    pub fn with_address(self, address: Option<IpAddr>) -> Self {
+        ConnectOptions { address, ..self }
     }
 
     /// These options logging in as `user` (a secret's `username`, which wins over the spec's).
@@ -110,13 +122,14 @@ impl ConnectOptions {
         hasher.finish()
     }
 
-    /// Tells two places apart: the same server, TLS, connect timeout and setup, whatever the
-    /// password — and the same user, unless the login comes from a secret, whose version
+    /// Tells two places apart: the same server (and address it was resolved to), TLS, connect
+    /// timeout and setup, whatever the password — and the same user, unless the login comes from a secret, whose version
     /// carries the user (a rotation may move to the other of two users: the same place).
     pub fn place_fingerprint(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.host.hash(&mut hasher);
+        self.address.hash(&mut hasher);
         self.port.hash(&mut hasher);
         if self.secret.is_none() {
             self.user.hash(&mut hasher);
@@ -141,6 +154,14 @@ impl ConnectOptions {
         self.host.trim_start_matches('[').trim_end_matches(']')
     }
 
+    /// What the TCP connection goes to: the checked address, else the host as given.
+    fn dial_host(&self) -> String {
+        match self.address {
+            Some(address) => address.to_string(),
+            None => self.bare_host().to_owned(),
+        }
+    }
+
     /// The driver's options. `prefer_socket(false)`: mysql_async otherwise moves a connection to
     /// 127.0.0.1 onto the unix socket it finds in `@@socket`, which is another server's socket as
     /// often as not on a machine with several servers.
@@ -149,14 +170,22 @@ impl ConnectOptions {
     }
 
     /// The driver's options, with the name the TLS layer checks the certificate against
-    /// replaced (see [`verify_ca_name`]).
+    /// replaced (see [`verify_ca_name`]). Connecting to a checked address, the TLS name stays
+    /// the host name (mysql_async's `tls_hostname_override`, which sets the server name that
+    /// rustls sends and verifies separately from the address connected to).
     fn mysql_opts_with(&self, tls_name: Option<String>) -> Opts {
+        let tls_name = tls_name.or_else(|| {
+            self.address
+                .is_some()
+                .then(|| self.bare_host().to_owned())
+                .filter(|host| host.parse::<IpAddr>().is_err())
+        });
         let ssl = ssl_opts(&self.tls).map(|ssl| match tls_name {
             Some(name) => ssl.with_danger_tls_hostname_override(Some(name)),
             None => ssl,
         });
         let builder = OptsBuilder::default()
-            .ip_or_hostname(self.bare_host())
+            .ip_or_hostname(self.dial_host())
             .tcp_port(self.port)
             .user(Some(self.user.clone()))
             .pass(Some(self.password.expose_secret().to_owned()))
@@ -321,7 +350,7 @@ pub async fn connect(opts: &ConnectOptions) -> Result<Conn, ConnectError> {
         }
         Err(_elapsed) => {
             let deadline = started + total;
-            let tcp = timeout_at(deadline, TcpStream::connect((opts.bare_host(), opts.port))).await;
+            let tcp = timeout_at(deadline, TcpStream::connect((opts.dial_host(), opts.port))).await;
             Err(match tcp {
                 Ok(Ok(_stream)) => ConnectError::NoGreeting {
                     endpoint,
@@ -500,6 +529,34 @@ mod tests {
             at("pw-2", None).fingerprint()
         );
         assert!(!format!("{v1:?}").contains("pw-1"), "{v1:?}");
+    }
+
+    #[test]
+    fn a_checked_address_is_dialled_and_tls_still_checks_the_host_name() {
+        let named = ConnectOptions {
+            tls: TlsSpec {
+                mode: TlsMode::VerifyIdentity,
+                ca_pem: None,
+            },
+            ..ConnectOptions::new("db.example.internal", 3306, "dts", "pw".into())
+        };
+        let pinned = named
+            .clone()
+            .with_address(Some("10.0.0.7".parse().expect("ip")));
+        let opts = pinned.to_mysql_opts();
+        assert_eq!(opts.ip_or_hostname(), "10.0.0.7", "no second resolution");
+        let ssl = opts.ssl_opts().expect("TLS");
+        assert_eq!(ssl.tls_hostname_override(), Some("db.example.internal"));
+        assert!(!ssl.skip_domain_validation() && !ssl.accept_invalid_certs());
+        assert_ne!(named.place_fingerprint(), pinned.place_fingerprint());
+        // Unpinned, the driver resolves the name itself; an IP literal needs no TLS name.
+        assert_eq!(
+            named.to_mysql_opts().ip_or_hostname(),
+            "db.example.internal"
+        );
+        let literal = ConnectOptions::new("10.0.0.7", 3306, "dts", "pw".into())
+            .with_address(Some("10.0.0.7".parse().expect("ip")));
+        assert_eq!(literal.to_mysql_opts().ssl_opts(), None);
     }
 
     #[test]

@@ -34,7 +34,8 @@ pub const STEP_QUEUE_URL: &str = "TIDEMARK_STEP_QUEUE_URL";
 pub const PRECHECK_QUEUE_URL: &str = "TIDEMARK_PRECHECK_QUEUE_URL";
 /// The EventBridge Scheduler group holding one schedule per started task.
 pub const SCHEDULE_GROUP: &str = "TIDEMARK_SCHEDULE_GROUP";
-/// Hosts and CIDRs endpoints must be in; empty allows any.
+/// CIDRs, host names and domain suffixes endpoints must be in; `*` allows any host (required:
+/// an empty list is refused rather than taken for any host).
 pub const ALLOW_HOSTS: &str = "TIDEMARK_ALLOW_HOSTS";
 /// The name prefix of the secrets Tidemark creates (and the only ones it deletes).
 pub const SECRET_PREFIX: &str = "TIDEMARK_SECRET_PREFIX";
@@ -90,7 +91,7 @@ pub struct FunctionEnv {
     pub step_queue_url: String,
     pub precheck_queue_url: String,
     pub schedule_group: String,
-    /// As given; empty allows any host.
+    /// As given; `*` allows any host.
     pub allow_hosts: String,
     pub secret_prefix: String,
     pub run_cycle_arn: String,
@@ -117,11 +118,10 @@ impl FunctionEnv {
             step_queue_url: required(STEP_QUEUE_URL, "the step queue's URL")?,
             precheck_queue_url: required(PRECHECK_QUEUE_URL, "the precheck queue's URL")?,
             schedule_group: required(SCHEDULE_GROUP, "the EventBridge Scheduler group")?,
-            // Present but empty is the template's default: any host.
-            allow_hosts: lookup(ALLOW_HOSTS).ok_or(EnvError::Missing {
-                name: ALLOW_HOSTS,
-                what: "the allowed endpoint hosts; empty allows any",
-            })?,
+            allow_hosts: required(
+                ALLOW_HOSTS,
+                "the allowed endpoint hosts: CIDRs, host names, domain suffixes, or * for any",
+            )?,
             secret_prefix: required(SECRET_PREFIX, "the prefix of the secrets Tidemark creates")?,
             run_cycle_arn: required(RUN_CYCLE_ARN, "the run-cycle function's ARN")?,
             scheduler_role_arn: required(SCHEDULER_ROLE_ARN, "the scheduler's role ARN")?,
@@ -133,11 +133,8 @@ impl FunctionEnv {
         })
     }
 
-    /// The endpoint allowlist: none when the variable is empty.
+    /// The endpoint allowlist (`*`: any host).
     pub fn allowlist(&self) -> Result<Allowlist, EnvError> {
-        if self.allow_hosts.trim().is_empty() {
-            return Ok(Allowlist::allow_all());
-        }
         Allowlist::parse(&self.allow_hosts).map_err(|message| EnvError::Invalid {
             name: ALLOW_HOSTS,
             message: format!("{message} (fix the AllowHosts parameter)"),
@@ -264,10 +261,8 @@ mod tests {
                 "{e}"
             );
             assert!(e.to_string().contains("template.yaml"), "{e}");
-            if name != ALLOW_HOSTS {
-                vars.insert(name, "  ".into());
-                assert!(read(&vars).is_err(), "{name} blank");
-            }
+            vars.insert(name, "  ".into());
+            assert!(read(&vars).is_err(), "{name} blank");
         }
     }
 
@@ -289,12 +284,18 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_allowlist_allows_any_host_and_a_bad_one_is_refused() {
+    fn only_a_star_allows_any_host_and_a_bad_list_is_refused() {
         let mut vars = full();
         vars.insert(ALLOW_HOSTS, String::new());
-        let env = read(&vars).expect("empty allow hosts is fine");
+        let e = read(&vars).expect_err("an empty list is not any host");
+        assert!(e.to_string().contains("* for any"), "{e}");
+        vars.insert(ALLOW_HOSTS, "*".into());
+        let env = read(&vars).expect("a star");
         assert!(!env.allowlist().expect("allow all").is_restricted());
-        vars.insert(ALLOW_HOSTS, "10.0.0.0/8, db.internal".into());
+        vars.insert(
+            ALLOW_HOSTS,
+            "10.0.0.0/8, db.internal, *.abc123xyz.us-east-1.rds.amazonaws.com".into(),
+        );
         assert!(
             read(&vars)
                 .expect("env")

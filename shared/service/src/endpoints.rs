@@ -1,7 +1,8 @@
-//! How the service logs in to a task's endpoint: the password (from the secret store, or for a
-//! spec written for the command line the spec or the environment) and the user — a secret's
-//! `username` wins over the spec's `user`, so a rotation that alternates between two users
-//! keeps the runs working.
+//! How the service reaches and logs in to a task's endpoint: the host checked against the
+//! allowlist and, for a name, resolved once to the address the connection goes to; the password
+//! (from the secret store, or for a spec written for the command line the spec or the
+//! environment) and the user — a secret's `username` wins over the spec's `user`, so a rotation
+//! that alternates between two users keeps the runs working.
 
 use tidemark_core::ports::{SecretError, SecretVersion, StoredPassword};
 use tidemark_core::{EndpointSpec, PasswordSource, TaskSpec};
@@ -12,10 +13,20 @@ use crate::tasks::TaskService;
 
 impl TaskService {
     /// The options to connect to `endpoint` with (`role` is `source`, `destination` or
-    /// `endpoint`, for the fields errors name): its password and user read now and, when they
-    /// come from the secret store, the secret's version (copy pools are keyed by it: a rotated
-    /// secret gets sessions of its own).
+    /// `endpoint`, for the fields errors name): the address its host resolved to now and the
+    /// allowlist checked (none for a host to connect to as given); its password and user read
+    /// now and, when they come from the secret store, the secret's version (copy pools are
+    /// keyed by it: a rotated secret gets sessions of its own).
     pub(crate) async fn endpoint_options(
+        &self,
+        endpoint: &EndpointSpec,
+        role: &'static str,
+    ) -> Result<ConnectOptions, ServiceError> {
+        let address = self.allowlist.reach(role, &endpoint.host).await?;
+        Ok(self.login(endpoint, role).await?.with_address(address))
+    }
+
+    async fn login(
         &self,
         endpoint: &EndpointSpec,
         role: &str,

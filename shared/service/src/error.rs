@@ -38,9 +38,13 @@ pub enum ServiceError {
     },
     /// An endpoint outside the allowlist: nothing was connected to.
     #[error(
-        "{field}: host `{host}` is not in this server's allowed hosts (--allow-hosts locally, the AllowHosts parameter on AWS); nothing was connected to"
+        "{field}: host `{host}` is not in this server's allowed hosts (--allow-hosts locally, the AllowHosts parameter on AWS): {reason}; nothing was connected to"
     )]
-    HostNotAllowed { field: String, host: String },
+    HostNotAllowed {
+        field: String,
+        host: String,
+        reason: String,
+    },
     #[error(transparent)]
     Secret(#[from] SecretError),
     #[error(transparent)]

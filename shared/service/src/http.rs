@@ -136,7 +136,7 @@ impl IntoResponse for ApiError {
                 body["field"] = json!("next");
                 (StatusCode::BAD_REQUEST, "invalid")
             }
-            ServiceError::HostNotAllowed { field, host } => {
+            ServiceError::HostNotAllowed { field, host, .. } => {
                 body["field"] = json!(field);
                 body["host"] = json!(host);
                 (StatusCode::UNPROCESSABLE_ENTITY, "host_not_allowed")

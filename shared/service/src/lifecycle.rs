@@ -12,7 +12,7 @@ use tidemark_core::ports::{StoreError, TaskSchedule};
 use tidemark_core::precheck::{CheckResult, PrecheckReport, ids};
 use tidemark_core::schedule::Schedule;
 use tidemark_core::state::{PrecheckState, PrecheckSummary, TaskRecord, TaskStatus};
-use tidemark_engine::probe;
+use tidemark_engine::{ConnectOptions, probe};
 
 use crate::error::ServiceError;
 use crate::precheck::precheck_task;
@@ -73,20 +73,42 @@ impl TaskService {
     /// connect timeout. A failure to connect is an answer (`ok: false`), not an error.
     pub async fn test_connection(&self, body: &str) -> Result<ConnectionTest, ServiceError> {
         let endpoint = parse_endpoint(body)?;
-        self.allowlist().check("host", &endpoint.host)?;
-        let opts = self
-            .endpoint_options(&endpoint, "endpoint")
-            .await
-            .map_err(|e| match e {
-                ServiceError::Invalid { field, message } => ServiceError::Invalid {
+        let started = Instant::now();
+        let opts = match self.endpoint_options(&endpoint, "endpoint").await {
+            Ok(opts) => opts,
+            // A name that does not resolve is an answer too.
+            Err(ServiceError::Connect { source, .. }) => {
+                return Ok(ConnectionTest {
+                    ok: false,
+                    endpoint: ConnectOptions::from_endpoint(&endpoint, "".into()).endpoint(),
+                    code: Some(source.code()),
+                    message: source.to_string(),
+                    server: None,
+                    elapsed_ms: elapsed_ms(started),
+                });
+            }
+            // The body is the endpoint: its fields are named without a prefix.
+            Err(ServiceError::Invalid { field, message }) => {
+                return Err(ServiceError::Invalid {
                     field: field.trim_start_matches("endpoint.").to_owned(),
                     message,
-                },
-                other => other,
-            })?;
-        let started = Instant::now();
+                });
+            }
+            Err(ServiceError::HostNotAllowed {
+                field,
+                host,
+                reason,
+            }) => {
+                return Err(ServiceError::HostNotAllowed {
+                    field: field.trim_start_matches("endpoint.").to_owned(),
+                    host,
+                    reason,
+                });
+            }
+            Err(other) => return Err(other),
+        };
         let result = probe(&opts).await;
-        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let elapsed_ms = elapsed_ms(started);
         Ok(match result {
             Ok(info) => ConnectionTest {
                 ok: true,
@@ -116,7 +138,7 @@ impl TaskService {
     /// ([`crate::Host::with_precheck_queue`]) the precheck is sent to it instead of run here.
     pub async fn start_precheck(self: &Arc<Self>, id: &str) -> Result<TaskRecord, ServiceError> {
         let task = self.get_live(id).await?;
-        self.check_hosts(&task.spec)?;
+        self.check_hosts(&task.spec).await?;
         if let Some(queued) = self.precheck_queue.as_ref() {
             return self.enqueue_precheck(queued, task).await;
         }
@@ -512,4 +534,8 @@ fn shutting_down() -> ServiceError {
 
 pub(crate) fn conflict_shutting_down() -> ServiceError {
     shutting_down()
+}
+
+fn elapsed_ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }

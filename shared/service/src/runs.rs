@@ -28,7 +28,7 @@ impl TaskService {
     /// run (`pending`) at once; its steps go to the workers through the step queue.
     pub async fn run_now(self: &Arc<Self>, id: &str) -> Result<RunRecord, ServiceError> {
         let task = self.get_live(id).await?;
-        self.check_hosts(&task.spec)?;
+        self.check_hosts(&task.spec).await?;
         if self.jobs.is_closed() {
             return Err(conflict_shutting_down());
         }

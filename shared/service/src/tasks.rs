@@ -112,7 +112,7 @@ impl TaskService {
                 message: SPEC_ID_REFUSED.into(),
             });
         }
-        self.check_hosts(&spec)?;
+        self.check_hosts(&spec).await?;
         let id = new_task_id();
         let mut owned = Vec::new();
         let stored = self.store_passwords(&id, &mut spec, &mut owned).await;
@@ -252,7 +252,7 @@ impl TaskService {
                 }
             }
             let spec = parse_task_spec(&value.to_string())?;
-            self.check_hosts(&spec)?;
+            self.check_hosts(&spec).await?;
             if spec == task.spec {
                 return Ok(task);
             }
@@ -299,15 +299,15 @@ impl TaskService {
         Ok(())
     }
 
-    /// Both endpoints' hosts against the allowlist (422 naming the first host refused).
-    pub fn check_hosts(&self, spec: &TaskSpec) -> Result<(), ServiceError> {
-        self.allowlist.check("source.host", &spec.source.host)?;
+    /// Both endpoints' hosts against the allowlist (422 naming the first host refused). A
+    /// connection checks its host again when it is made ([`crate::Allowlist::reach`]).
+    pub async fn check_hosts(&self, spec: &TaskSpec) -> Result<(), ServiceError> {
+        self.allowlist
+            .check("source.host", &spec.source.host)
+            .await?;
         self.allowlist
             .check("destination.host", &spec.destination.host)
-    }
-
-    pub(crate) fn allowlist(&self) -> &Allowlist {
-        &self.allowlist
+            .await
     }
 
     async fn delete_secrets(&self, references: &[String]) {
