@@ -154,6 +154,14 @@ pub enum SecretError {
          store the password under the key \"password\""
     )]
     Malformed { reference: String },
+    /// The secret store refused to read the secret (Secrets Manager's AccessDeniedException:
+    /// IAM, or its KMS key, does not let Tidemark read it).
+    #[error(
+        "Tidemark may not read secret {reference}: allow it in the deployment's secret scope \
+         (AllowedSecretArns or AllowedSecretTag) and, if a customer-managed KMS key encrypts it, \
+         name the key in SecretKmsKeyArns"
+    )]
+    Denied { reference: String },
     /// A secret this store did not create: Tidemark never deletes a user's own secret.
     #[error("secret {reference} was not created by Tidemark, so Tidemark does not delete it")]
     NotOwned { reference: String },
@@ -215,6 +223,12 @@ pub trait SecretStore: Send + Sync {
     async fn read_password(&self, reference: &str) -> Result<StoredPassword, SecretError>;
     /// Deletes a secret this store created; deleting one that is gone is not an error.
     async fn delete_secret(&self, reference: &str) -> Result<(), SecretError>;
+    /// Whether `reference` names a secret of the kind this store creates (under its prefix):
+    /// the only ones it deletes, and ones a caller may not name for a task of their own.
+    fn owns(&self, reference: &str) -> bool;
+    /// The secret's tags as `(key, value)`, read without its value (Secrets Manager's
+    /// DescribeSecret); `NotFound` or `Denied` when it cannot be described.
+    async fn tags(&self, reference: &str) -> Result<Vec<(String, String)>, SecretError>;
 }
 
 /// Why a host name could not be resolved.

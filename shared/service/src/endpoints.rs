@@ -1,8 +1,9 @@
 //! How the service reaches and logs in to a task's endpoint: the host checked against the
-//! allowlist and, for a name, resolved once to the address the connection goes to; the password
-//! (from the secret store, or for a spec written for the command line the spec or the
-//! environment) and the user — a secret's `username` wins over the spec's `user`, so a rotation
-//! that alternates between two users keeps the runs working.
+//! allowlist and, for a name, resolved once to the address the connection goes to; a secret
+//! checked against the deployment's secret scope before it is read; the password (from the
+//! secret store, or for a spec written for the command line the spec or the environment) and
+//! the user — a secret's `username` wins over the spec's `user`, so a rotation that alternates
+//! between two users keeps the runs working.
 
 use tidemark_core::ports::{SecretError, SecretVersion, StoredPassword};
 use tidemark_core::{EndpointSpec, PasswordSource, TaskSpec};
@@ -33,6 +34,7 @@ impl TaskService {
     ) -> Result<ConnectOptions, ServiceError> {
         match endpoint.password_source() {
             Some(PasswordSource::Secret(reference)) => {
+                self.check_secret_scope(reference, role).await?;
                 let read = self.read_secret(reference, role).await?;
                 let user = login_user(endpoint, &read, reference, role)?;
                 let secret = SecretVersion {
@@ -62,9 +64,90 @@ impl TaskService {
         Ok((source, destination))
     }
 
+    /// Both endpoints' secrets, as a caller gives them ([`TaskService::check_given_secret`]).
+    pub(crate) async fn check_given_secrets(&self, spec: &TaskSpec) -> Result<(), ServiceError> {
+        for (endpoint, role) in [(&spec.source, "source"), (&spec.destination, "destination")] {
+            if let Some(PasswordSource::Secret(reference)) = endpoint.password_source() {
+                self.check_given_secret(reference, role).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A stored task's secrets against the scope ([`TaskService::check_secret_scope`]).
+    pub(crate) async fn check_secrets(&self, spec: &TaskSpec) -> Result<(), ServiceError> {
+        for (endpoint, role) in [(&spec.source, "source"), (&spec.destination, "destination")] {
+            if let Some(PasswordSource::Secret(reference)) = endpoint.password_source() {
+                self.check_secret_scope(reference, role).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A `password_secret` a caller gives (creating a task, testing a connection): inside the
+    /// scope, and not one the service made — those hold another task's inline password, and
+    /// are that task's alone.
+    pub(crate) async fn check_given_secret(
+        &self,
+        reference: &str,
+        role: &str,
+    ) -> Result<(), ServiceError> {
+        if self.ports.secrets.owns(reference) {
+            return Err(ServiceError::SecretNotAllowed {
+                field: format!("{role}.password_secret"),
+                message: format!(
+                    "secret {reference} is one Tidemark made for a task's inline password, \
+                     which only that task may use: give the password (or a secret of your own) \
+                     instead"
+                ),
+            });
+        }
+        self.check_secret_scope(reference, role).await
+    }
+
+    /// A secret a task names may be read: one the service made, or one inside the scope — by
+    /// its ARN, else by its tag (read without the value). Outside, a 422 naming
+    /// `{role}.password_secret`; nothing was read.
+    async fn check_secret_scope(&self, reference: &str, role: &str) -> Result<(), ServiceError> {
+        let scope = &self.secret_scope;
+        if self.ports.secrets.owns(reference) || scope.admits_arn(reference) {
+            return Ok(());
+        }
+        if scope.tag().is_some() {
+            match self.ports.secrets.tags(reference).await {
+                Ok(tags) if scope.admits_tags(&tags) => return Ok(()),
+                // Missing, or not even describable (IAM): outside, and said the same way, so
+                // the answer does not tell whether a secret exists.
+                Ok(_) | Err(SecretError::NotFound { .. } | SecretError::Denied { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(ServiceError::SecretNotAllowed {
+            field: format!("{role}.password_secret"),
+            message: format!(
+                "secret {reference} is outside the secrets this deployment may read ({}); \
+                 nothing was read: add it to AllowedSecretArns or tag it as AllowedSecretTag \
+                 says, or give the password instead",
+                scope.describe()
+            ),
+        })
+    }
+
+    /// A secret a caller gives, read once when the task is created: it exists, it is in RDS's
+    /// format, and it or the spec names the account.
+    pub(crate) async fn check_secret_login(
+        &self,
+        endpoint: &EndpointSpec,
+        reference: &str,
+        role: &str,
+    ) -> Result<(), ServiceError> {
+        let read = self.read_secret(reference, role).await?;
+        login_user(endpoint, &read, reference, role).map(|_| ())
+    }
+
     /// A secret's password, username and version; a secret that is missing or not in RDS's
     /// format is the caller's mistake, naming `{role}.password_secret`.
-    pub(crate) async fn read_secret(
+    async fn read_secret(
         &self,
         reference: &str,
         role: &str,
@@ -77,6 +160,10 @@ impl TaskService {
                     message: e.to_string(),
                 })
             }
+            Err(e @ SecretError::Denied { .. }) => Err(ServiceError::SecretNotAllowed {
+                field: format!("{role}.password_secret"),
+                message: e.to_string(),
+            }),
             Err(e) => Err(e.into()),
         }
     }
@@ -84,7 +171,7 @@ impl TaskService {
 
 /// The account to log in as: the secret's `username`, else the spec's `user`; neither is the
 /// caller's mistake, naming `{role}.user`.
-pub(crate) fn login_user(
+fn login_user(
     endpoint: &EndpointSpec,
     read: &StoredPassword,
     reference: &str,

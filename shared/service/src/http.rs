@@ -141,6 +141,11 @@ impl IntoResponse for ApiError {
                 body["host"] = json!(host);
                 (StatusCode::UNPROCESSABLE_ENTITY, "host_not_allowed")
             }
+            ServiceError::SecretNotAllowed { field, message } => {
+                body["field"] = json!(field);
+                body["message"] = json!(message);
+                (StatusCode::UNPROCESSABLE_ENTITY, "secret_not_allowed")
+            }
             ServiceError::Secret(SecretError::NotFound { .. } | SecretError::Malformed { .. }) => {
                 (StatusCode::BAD_REQUEST, "invalid")
             }

@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use jiff::{Timestamp, ZonedDateTime};
 use serde::Serialize;
-use tidemark_core::EndpointSpec;
 use tidemark_core::ports::{StoreError, TaskSchedule};
 use tidemark_core::precheck::{CheckResult, PrecheckReport, ids};
 use tidemark_core::schedule::Schedule;
 use tidemark_core::state::{PrecheckState, PrecheckSummary, TaskRecord, TaskStatus};
+use tidemark_core::{EndpointSpec, PasswordSource};
 use tidemark_engine::{ConnectOptions, probe};
 
 use crate::error::ServiceError;
@@ -74,7 +74,17 @@ impl TaskService {
     pub async fn test_connection(&self, body: &str) -> Result<ConnectionTest, ServiceError> {
         let endpoint = parse_endpoint(body)?;
         let started = Instant::now();
-        let opts = match self.endpoint_options(&endpoint, "endpoint").await {
+        let checked = match endpoint.password_source() {
+            Some(PasswordSource::Secret(reference)) => {
+                self.check_given_secret(reference, "endpoint").await
+            }
+            _ => Ok(()),
+        };
+        let opts = match checked {
+            Ok(()) => self.endpoint_options(&endpoint, "endpoint").await,
+            Err(e) => Err(e),
+        };
+        let opts = match opts {
             Ok(opts) => opts,
             // A name that does not resolve is an answer too.
             Err(ServiceError::Connect { source, .. }) => {
@@ -88,24 +98,7 @@ impl TaskService {
                 });
             }
             // The body is the endpoint: its fields are named without a prefix.
-            Err(ServiceError::Invalid { field, message }) => {
-                return Err(ServiceError::Invalid {
-                    field: field.trim_start_matches("endpoint.").to_owned(),
-                    message,
-                });
-            }
-            Err(ServiceError::HostNotAllowed {
-                field,
-                host,
-                reason,
-            }) => {
-                return Err(ServiceError::HostNotAllowed {
-                    field: field.trim_start_matches("endpoint.").to_owned(),
-                    host,
-                    reason,
-                });
-            }
-            Err(other) => return Err(other),
+            Err(e) => return Err(e.without_field_prefix("endpoint.")),
         };
         let result = probe(&opts).await;
         let elapsed_ms = elapsed_ms(started);
@@ -139,6 +132,7 @@ impl TaskService {
     pub async fn start_precheck(self: &Arc<Self>, id: &str) -> Result<TaskRecord, ServiceError> {
         let task = self.get_live(id).await?;
         self.check_hosts(&task.spec).await?;
+        self.check_secrets(&task.spec).await?;
         if let Some(queued) = self.precheck_queue.as_ref() {
             return self.enqueue_precheck(queued, task).await;
         }

@@ -29,6 +29,7 @@ impl TaskService {
     pub async fn run_now(self: &Arc<Self>, id: &str) -> Result<RunRecord, ServiceError> {
         let task = self.get_live(id).await?;
         self.check_hosts(&task.spec).await?;
+        self.check_secrets(&task.spec).await?;
         if self.jobs.is_closed() {
             return Err(conflict_shutting_down());
         }

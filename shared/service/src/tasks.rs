@@ -22,6 +22,7 @@ use crate::driver::WorkerConfig;
 use crate::error::ServiceError;
 use crate::jobs::Jobs;
 use crate::precheck_queue::QueuedPrechecks;
+use crate::secret_scope::SecretScope;
 
 /// The ports the use cases run over.
 #[derive(Clone)]
@@ -54,15 +55,24 @@ pub const DEFAULT_PAGE: u32 = 20;
 pub struct Host {
     pub worker: WorkerConfig,
     prechecks: Option<(Arc<dyn PrecheckQueue>, Duration)>,
+    secret_scope: SecretScope,
 }
 
 impl Host {
-    /// Runs through `worker`'s queue; prechecks in this process.
+    /// Runs through `worker`'s queue; prechecks in this process; any secret may be named.
     pub fn new(worker: WorkerConfig) -> Host {
         Host {
             worker,
             prechecks: None,
+            secret_scope: SecretScope::any(),
         }
+    }
+
+    /// Lets tasks name only the secrets in `scope` (besides the ones the service makes):
+    /// the deployment's, on AWS the same scope its IAM policy grants.
+    pub fn with_secret_scope(mut self, scope: SecretScope) -> Host {
+        self.secret_scope = scope;
+        self
     }
 
     /// Sends every precheck to `queue` instead of running it in this process; a queued precheck
@@ -81,6 +91,7 @@ pub struct TaskService {
     pub(crate) worker: WorkerConfig,
     /// Set where prechecks go through a queue (Lambda); unset, they run in this process.
     pub(crate) precheck_queue: Option<QueuedPrechecks>,
+    pub(crate) secret_scope: SecretScope,
 }
 
 impl TaskService {
@@ -95,6 +106,7 @@ impl TaskService {
             jobs: Jobs::default(),
             worker: host.worker,
             precheck_queue,
+            secret_scope: host.secret_scope,
         })
     }
 
@@ -113,6 +125,7 @@ impl TaskService {
             });
         }
         self.check_hosts(&spec).await?;
+        self.check_given_secrets(&spec).await?;
         let id = new_task_id();
         let mut owned = Vec::new();
         let stored = self.store_passwords(&id, &mut spec, &mut owned).await;
@@ -173,10 +186,7 @@ impl TaskService {
                     endpoint.password_secret = Some(reference);
                 }
                 Some(PasswordSource::Secret(reference)) => {
-                    // Read once: it exists, it is in RDS's format, and it or the spec names
-                    // the account.
-                    let read = self.read_secret(reference, at).await?;
-                    crate::endpoints::login_user(endpoint, &read, reference, at)?;
+                    self.check_secret_login(endpoint, reference, at).await?;
                 }
                 Some(PasswordSource::Env(_)) => {
                     // Through the API, a caller could otherwise send any of the server's

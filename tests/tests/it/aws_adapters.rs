@@ -182,7 +182,8 @@ async fn an_inline_password_becomes_an_rds_secret_and_is_deleted_with_its_task()
 #[tokio::test]
 async fn an_existing_rds_secret_is_read_in_place_never_copied_nor_deleted() {
     let client = aws_sdk_secretsmanager::Client::new(&sdk_config().await);
-    let store = SecretsManagerStore::new(client.clone(), format!("{}/", unique_name("tidemark")));
+    let prefix = format!("{}/", unique_name("tidemark"));
+    let store = SecretsManagerStore::new(client.clone(), &prefix);
     let password = unique_name("pw-rds");
     // What RDS writes for a managed master password, extra keys included.
     let arn = client
@@ -198,9 +199,17 @@ async fn an_existing_rds_secret_is_read_in_place_never_copied_nor_deleted() {
         .expect("the user's secret")
         .arn
         .expect("an ARN");
+    // The secrets under the store's prefix, where a copy would go (other tests make secrets
+    // of their own on the same emulator meanwhile).
     let count = || async {
         client
             .list_secrets()
+            .filters(
+                aws_sdk_secretsmanager::types::Filter::builder()
+                    .key(aws_sdk_secretsmanager::types::FilterNameStringType::Name)
+                    .values(&prefix)
+                    .build(),
+            )
             .max_results(100)
             .send()
             .await

@@ -1,26 +1,48 @@
 //! A `password_secret` the user gives, through the API functions on the emulator's Secrets
 //! Manager: the secret's `username` logs in (the spec's `user` is optional, and a differing one
 //! is a precheck warning naming both); a secret with no username and no `user` is a 400 naming
-//! the field.
+//! the field; a secret outside the deployment's scope (`TIDEMARK_ALLOWED_SECRET_ARNS`,
+//! `TIDEMARK_ALLOWED_SECRET_TAG`) is a 422 naming the field, before it is read.
 
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use tidemark_tests::harness::{Server, destination, source, unique_name};
 
-use super::Deployment;
+use tidemark_lambda::env::{ALLOWED_SECRET_ARNS, ALLOWED_SECRET_TAG};
+
+use super::{ACCOUNT, Deployment, REGION};
 use crate::precheck::{database, user};
 
-/// A secret in Secrets Manager holding `value`; its ARN.
+/// A secret in Secrets Manager holding `value`, named `t_<tag>_...`; its ARN.
 pub async fn secret(deployment: &Deployment, tag: &str, value: Value) -> String {
-    aws_sdk_secretsmanager::Client::new(&deployment.sdk)
+    tagged_secret(deployment, tag, value, None).await
+}
+
+/// [`secret`], carrying a `key=value` tag when given.
+async fn tagged_secret(
+    deployment: &Deployment,
+    tag: &str,
+    value: Value,
+    resource_tag: Option<(&str, &str)>,
+) -> String {
+    let mut create = aws_sdk_secretsmanager::Client::new(&deployment.sdk)
         .create_secret()
         .name(unique_name(tag))
-        .secret_string(value.to_string())
-        .send()
-        .await
-        .expect("a secret")
-        .arn
-        .expect("its ARN")
+        .secret_string(value.to_string());
+    if let Some((key, value)) = resource_tag {
+        create = create.tags(
+            aws_sdk_secretsmanager::types::Tag::builder()
+                .key(key)
+                .value(value)
+                .build(),
+        );
+    }
+    create.send().await.expect("a secret").arn.expect("its ARN")
+}
+
+/// The ARN pattern of this test run's secrets named `t_<tag>_...` (see [`secret`]).
+fn secrets_named(tag: &str) -> String {
+    format!("arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:t_{tag}_*")
 }
 
 /// `server`'s endpoint with its login in `arn` (and the spec's `user`, when given).
@@ -47,7 +69,8 @@ pub fn spec(source_endpoint: Value, db: &str) -> String {
 
 #[tokio::test]
 async fn the_secrets_username_logs_in_and_a_differing_user_is_a_precheck_warning() {
-    let deployment = Deployment::new().await;
+    let scope = format!("{},{}", secrets_named("rds_db"), secrets_named("plain_db"));
+    let deployment = Deployment::with(&[(ALLOWED_SECRET_ARNS, &scope)]).await;
     let reader = user(&source(), "secret_user", &["ALL ON *.*".to_owned()]).await;
     let db = database(
         &source(),
@@ -133,4 +156,84 @@ async fn precheck(deployment: &Deployment, id: &str) -> Value {
         .await;
     assert_eq!(status, 200, "{report}");
     report
+}
+
+#[tokio::test]
+async fn a_secret_outside_the_scope_is_a_422_before_it_is_read() {
+    let deployment = Deployment::with(&[
+        (ALLOWED_SECRET_ARNS, &secrets_named("allowed")),
+        (ALLOWED_SECRET_TAG, "tidemark-access=e2e"),
+    ])
+    .await;
+    let reader = user(&source(), "scoped", &["ALL ON *.*".to_owned()]).await;
+    let db = database(
+        &source(),
+        "lambda_scope",
+        &["CREATE TABLE t (id INT PRIMARY KEY)"],
+    )
+    .await;
+    let login = json!({"username": reader.user, "password": reader.password().expose_secret()});
+    let by_arn = secret(&deployment, "allowed", login.clone()).await;
+    let by_tag = tagged_secret(
+        &deployment,
+        "tagged",
+        login.clone(),
+        Some(("tidemark-access", "e2e")),
+    )
+    .await;
+    // Outside: not matched, untagged or tagged otherwise. Neither holds a password, so a read
+    // would answer 400 (not RDS's format): the 422 shows none was read.
+    let unreadable = json!({"not": "a login"});
+    let untagged = secret(&deployment, "other", unreadable.clone()).await;
+    let wrong_tag = tagged_secret(
+        &deployment,
+        "tagged",
+        unreadable,
+        Some(("tidemark-access", "payroll")),
+    )
+    .await;
+    let missing = format!("{}-AbCdEf", secrets_named("missing").trim_end_matches('*'));
+
+    for arn in [&by_arn, &by_tag] {
+        let body = spec(endpoint_with_secret(&reader, arn, None), &db);
+        let (status, created) = deployment.call("POST", "/tasks", Some(&body)).await;
+        assert_eq!(status, 201, "{arn}: {created}");
+    }
+    for arn in [&untagged, &wrong_tag, &missing] {
+        let body = spec(endpoint_with_secret(&reader, arn, None), &db);
+        let (status, refused) = deployment.call("POST", "/tasks", Some(&body)).await;
+        assert_eq!(status, 422, "{arn}: {refused}");
+        assert_eq!(refused["error"]["code"], "secret_not_allowed");
+        assert_eq!(refused["error"]["field"], "source.password_secret");
+        let message = refused["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(arn.as_str()) && message.contains("tidemark-access=e2e"),
+            "{message}"
+        );
+        let endpoint = endpoint_with_secret(&reader, arn, Some(&reader.user));
+        let (status, refused) = deployment
+            .call("POST", "/connections/test", Some(&endpoint.to_string()))
+            .await;
+        assert_eq!(status, 422, "{arn}: {refused}");
+        assert_eq!(refused["error"]["field"], "password_secret");
+    }
+    let (_, listed) = deployment.call("GET", "/tasks?limit=100", None).await;
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        Some(2),
+        "only the tasks in scope: {listed}"
+    );
+
+    // A secret Tidemark made for another task's inline password is that task's alone.
+    let inline = spec(reader.endpoint_json(), &db);
+    let (status, created) = deployment.call("POST", "/tasks", Some(&inline)).await;
+    assert_eq!(status, 201, "{created}");
+    let theirs = created["spec"]["source"]["password_secret"]
+        .as_str()
+        .expect("the secret made for the password");
+    let body = spec(endpoint_with_secret(&reader, theirs, None), &db);
+    let (status, refused) = deployment.call("POST", "/tasks", Some(&body)).await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["error"]["field"], "source.password_secret");
+    crate::schema::drop_databases(&[&db]).await;
 }
