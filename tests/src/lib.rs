@@ -15,12 +15,16 @@
 //! - [`contract`]: suites every adapter of a port must pass: the state store's, and the step
 //!   queue's for the queues a host polls itself.
 //!
+//! - [`cloudwatch`]: CloudWatch Logs' JSON filter patterns evaluated over log lines, and
+//!   template.yaml's resources read, so tests hold the alarms to what the functions log.
+//!
 //! - [`module_graph`]: the import graph between the modules of a source directory, and
 //!   [`module_graph::check_acyclic`], which a crate's test runs over a directory whose modules
 //!   must form a DAG.
 //!
 //! Nothing here connects anywhere but loopback.
 
+pub mod cloudwatch;
 pub mod contract;
 pub mod harness;
 pub mod module_graph;

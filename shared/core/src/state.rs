@@ -48,6 +48,21 @@ pub struct TaskRecord {
     /// Secrets this task created (deleted with it); references only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub owned_secrets: Vec<String>,
+    /// The task's latest run that ended (succeeded, failed or cancelled): a `scheduled` task
+    /// whose last run succeeded is DTS's "Completed, waiting for the next cycle".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<LastRun>,
+}
+
+/// The latest ended run of a task, as the task shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastRun {
+    /// The run's id: its scheduled time ([`RunKey::time_key`]).
+    pub id: String,
+    pub scheduled_time: Timestamp,
+    pub trigger: RunTrigger,
+    pub status: RunStatus,
+    pub finished_at: Timestamp,
 }
 
 /// The latest precheck's outcome, kept on the task so `start` can decide without a query.

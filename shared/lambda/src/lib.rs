@@ -20,9 +20,12 @@
 //!   of stalled runs.
 //! - [`worker`]: run-worker — step messages within the invocation's deadline, and the
 //!   dead-letter queue's messages failing their runs.
+//! - [`dead_letter`]: the dead-letter queue's three kinds of message told apart (a step, a
+//!   scheduler dead-letter event, run-cycle's on-failure destination record).
 
 pub mod api;
 pub mod cycle;
+pub mod dead_letter;
 pub mod env;
 pub mod logs;
 pub mod precheck;

@@ -3,8 +3,10 @@
 //! Each message of a batch is one step ([`TaskService::run_step`]), run with the invocation's
 //! deadline: a step too close to it is not started but sent back as a new message (not a failed
 //! delivery). A step that errors (the state store unreachable) is reported in
-//! `batchItemFailures`, so only it comes back. A message from the dead-letter queue fails its
-//! run under the task's failure policy ([`TaskService::dead_letter`]).
+//! `batchItemFailures`, so only it comes back. A message from the dead-letter queue
+//! ([`crate::dead_letter`]) fails its run under the task's failure policy
+//! ([`TaskService::dead_letter`]), or, when it is a cycle the scheduler gave up on, is recorded
+//! as a `missed` run ([`TaskService::missed_delivery`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -13,6 +15,8 @@ use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMe
 use lambda_http::lambda_runtime::{self, Context, LambdaEvent, service_fn};
 use tidemark_core::ports::StepMessage;
 use tidemark_service::TaskService;
+
+use crate::dead_letter::{self, DeadLetter};
 
 /// The run-worker function's handler.
 #[derive(Clone)]
@@ -54,34 +58,17 @@ impl WorkerHandler {
         let body = message.body.as_deref().unwrap_or("");
         let dead = self.dead_letter_arn.is_some()
             && message.event_source_arn.as_deref() == self.dead_letter_arn.as_deref();
+        if dead {
+            return self.run_dead_letter(message_id, body, message).await;
+        }
         let step: StepMessage = match serde_json::from_str(body) {
             Ok(step) => step,
             Err(e) => {
-                // A scheduler invocation that failed lands in the same dead-letter queue: it is
-                // logged for the alarm's reader; a malformed step message is dropped the same way.
-                tracing::error!(message_id, dead, error = %e, "not a step message; dropped");
+                tracing::error!(message_id, error = %e, "not a step message; dropped");
                 return true;
             }
         };
         let (task, run, n) = (step.run.task_id.clone(), step.run.time_key(), step.step);
-        if dead {
-            return match self.service.dead_letter(&step).await {
-                Ok(()) => {
-                    tracing::warn!(
-                        message_id,
-                        task,
-                        run,
-                        step = n,
-                        "a dead-lettered step failed its run"
-                    );
-                    true
-                }
-                Err(e) => {
-                    tracing::error!(message_id, task, run, error = %e, "a dead-lettered step could not fail its run");
-                    false
-                }
-            };
-        }
         match self.service.run_step(&step, Some(deadline)).await {
             Ok(outcome) => {
                 tracing::info!(message_id, task, run, step = n, outcome = ?outcome, "step");
@@ -89,6 +76,53 @@ impl WorkerHandler {
             }
             Err(e) => {
                 tracing::error!(message_id, task, run, step = n, error = %e, "step errored; the message will be delivered again");
+                false
+            }
+        }
+    }
+
+    /// A message of the dead-letter queue ([`dead_letter`]): a step fails its run, a cycle the
+    /// scheduler gave up on is recorded as missed. Logged as [`dead_letter::LOG_MESSAGE`] for
+    /// the dead-letter alarm; whether it is done with (a state store error brings it back).
+    async fn run_dead_letter(&self, message_id: &str, body: &str, message: &SqsMessage) -> bool {
+        let letter = match dead_letter::parse(body, &message.message_attributes) {
+            Ok(letter) => letter,
+            Err(what) => {
+                tracing::error!(message_id, kind = "unknown", what, "dead letter");
+                return true;
+            }
+        };
+        let kind = letter.kind();
+        let outcome = match &letter {
+            DeadLetter::Step(step) => {
+                let (task, run) = (step.run.task_id.as_str(), step.run.time_key());
+                tracing::warn!(message_id, kind, task, run, step = step.step, "dead letter");
+                self.service.dead_letter(step).await
+            }
+            DeadLetter::Cycle { input, why } => {
+                let task = input.task_id.as_str();
+                tracing::warn!(message_id, kind, task, run = %input.scheduled_time, why, "dead letter");
+                match input.scheduled_time.parse::<jiff::Timestamp>() {
+                    Ok(at) => self
+                        .service
+                        .missed_delivery(task, at, why)
+                        .await
+                        .map(|_| ()),
+                    Err(e) => {
+                        tracing::error!(message_id, task, time = %input.scheduled_time, error = %e, "the missed cycle's time is not RFC 3339; dropped");
+                        Ok(())
+                    }
+                }
+            }
+            DeadLetter::Sweep { why } => {
+                tracing::error!(message_id, kind, why, "dead letter");
+                Ok(())
+            }
+        };
+        match outcome {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(message_id, kind, error = %e, "the dead letter could not be recorded; it will be delivered again");
                 false
             }
         }

@@ -14,9 +14,11 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use jiff::Timestamp;
 use serde_json::{Value, json};
 use tidemark_core::ports::{SchedulerError, SecretError, StoreError};
-use tidemark_core::state::{Page, RunRecord, RunStatus, TaskRecord, time_key};
+use tidemark_core::schedule::Schedule;
+use tidemark_core::state::{Page, RunRecord, RunStatus, TaskRecord, TaskStatus, time_key};
 
 use crate::cancel::Deleted;
 use crate::error::ServiceError;
@@ -271,9 +273,10 @@ fn page_params(raw: Option<String>) -> Result<(Option<u32>, Option<String>), Api
     Ok((limit, next))
 }
 
-/// A task as the API shows it: no password (the spec never serializes one), no secret
-/// references beyond the spec's own `password_secret`.
-pub fn task_json(task: &TaskRecord) -> Value {
+/// A task as the API shows it at `now`: no password (the spec never serializes one), no secret
+/// references beyond the spec's own `password_secret`; its last ended run, and the time of its
+/// next cycle while it is `scheduled` or `running`.
+pub fn task_json(task: &TaskRecord, now: Timestamp) -> Value {
     let precheck = task.precheck.as_ref().map(|p| {
         json!({
             "at": p.at,
@@ -297,6 +300,15 @@ pub fn task_json(task: &TaskRecord) -> Value {
     }
     if let Some(p) = precheck {
         body["precheck"] = p;
+    }
+    if let Some(last) = &task.last_run {
+        body["last_run"] = json!(last);
+    }
+    if matches!(task.status, TaskStatus::Scheduled | TaskStatus::Running)
+        && let Ok(schedule) = Schedule::from_spec(&task.spec.schedule)
+        && let Some(next) = schedule.next_after(now)
+    {
+        body["next_run_at"] = json!(next.timestamp());
     }
     body
 }
@@ -338,22 +350,28 @@ fn page_json<T>(page: &Page<T>, item: impl Fn(&T) -> Value) -> Value {
 
 async fn create_task(State(svc): Svc, body: Bytes) -> Answer {
     let task = svc.create(text(&body)?).await?;
-    Ok(ok(StatusCode::CREATED, task_json(&task)))
+    Ok(ok(StatusCode::CREATED, task_json(&task, svc.now())))
 }
 
 async fn list_tasks(State(svc): Svc, RawQuery(raw): RawQuery) -> Answer {
     let (limit, next) = page_params(raw)?;
     let page = svc.list(limit, next.as_deref()).await?;
-    Ok(ok(StatusCode::OK, page_json(&page, task_json)))
+    Ok(ok(
+        StatusCode::OK,
+        page_json(&page, |t| task_json(t, svc.now())),
+    ))
 }
 
 async fn get_task(State(svc): Svc, Path(id): Path<String>) -> Answer {
-    Ok(ok(StatusCode::OK, task_json(&svc.get(&id).await?)))
+    Ok(ok(
+        StatusCode::OK,
+        task_json(&svc.get(&id).await?, svc.now()),
+    ))
 }
 
 async fn patch_task(State(svc): Svc, Path(id): Path<String>, body: Bytes) -> Answer {
     let task = svc.patch(&id, text(&body)?).await?;
-    Ok(ok(StatusCode::OK, task_json(&task)))
+    Ok(ok(StatusCode::OK, task_json(&task, svc.now())))
 }
 
 /// 204 when the task is gone; 202 with the task (`deleting`) while a run's clean-up is
@@ -371,7 +389,7 @@ async fn delete_task(State(svc): Svc, Path(id): Path<String>, RawQuery(raw): Raw
     };
     Ok(match svc.delete(&id, force).await? {
         Deleted::Gone => StatusCode::NO_CONTENT.into_response(),
-        Deleted::Pending(task) => ok(StatusCode::ACCEPTED, task_json(&task)),
+        Deleted::Pending(task) => ok(StatusCode::ACCEPTED, task_json(&task, svc.now())),
         Deleted::Forced { left_behind } => ok(
             StatusCode::OK,
             json!({ "task_id": id, "deleted": true, "left_behind": left_behind }),
@@ -419,11 +437,17 @@ async fn get_precheck(State(svc): Svc, Path(id): Path<String>) -> Answer {
 }
 
 async fn start_task(State(svc): Svc, Path(id): Path<String>) -> Answer {
-    Ok(ok(StatusCode::OK, task_json(&svc.start(&id).await?)))
+    Ok(ok(
+        StatusCode::OK,
+        task_json(&svc.start(&id).await?, svc.now()),
+    ))
 }
 
 async fn stop_task(State(svc): Svc, Path(id): Path<String>) -> Answer {
-    Ok(ok(StatusCode::OK, task_json(&svc.stop(&id).await?)))
+    Ok(ok(
+        StatusCode::OK,
+        task_json(&svc.stop(&id).await?, svc.now()),
+    ))
 }
 
 async fn preview_schedule(

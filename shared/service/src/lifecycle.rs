@@ -316,7 +316,7 @@ impl TaskService {
         if task.status == TaskStatus::Scheduled {
             return Ok(task);
         }
-        precheck_gate(&task)?;
+        precheck_gate(&task, "start")?;
         let schedule =
             Schedule::from_spec(&task.spec.schedule).map_err(|e| ServiceError::Invalid {
                 field: e.field,
@@ -432,8 +432,9 @@ impl TaskService {
     }
 }
 
-/// A task may start only when its latest precheck passed and is newer than its last change.
-fn precheck_gate(task: &TaskRecord) -> Result<(), ServiceError> {
+/// A task may start, or run now, only when its latest precheck passed and is newer than its
+/// last change (`action` names what was asked: "start" or "run").
+pub(crate) fn precheck_gate(task: &TaskRecord, action: &str) -> Result<(), ServiceError> {
     let id = &task.id;
     let conflict = |code, message: String, checks| ServiceError::Conflict {
         code,
@@ -444,21 +445,21 @@ fn precheck_gate(task: &TaskRecord) -> Result<(), ServiceError> {
         None => Err(conflict(
             "precheck_required",
             format!(
-                "task {id} has not been prechecked: POST /tasks/{id}/precheck, and start it once the precheck passes"
+                "task {id} has not been prechecked: POST /tasks/{id}/precheck, and {action} it once the precheck passes"
             ),
             Vec::new(),
         )),
         Some(p) if p.state == PrecheckState::Running => Err(conflict(
             "precheck_running",
             format!(
-                "task {id}'s precheck is still running: poll GET /tasks/{id}/precheck, then start it"
+                "task {id}'s precheck is still running: poll GET /tasks/{id}/precheck, then {action} it"
             ),
             Vec::new(),
         )),
         Some(p) if p.at <= task.changed_at => Err(conflict(
             "precheck_stale",
             format!(
-                "task {id} changed at {} after its last precheck at {}: precheck it again",
+                "task {id} changed at {} after its last precheck at {}: precheck it again, then {action} it",
                 task.changed_at, p.at
             ),
             p.failed.clone(),
@@ -466,7 +467,7 @@ fn precheck_gate(task: &TaskRecord) -> Result<(), ServiceError> {
         Some(p) if p.state == PrecheckState::Failed => Err(conflict(
             "precheck_failed",
             format!(
-                "task {id}'s latest precheck failed ({}): fix what each check's remedy says, precheck again, then start",
+                "task {id}'s latest precheck failed ({}): fix what each check's remedy says, precheck again, then {action} it",
                 p.failed.join(", ")
             ),
             p.failed.clone(),

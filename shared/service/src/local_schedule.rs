@@ -25,7 +25,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use tidemark_core::ports::TaskScheduler;
 use tidemark_core::schedule::Schedule;
-use tidemark_core::state::{RunKey, RunStatus, RunTrigger, TaskStatus};
+use tidemark_core::state::{RunKey, RunStatus, RunTrigger};
 use tidemark_local::LocalScheduler;
 
 use crate::context::new_run;
@@ -104,17 +104,8 @@ impl TaskService {
                 }
             }
             scheduler.set_checked_until(id, now).await?;
-            if schedule.next_after(now).is_none() && self.unfinished_runs(id).await?.is_empty() {
+            if self.complete_if_over(id, now).await? {
                 scheduler.remove_schedule(id).await?;
-                self.modify_task(id, |t| {
-                    if t.status != TaskStatus::Scheduled {
-                        return false;
-                    }
-                    t.status = TaskStatus::Completed;
-                    t.status_reason = Some("the schedule's end date has passed".into());
-                    true
-                })
-                .await?;
                 report.completed.push(id.to_owned());
             }
         }

@@ -6,15 +6,19 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use tidemark_core::FailurePolicy;
+use tidemark_core::schedule::Schedule;
 use tidemark_core::state::{
-    Page, RunKey, RunRecord, RunStatus, RunTrigger, TableProgress, TaskStatus,
+    LastRun, Page, RunKey, RunRecord, RunStatus, RunTrigger, TableProgress, TaskStatus,
 };
 
 use crate::cycle::manual_scheduled_time;
 use crate::error::ServiceError;
-use crate::lifecycle::conflict_shutting_down;
+use crate::lifecycle::{conflict_shutting_down, precheck_gate};
 use crate::tasks::{TaskService, bad_cursor, page_limit};
 use crate::worker::CycleStart;
+
+/// Why a task is `completed`.
+pub(crate) const SCHEDULE_OVER: &str = "the schedule's end date has passed: no cycle is left";
 
 /// One run with its tables' counters.
 #[derive(Debug, Clone)]
@@ -28,6 +32,8 @@ impl TaskService {
     /// run (`pending`) at once; its steps go to the workers through the step queue.
     pub async fn run_now(self: &Arc<Self>, id: &str) -> Result<RunRecord, ServiceError> {
         let task = self.get_live(id).await?;
+        // What `start` requires: a run now copies as a scheduled cycle does.
+        precheck_gate(&task, "run")?;
         self.check_hosts(&task.spec).await?;
         self.check_secrets(&task.spec).await?;
         if self.jobs.is_closed() {
@@ -60,8 +66,11 @@ impl TaskService {
         }
     }
 
-    /// The task's status after a run: back to `scheduled` while a schedule is installed, or
-    /// `stopped` when a scheduled run failed under the `stop` failure policy.
+    /// The task after a run ended: its `last_run`, and its status —
+    /// - `failed`, its schedule removed, when a scheduled run failed under the `stop` failure
+    ///   policy (the reason names the run);
+    /// - `completed`, its schedule removed, when the schedule has no cycle left;
+    /// - back to `scheduled` while a schedule is installed, else to `created`/`prechecked`.
     pub(crate) async fn after_run(
         &self,
         key: &RunKey,
@@ -70,14 +79,31 @@ impl TaskService {
         failed: Option<String>,
     ) {
         let id = key.task_id.as_str();
+        let now = self.ports.clock.now();
+        let last = match self.ports.store.get_run(key).await {
+            Ok(Some(run)) if run.status.is_final() => Some(LastRun {
+                id: key.time_key(),
+                scheduled_time: key.scheduled_time,
+                trigger: run.trigger,
+                status: run.status,
+                finished_at: run.finished_at.unwrap_or(now),
+            }),
+            _ => None,
+        };
         let stop =
             failed.is_some() && trigger == RunTrigger::Schedule && policy == FailurePolicy::Stop;
-        if stop && let Err(e) = self.ports.scheduler.remove_schedule(id).await {
+        // Over when no cycle follows this one: the last scheduled cycle's run completes the
+        // task even when it ends before its own scheduled time passed (a manual run's time is
+        // now).
+        let over = !stop && self.schedule_over(id, now.max(key.scheduled_time)).await;
+        if (stop || over)
+            && let Err(e) = self.ports.scheduler.remove_schedule(id).await
+        {
             tracing::error!(task = %id, error = %e, "the schedule could not be removed");
         }
         let scheduled = match self.ports.scheduler.get_schedule(id).await {
             Ok(s) => s.is_some(),
-            Err(_) => !stop,
+            Err(_) => !stop && !over,
         };
         let reason = failed.map(|e| {
             format!(
@@ -85,14 +111,30 @@ impl TaskService {
                 key.time_key()
             )
         });
-        let _ = self
+        let result = self
             .modify_task(id, |t| {
-                if t.status != TaskStatus::Running && !stop {
-                    return false;
+                let mut changed = false;
+                if let Some(last) = &last
+                    && t.last_run
+                        .as_ref()
+                        .is_none_or(|l| l.scheduled_time <= last.scheduled_time)
+                    && t.last_run.as_ref() != Some(last)
+                {
+                    t.last_run = Some(last.clone());
+                    changed = true;
                 }
-                if stop {
-                    t.status = TaskStatus::Stopped;
+                if t.status == TaskStatus::Deleting {
+                    return changed;
+                }
+                if stop && t.status != TaskStatus::Stopped {
+                    // A user's stop meanwhile stays `stopped`; `last_run` shows the failure.
+                    t.status = TaskStatus::Failed;
                     t.status_reason = reason.clone();
+                } else if stop || t.status != TaskStatus::Running {
+                    return changed;
+                } else if over {
+                    t.status = TaskStatus::Completed;
+                    t.status_reason = Some(SCHEDULE_OVER.into());
                 } else if scheduled {
                     t.status = TaskStatus::Scheduled;
                 } else {
@@ -104,6 +146,58 @@ impl TaskService {
                 true
             })
             .await;
+        if let Err(e) = result {
+            tracing::error!(task = %id, error = %e, "the task's status after its run was not recorded");
+        }
+        if over {
+            tracing::info!(task = %id, "task completed: its schedule has no cycle left");
+        }
+    }
+
+    /// Whether the task is scheduled and its schedule has no cycle after `after` (its end date
+    /// passed): the task is then `completed` and its schedule removed.
+    pub(crate) async fn schedule_over(&self, id: &str, after: Timestamp) -> bool {
+        let Ok(Some(task)) = self.ports.store.get_task(id).await else {
+            return false;
+        };
+        if !matches!(task.status, TaskStatus::Scheduled | TaskStatus::Running) {
+            return false;
+        }
+        match Schedule::from_spec(&task.spec.schedule) {
+            Ok(schedule) => schedule.next_after(after).is_none(),
+            Err(_) => false,
+        }
+    }
+
+    /// Completes a `scheduled` task whose schedule has no cycle after `after` (now, or later:
+    /// the time of a cycle that was dealt with) and no run going on (the last cycle was missed
+    /// or skipped, so no run's end did it): its schedule removed, status `completed`. Whether
+    /// it did.
+    pub(crate) async fn complete_if_over(
+        &self,
+        id: &str,
+        after: Timestamp,
+    ) -> Result<bool, ServiceError> {
+        let after = after.max(self.ports.clock.now());
+        if !self.schedule_over(id, after).await || !self.unfinished_runs(id).await?.is_empty() {
+            return Ok(false);
+        }
+        self.ports.scheduler.remove_schedule(id).await?;
+        let task = self
+            .modify_task(id, |t| {
+                if t.status != TaskStatus::Scheduled {
+                    return false;
+                }
+                t.status = TaskStatus::Completed;
+                t.status_reason = Some(SCHEDULE_OVER.into());
+                true
+            })
+            .await?;
+        let done = task.status == TaskStatus::Completed;
+        if done {
+            tracing::info!(task = %id, "task completed: its schedule has no cycle left");
+        }
+        Ok(done)
     }
 
     /// Records a run's end unless it has ended already.

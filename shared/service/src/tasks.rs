@@ -110,6 +110,11 @@ impl TaskService {
         })
     }
 
+    /// The service's clock's now.
+    pub fn now(&self) -> jiff::Timestamp {
+        self.ports.clock.now()
+    }
+
     pub fn ports(&self) -> &Ports {
         &self.ports
     }
@@ -140,6 +145,7 @@ impl TaskService {
             changed_at: now,
             precheck: None,
             owned_secrets: owned,
+            last_run: None,
         };
         let created = match stored {
             Ok(()) => self

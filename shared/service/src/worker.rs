@@ -61,7 +61,10 @@ impl TaskService {
         };
         if task.status == TaskStatus::Deleting
             || trigger == RunTrigger::Schedule
-                && matches!(task.status, TaskStatus::Stopped | TaskStatus::Completed)
+                && matches!(
+                    task.status,
+                    TaskStatus::Stopped | TaskStatus::Failed | TaskStatus::Completed
+                )
         {
             return Ok(CycleStart::Ignored(format!(
                 "task {task_id} is {:?}",
@@ -93,7 +96,10 @@ impl TaskService {
         }
         let _ = self
             .modify_task(task_id, |t| {
-                if matches!(t.status, TaskStatus::Stopped | TaskStatus::Completed) {
+                if matches!(
+                    t.status,
+                    TaskStatus::Stopped | TaskStatus::Failed | TaskStatus::Completed
+                ) {
                     return false;
                 }
                 t.status = TaskStatus::Running;
@@ -187,6 +193,39 @@ impl TaskService {
         Ok(())
     }
 
+    /// A scheduled cycle the scheduler gave up delivering (its dead-letter event, or run-cycle's
+    /// on-failure destination record after Lambda's retries): recorded as a `missed` run of its
+    /// scheduled time with `why`, so the history shows the gap; a run already there for that
+    /// time is left as it is. A task whose schedule then has no cycle left is completed.
+    /// Whether a run was recorded.
+    pub async fn missed_delivery(
+        self: &Arc<Self>,
+        task_id: &str,
+        scheduled_time: Timestamp,
+        why: &str,
+    ) -> Result<bool, ServiceError> {
+        if self.ports.store.get_task(task_id).await?.is_none() {
+            return Ok(false);
+        }
+        let key = RunKey {
+            task_id: task_id.to_owned(),
+            scheduled_time,
+        };
+        let now = self.ports.clock.now();
+        let mut run = new_run(&key, RunTrigger::Schedule, RunStatus::Missed, now);
+        run.error = Some(format!(
+            "the scheduler could not start this cycle ({why}): check the run-cycle function's \
+             logs and errors, then run the task now if this cycle's data is needed"
+        ));
+        run.finished_at = Some(now);
+        let created = self.ports.store.create_run(&run).await?;
+        if created {
+            tracing::warn!(task = %task_id, run = %key.time_key(), why, "scheduled cycle missed");
+        }
+        self.complete_if_over(task_id, scheduled_time).await?;
+        Ok(created)
+    }
+
     /// Sweeps every run that is not over ([`Driver::sweep`]): lost step messages sent again,
     /// the dispatch topped up, and a run without progress for the driver's `run_lease` failed
     /// under its task's failure policy, cleaned up. A failed run whose clean-up could not run
@@ -198,6 +237,14 @@ impl TaskService {
             let page = self.ports.store.list_tasks(100, next.as_deref()).await?;
             for task in &page.items {
                 reaped.extend(self.reap_task(&task.id).await?);
+                // On AWS no loop watches the end date: the sweep completes a task whose last
+                // cycle was missed or skipped (a run's end completes the others).
+                if let Err(e) = self
+                    .complete_if_over(&task.id, self.ports.clock.now())
+                    .await
+                {
+                    tracing::error!(task = %task.id, error = %e, "the task's end could not be recorded; the sweep tries again");
+                }
             }
             match page.next {
                 Some(n) => next = Some(n),

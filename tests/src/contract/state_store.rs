@@ -41,6 +41,7 @@ pub fn task(id: &str) -> TaskRecord {
         changed_at: at("2026-11-23T10:00:00Z"),
         precheck: None,
         owned_secrets: vec![],
+        last_run: None,
     }
 }
 

@@ -7,17 +7,25 @@ use serde_json::{Value, json};
 use tidemark_tests::harness::net::SilentListener;
 use tidemark_tests::harness::{PrivateServer, Server, destination, source, unique_name};
 
-use crate::helpers::{Api, drop_databases, spec};
+use crate::helpers::{Api, drop_databases, sample, spec};
 
 #[tokio::test]
 async fn a_run_in_progress_is_cancelled() {
     let api = Api::start().await;
     // A source that accepts the connection and never answers: the run waits in its connect.
+    // It stops answering after its precheck passed (the stored spec is pointed at a silent
+    // listener without a change the precheck would have to see again).
     let silent = SilentListener::start();
-    let mut task = spec("nowhere", "nowhere_dw");
-    task["source"]["port"] = json!(silent.addr.port());
+    let db = unique_name("http_silent");
+    sample(&db, 1).await;
+    let mut task = spec(&db, "nowhere_dw");
     task["source"]["connect_timeout_seconds"] = json!(60);
     let id = api.create(&task).await;
+    assert_eq!(api.precheck(&id).await["state"], "passed");
+    let store = &api.service.ports().store;
+    let mut record = store.get_task(&id).await.expect("read").expect("the task");
+    record.spec.source.port = silent.addr.port();
+    store.update_task(&record).await.expect("the source moved");
 
     let (status, run) = api.post(&format!("/tasks/{id}/runs"), &json!({})).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{run}");
@@ -42,7 +50,9 @@ async fn a_run_in_progress_is_cancelled() {
     assert_eq!(status, StatusCode::CONFLICT, "{again}");
     assert_eq!(again["error"]["code"], "run_finished");
     let (_, task) = api.get(&format!("/tasks/{id}")).await;
-    assert_eq!(task["status"], "created", "{task}");
+    assert_eq!(task["status"], "prechecked", "{task}");
+    assert_eq!(task["last_run"]["status"], "cancelled", "{task}");
+    drop_databases(&[&db]).await;
 }
 
 /// A multi-replica run cancelled while its Schema step creates the replica's tables leaves no
@@ -110,7 +120,7 @@ async fn run_until_replica(api: &Api, db: &str, dest: &Server) -> (String, Strin
     task["policy"] = json!({ "mode": "multi_replica" });
     task["objects"] = json!([{ "database": db }]);
     let id = api.create(&task).await;
-    let (status, run) = api.post(&format!("/tasks/{id}/runs"), &json!({})).await;
+    let (status, run) = api.run_now(&id).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{run}");
     let run_id = run["id"].as_str().expect("run id").to_owned();
     for _ in 0..400 {

@@ -132,7 +132,7 @@ async fn a_failed_cycle_under_the_stop_policy_stops_the_task() {
     let task = api
         .wait_for(&format!("/tasks/{id}"), |_, t| t["status"] != "running")
         .await;
-    assert_eq!(task["status"], "stopped", "{task}");
+    assert_eq!(task["status"], "failed", "{task}");
     assert!(
         task["status_reason"]
             .as_str()
@@ -238,7 +238,7 @@ async fn a_run_without_progress_past_its_lease_is_failed_under_the_failure_polic
     use tidemark_core::ports::StateStore;
     use tidemark_core::state::{RunKey, RunPhase, RunRecord, RunStatus, RunTrigger};
 
-    for (policy, task_after) in [("stop", "stopped"), ("continue", "scheduled")] {
+    for (policy, task_after) in [("stop", "failed"), ("continue", "scheduled")] {
         let api = Api::start().await;
         let db = unique_name("http_stall");
         sample(&db, 5).await;

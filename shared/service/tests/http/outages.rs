@@ -173,7 +173,7 @@ async fn gone_for_good(side: Side, role: &str) {
         .api
         .wait_for(&format!("/tasks/{}", o.id), |_, t| t["status"] != "running")
         .await;
-    assert_eq!(task["status"], "stopped", "{task}");
+    assert_eq!(task["status"], "failed", "{task}");
     assert!(
         task["status_reason"]
             .as_str()

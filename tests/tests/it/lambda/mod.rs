@@ -14,6 +14,7 @@
 
 mod api;
 mod cycle;
+mod lifecycle;
 mod secrets;
 
 use std::sync::Arc;
@@ -165,6 +166,9 @@ pub struct Deployment {
     pub env: FunctionEnv,
     pub precheck_queue_arn: String,
     pub step_queue_arn: String,
+    /// The step dead-letter queue run-worker also consumes (redriven steps, the scheduler's and
+    /// run-cycle's dead letters).
+    pub step_dead_letter_arn: String,
     /// run-cycle's service and run-worker's handler.
     pub run_cycle: Arc<TaskService>,
     pub run_worker: WorkerHandler,
@@ -256,7 +260,8 @@ impl Deployment {
             manage_task: http_app(service()),
             precheck: PrecheckHandler::new(service()),
             run_cycle: service(),
-            run_worker: WorkerHandler::new(service(), Some(step_dead_letter_arn)),
+            run_worker: WorkerHandler::new(service(), Some(step_dead_letter_arn.clone())),
+            step_dead_letter_arn,
             precheck_queue_arn: precheck_arn,
             step_queue_arn: step_arn,
             env,
@@ -340,6 +345,84 @@ impl Deployment {
             }
         }
         (batch, answer)
+    }
+
+    /// Hands the step queue's messages to run-worker, one an invocation (BatchSize 1), until the
+    /// run at `run_path` is over; returns it.
+    pub async fn drain_steps(&self, run_path: &str) -> Value {
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let started = std::time::Instant::now();
+        loop {
+            let (_, run) = self.call("GET", run_path, None).await;
+            if run["status"] != "pending" && run["status"] != "running" {
+                return run;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(120),
+                "the run did not end: {run}"
+            );
+            let received = sqs
+                .receive_message()
+                .queue_url(&self.env.step_queue_url)
+                .max_number_of_messages(1)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .expect("receive");
+            for message in received.messages() {
+                let event = sqs_event(&self.step_queue_arn, std::slice::from_ref(message));
+                let mut context = Context::default();
+                context.deadline = u64::try_from(jiff::Timestamp::now().as_millisecond() + 60_000)
+                    .expect("after the epoch");
+                let answer = self
+                    .run_worker
+                    .handle(LambdaEvent::new(
+                        serde_json::from_value(event).expect("an SQS batch"),
+                        context,
+                    ))
+                    .await;
+                assert!(answer.batch_item_failures.is_empty(), "a step errored");
+                sqs.delete_message()
+                    .queue_url(&self.env.step_queue_url)
+                    .receipt_handle(message.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+    }
+
+    /// Hands run-worker one message of the step dead-letter queue, as its event source mapping
+    /// would: `body` with string message `attributes`. The batch's answer.
+    pub async fn deliver_dead_letter(&self, body: &str, attributes: &[(&str, &str)]) -> Value {
+        let attributes: serde_json::Map<String, Value> = attributes
+            .iter()
+            .map(|(k, v)| {
+                (
+                    (*k).to_owned(),
+                    json!({ "stringValue": v, "dataType": "String" }),
+                )
+            })
+            .collect();
+        let event = json!({ "Records": [ {
+            "messageId": unique_name("msg"),
+            "receiptHandle": "AQEB-dead-letter",
+            "body": body,
+            "attributes": { "ApproximateReceiveCount": "1", "SentTimestamp": "1795426200000" },
+            "messageAttributes": attributes,
+            "md5OfBody": "0",
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self.step_dead_letter_arn,
+            "awsRegion": REGION
+        } ] });
+        let answer = self
+            .run_worker
+            .handle(LambdaEvent::new(
+                serde_json::from_value(event).expect("an SQS batch"),
+                Context::default(),
+            ))
+            .await;
+        serde_json::to_value(answer).expect("JSON")
     }
 
     /// Every item of the table, as text (for "nothing secret here" checks).

@@ -416,7 +416,7 @@ async fn a_step_in_the_dead_letter_queue_fails_its_run_and_stops_the_task_under_
     let task = rig.service.get(&id).await.expect("task");
     assert_eq!(
         serde_json::to_value(task.status).expect("status"),
-        "stopped",
+        "failed",
         "{:?}",
         task.status_reason
     );
