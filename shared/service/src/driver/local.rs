@@ -113,13 +113,7 @@ struct OneTask<'a> {
 #[async_trait]
 impl RunSubjects for OneTask<'_> {
     async fn subject(&self, task_id: &str) -> Result<Option<RunSubject>, ServiceError> {
-        Ok((task_id == self.task_id).then(|| RunSubject {
-            spec: Arc::clone(&self.subject.spec),
-            source_password: self.subject.source_password.clone(),
-            destination_password: self.subject.destination_password.clone(),
-            source_secret: self.subject.source_secret.clone(),
-            destination_secret: self.subject.destination_secret.clone(),
-        }))
+        Ok((task_id == self.task_id).then(|| self.subject.clone()))
     }
 }
 
@@ -163,11 +157,8 @@ pub async fn run_cycle(
         task_id: input.task_id,
         subject: RunSubject {
             spec: Arc::new(input.spec.clone()),
-            source_password: input.source_password.clone(),
-            destination_password: input.destination_password.clone(),
-            // Inline or environment passwords: the pools are keyed by the password itself.
-            source_secret: None,
-            destination_secret: None,
+            source: input.source.clone(),
+            destination: input.destination.clone(),
         },
     };
     if resumed {

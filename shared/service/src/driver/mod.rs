@@ -42,11 +42,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use secrecy::SecretString;
 use tidemark_core::TaskSpec;
-use tidemark_core::ports::{Clock, SecretVersion, StateStore, StepMessage, StepQueue};
-
+use tidemark_core::ports::{Clock, StateStore, StepMessage, StepQueue};
 use tidemark_core::state::{RunKey, RunPhase, RunStatus, StepKind, StepRecord, StepStatus};
+use tidemark_engine::ConnectOptions;
 
 pub use config::DriverConfig;
 pub use pools::EndpointPools;
@@ -114,14 +113,14 @@ impl Handled {
     }
 }
 
-/// A run's task as a step needs it: its spec and both passwords, with the secret version each
-/// was read at (`None` for a password given inline or in the environment).
+/// A run's task as a step needs it: its spec and how to log in to both endpoints (each with
+/// the secret version its password and user were read at, `None` for a password given inline
+/// or in the environment).
+#[derive(Clone)]
 pub struct RunSubject {
     pub spec: Arc<TaskSpec>,
-    pub source_password: SecretString,
-    pub destination_password: SecretString,
-    pub source_secret: Option<SecretVersion>,
-    pub destination_secret: Option<SecretVersion>,
+    pub source: ConnectOptions,
+    pub destination: ConnectOptions,
 }
 
 /// Where the driver finds a run's task: the state store and the secret store (a host's task
@@ -216,13 +215,11 @@ impl Driver<'_> {
             spec: &subject.spec,
             scheduled_time: key.scheduled_time,
             trigger: run.trigger,
-            source_password: subject.source_password.clone(),
-            destination_password: subject.destination_password.clone(),
+            // The copy pools are keyed by the secrets' versions: a rotated one logs in anew.
+            source: subject.source.clone(),
+            destination: subject.destination.clone(),
         };
         let mut ctx = Ctx::new(self.store, self.clock, key, &input, events).await?;
-        // The copy pools are keyed by the secrets' versions: a rotated one logs in anew.
-        ctx.source.secret = subject.source_secret.clone();
-        ctx.destination.secret = subject.destination_secret.clone();
         let lease = lease::Lease::new(self.store, self.clock, self.config, key, message.step);
         let Some(claimed) = lease.claim(&ctx).await? else {
             return Ok(Handled::of(StepOutcome::Ignored(
