@@ -33,3 +33,4 @@ mod store_dynamodb;
 mod store_memory;
 mod store_sqlite;
 mod tls;
+mod workspace;
