@@ -164,3 +164,30 @@ fn the_readme_lists_every_driver_variable_with_its_default() {
         assert_eq!(timings(set), defaults, "{name}'s default in the README");
     }
 }
+
+#[test]
+fn the_architecture_is_a_parameter_that_build_sh_builds_each_value_of() {
+    let text = template();
+    let parameter = block(&text, "  Architecture:");
+    assert_eq!(value(&parameter, "Default"), Some("arm64"));
+    assert_eq!(value(&parameter, "AllowedValues"), Some("[arm64, x86_64]"));
+    assert_eq!(
+        value(&block(&text, "Globals:"), "Architectures"),
+        Some("[!Ref Architecture]"),
+        "every function runs on the parameter's architecture"
+    );
+    let build = repo_file("infra/deploy/build.sh");
+    assert!(
+        build.lines().any(|l| l == "ARCHES=(arm64 x86_64)"),
+        "infra/deploy/build.sh --arch takes the parameter's values"
+    );
+    for (arch, target) in [
+        ("arm64", "aarch64-unknown-linux-gnu"),
+        ("x86_64", "x86_64-unknown-linux-gnu"),
+    ] {
+        assert!(
+            build.contains(&format!("[{arch}]={target}")),
+            "build.sh builds {arch} for {target}"
+        );
+    }
+}
