@@ -23,7 +23,7 @@ use tidemark_service::{Allowlist, DriverConfig, Host, Ports, TaskService, Worker
 pub use driver::{
     DRIVER_VARIABLES, FIRST_BACKOFF_MS, IDLE_PING_SECONDS, MAX_BACKOFF_SECONDS,
     RESEND_AFTER_SECONDS, RUN_LEASE_SECONDS, STEP_ATTEMPTS, STEP_BUDGET_SECONDS,
-    STEP_LEASE_SECONDS, SWEEP_SECONDS, driver_config,
+    STEP_LEASE_SECONDS, SWEEP_SECONDS, WORKER_TIMEOUT_SECONDS, driver_config,
 };
 
 /// The DynamoDB table holding every record.
