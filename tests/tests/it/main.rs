@@ -34,3 +34,4 @@ mod store_dynamodb;
 mod store_memory;
 mod store_sqlite;
 mod tls;
+mod workspace;
