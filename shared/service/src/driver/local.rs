@@ -16,6 +16,7 @@ use tidemark_core::state::{RunKey, RunPhase, RunRecord, RunStatus, RunTrigger, S
 use tidemark_engine::crash;
 use tidemark_local::MemoryQueue;
 
+use super::metered::MeteredStore;
 use super::waking::Waking;
 use super::{
     Driver, DriverConfig, EndpointPools, RunEnd, RunSubject, RunSubjects, announce_tables,
@@ -129,6 +130,8 @@ pub async fn run_cycle(
     retry: StepRetry,
 ) -> Result<CycleReport, ServiceError> {
     let started = Instant::now();
+    let metered = MeteredStore::new(store);
+    let store: &dyn StateStore = &metered;
     let key = RunKey {
         task_id: input.task_id.to_owned(),
         scheduled_time: input.scheduled_time,
@@ -188,7 +191,9 @@ pub async fn run_cycle(
             }
         }
     }
-    report(store, clock, &key, &input, &on_event, started, error).await
+    let report = report(store, clock, &key, &input, &on_event, started, error).await;
+    metered.log(&key);
+    report
 }
 
 /// Fails a run that a dead process left unfinished and cleans up what it left (shadow tables, a

@@ -25,6 +25,7 @@
 //! - [`dispatch`]: what is sent next, bounded by `channel.workers`; the sweep.
 //! - [`lease`]: a claimed step's lease, renewed while its work runs.
 //! - [`local`]: `run_cycle`, one run to its end over consumers in this process.
+//! - [`metered`]: a state store that counts its calls, for the benchmarks' breakdown.
 //! - [`pools`]: [`EndpointPools`], copy pools kept across the steps a process runs.
 //! - [`waking`]: an in-process step inbox that wakes idle consumers on a send.
 
@@ -33,6 +34,7 @@ pub(crate) mod dispatch;
 pub mod env;
 mod lease;
 pub mod local;
+pub mod metered;
 pub mod pools;
 #[cfg(test)]
 mod tests;
@@ -169,6 +171,7 @@ impl Driver<'_> {
         events: &Events,
         deadline: Option<Instant>,
     ) -> Result<Handled, ServiceError> {
+        let entered = Instant::now();
         let key = &message.run;
         let Some(run) = self.store.get_run(key).await? else {
             return Ok(Handled::of(StepOutcome::Ignored("the run does not exist")));
@@ -229,6 +232,7 @@ impl Driver<'_> {
         // A Finalize step, once it works, runs to its end: a cancel then comes too late.
         let cancellable = claimed.kind != StepKind::Finalize;
         let held = claimed.clone();
+        let (kind, n, started) = (claimed.kind, claimed.n, Instant::now());
         let work = async {
             match claimed.kind {
                 StepKind::Schema => self.schema_step(&mut ctx, claimed, workers).await,
@@ -236,7 +240,10 @@ impl Driver<'_> {
                 StepKind::Finalize => self.finalize_step(&mut ctx, claimed).await,
             }
         };
-        match lease.hold_while(work, cancellable).await {
+        let held_while = lease.hold_while(work, cancellable).await;
+        // The benchmarks' breakdown reads these (infra/bench/breakdown.sh).
+        tracing::debug!(target: "tidemark::steps", kind = ?kind, n, work_ms = started.elapsed().as_secs_f64() * 1000.0, handled_ms = entered.elapsed().as_secs_f64() * 1000.0, "step");
+        match held_while {
             Held::Done(handled) => handled,
             Held::Lost => Ok(Handled::of(StepOutcome::Ignored(
                 "the step's lease lapsed and another worker took it",
