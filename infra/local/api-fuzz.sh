@@ -9,7 +9,18 @@
 # accepted. The schema states types, bounds and patterns; the rules a schema cannot state (the
 # 365-day window, IANA zones, exactly one password source, ...) are the validator's, and a 400
 # naming the field is the right answer to a request that breaks them.
+#
+# It runs in a network namespace of its own (loopback only) where the machine allows one: the
+# allowlist resolves a host name that no rule names (to check its addresses), and a generated
+# name must not send a DNS query off the machine. Without unshare it says so and runs as is.
 set -euo pipefail
+if [[ -z ${TIDEMARK_FUZZ_NETNS:-} ]]; then
+  if unshare --net true 2>/dev/null; then
+    exec env TIDEMARK_FUZZ_NETNS=1 unshare --net bash -c 'ip link set lo up && exec "$0" "$@"' \
+      "${BASH_SOURCE[0]}" "$@"
+  fi
+  echo "api-fuzz: unshare --net is not permitted here; generated host names may be resolved" >&2
+fi
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 TOOLS_DIR=${TIDEMARK_TOOLS_DIR:-$HOME/.cache/tidemark-tools}

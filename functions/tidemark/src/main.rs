@@ -133,8 +133,11 @@ enum Command {
         /// Where the state, the schedules and the secrets file are kept.
         #[arg(long, value_name = "DIR", default_value = ".tidemark")]
         data_dir: PathBuf,
-        /// Connect only to these endpoint hosts: IP addresses, CIDR networks or host names,
-        /// comma-separated (e.g. 127.0.0.1/32,::1). Any other host is refused with a 422.
+        /// Connect only to these endpoint hosts: IP addresses, CIDR networks, host names or
+        /// domain suffixes (*.example.internal), comma-separated (e.g. 127.0.0.1/32,::1); `*`
+        /// alone allows any. A name not listed is allowed when every address it resolves to is
+        /// in a listed network (and the connection goes to that address). Any other host is
+        /// refused with a 422.
         #[arg(long, value_name = "LIST")]
         allow_hosts: Option<String>,
         /// Steps this server works on at once, across every task's runs (chunk copies hold two

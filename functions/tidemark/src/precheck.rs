@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use jiff::Timestamp;
 use tidemark_core::precheck::{CheckStatus, PrecheckReport};
+use tidemark_engine::ConnectOptions;
 use tidemark_service::precheck::precheck_task;
 
 use crate::spec_file::{FAILED, read_spec_with_passwords};
@@ -14,7 +15,9 @@ pub async fn run(path: &Path, json: bool) -> ExitCode {
         Ok(read) => read,
         Err(code) => return code,
     };
-    let report = precheck_task(&spec, source, destination, Timestamp::now()).await;
+    let source = ConnectOptions::from_endpoint(&spec.source, source);
+    let destination = ConnectOptions::from_endpoint(&spec.destination, destination);
+    let report = precheck_task(&spec, &source, &destination, Timestamp::now()).await;
     if json {
         match serde_json::to_string_pretty(&report) {
             Ok(text) => println!("{text}"),

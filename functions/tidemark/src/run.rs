@@ -85,14 +85,13 @@ pub async fn run(args: RunArgs) -> ExitCode {
     if let Some(run) = unfinished {
         let at = time_key(run.key.scheduled_time);
         if args.abandon {
-            let input = CycleInput {
-                task_id: &task_id,
-                spec: &spec,
-                scheduled_time: run.key.scheduled_time,
-                trigger: run.trigger,
-                source_password: source_password.clone(),
-                destination_password: destination_password.clone(),
-            };
+            let input = CycleInput::with_passwords(
+                &task_id,
+                &spec,
+                run.key.scheduled_time,
+                run.trigger,
+                (source_password.clone(), destination_password.clone()),
+            );
             if let Err(e) = abandon_run(&store, &SystemClock, input).await {
                 eprintln!(
                     "error: the unfinished run scheduled at {at} could not be abandoned: {e}"
@@ -126,14 +125,13 @@ pub async fn run(args: RunArgs) -> ExitCode {
         }
     }
     let progress = Progress::new();
-    let input = CycleInput {
-        task_id: &task_id,
-        spec: &spec,
+    let input = CycleInput::with_passwords(
+        &task_id,
+        &spec,
         scheduled_time,
-        trigger: RunTrigger::Manual,
-        source_password,
-        destination_password,
-    };
+        RunTrigger::Manual,
+        (source_password, destination_password),
+    );
     let events = Arc::clone(&progress);
     let result = run_cycle_with(
         &store,

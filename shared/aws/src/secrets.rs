@@ -22,9 +22,12 @@ pub struct SecretsManagerStore {
     prefix: String,
 }
 
-/// RDS's secret format; other keys (engine, host, ...) are ignored.
+/// RDS's secret format; other keys (engine, host, ...) are ignored. A secret without
+/// `username` serves an endpoint whose spec names the `user`.
 #[derive(Deserialize)]
 struct RdsSecret {
+    #[serde(default)]
+    username: Option<String>,
     password: SecretString,
 }
 
@@ -49,15 +52,19 @@ impl SecretsManagerStore {
     pub fn secret_name(&self, task_id: &str, role: EndpointRole) -> String {
         format!("{}{task_id}/{}", self.prefix, role.as_str())
     }
+}
 
-    /// Whether `reference` (an ARN or a name) names a secret under this store's prefix.
-    fn owns(&self, reference: &str) -> bool {
-        // ARN: arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 random characters>
-        let name = match reference.split_once(":secret:") {
-            Some((_, name)) => name,
-            None => reference,
-        };
-        !self.prefix.is_empty() && name.starts_with(&self.prefix)
+/// A failed call on `reference`: a missing secret, a refusal (IAM or KMS), or the backend's.
+fn read_failure(operation: &str, reference: &str, f: Failure) -> SecretError {
+    let reference = reference.to_owned();
+    if f.is("ResourceNotFoundException") {
+        SecretError::NotFound { reference }
+    } else if f.is("AccessDeniedException") {
+        // Logged with its detail (which may name the KMS key); the caller's error says the fix.
+        tracing::warn!(operation, %reference, detail = %f.detail, "Secrets Manager refused");
+        SecretError::Denied { reference }
+    } else {
+        backend(f)
     }
 }
 
@@ -131,14 +138,7 @@ impl SecretStore for SecretsManagerStore {
             .send()
             .await
             .map_err(|e| {
-                let f = failure("GetSecretValue", &e);
-                if f.is("ResourceNotFoundException") {
-                    SecretError::NotFound {
-                        reference: reference.to_owned(),
-                    }
-                } else {
-                    backend(f)
-                }
+                read_failure("GetSecretValue", reference, failure("GetSecretValue", &e))
             })?;
         let malformed = || SecretError::Malformed {
             reference: reference.to_owned(),
@@ -157,8 +157,37 @@ impl SecretStore for SecretsManagerStore {
                 })?;
         Ok(StoredPassword {
             password: secret.password,
+            username: secret.username.filter(|u| !u.is_empty()),
             version: version.to_owned(),
         })
+    }
+
+    /// Whether `reference` (an ARN or a name) names a secret under this store's prefix.
+    fn owns(&self, reference: &str) -> bool {
+        // ARN: arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 random characters>
+        let name = match reference.split_once(":secret:") {
+            Some((_, name)) => name,
+            None => reference,
+        };
+        !self.prefix.is_empty() && name.starts_with(&self.prefix)
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn tags(&self, reference: &str) -> Result<Vec<(String, String)>, SecretError> {
+        let out = self
+            .client
+            .describe_secret()
+            .secret_id(reference)
+            .send()
+            .await
+            .map_err(|e| {
+                read_failure("DescribeSecret", reference, failure("DescribeSecret", &e))
+            })?;
+        Ok(out
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+            .collect())
     }
 
     #[tracing::instrument(skip_all, err)]

@@ -154,6 +154,14 @@ pub enum SecretError {
          store the password under the key \"password\""
     )]
     Malformed { reference: String },
+    /// The secret store refused to read the secret (Secrets Manager's AccessDeniedException:
+    /// IAM, or its KMS key, does not let Tidemark read it).
+    #[error(
+        "Tidemark may not read secret {reference}: allow it in the deployment's secret scope \
+         (AllowedSecretArns or AllowedSecretTag) and, if a customer-managed KMS key encrypts it, \
+         name the key in SecretKmsKeyArns"
+    )]
+    Denied { reference: String },
     /// A secret this store did not create: Tidemark never deletes a user's own secret.
     #[error("secret {reference} was not created by Tidemark, so Tidemark does not delete it")]
     NotOwned { reference: String },
@@ -173,10 +181,14 @@ impl SecretError {
     }
 }
 
-/// A password as the secret store holds it now, and the version of the secret it was read from.
+/// A password as the secret store holds it now, the account it belongs to when the secret names
+/// one, and the version of the secret it was read from.
 #[derive(Debug)]
 pub struct StoredPassword {
     pub password: SecretString,
+    /// The secret's `username` (RDS's format), when it has a non-empty one: it wins over the
+    /// spec's `user`, so a rotation that alternates between two users keeps working.
+    pub username: Option<String>,
     /// Changes whenever the secret's value is written again (a rotation, a task's password
     /// replaced) and never repeats for a secret; made without the password (Secrets Manager's
     /// `VersionId`, a stamp locally), so it can be logged.
@@ -206,10 +218,36 @@ pub trait SecretStore: Send + Sync {
         password: &SecretString,
     ) -> Result<String, SecretError>;
     /// The password behind a reference (one this store created, or an existing secret holding
-    /// RDS's `{"username","password"}` JSON) and the secret's current version.
+    /// RDS's `{"username","password"}` JSON), the secret's username if it has one, and the
+    /// secret's current version.
     async fn read_password(&self, reference: &str) -> Result<StoredPassword, SecretError>;
     /// Deletes a secret this store created; deleting one that is gone is not an error.
     async fn delete_secret(&self, reference: &str) -> Result<(), SecretError>;
+    /// Whether `reference` names a secret of the kind this store creates (under its prefix):
+    /// the only ones it deletes, and ones a caller may not name for a task of their own.
+    fn owns(&self, reference: &str) -> bool;
+    /// The secret's tags as `(key, value)`, read without its value (Secrets Manager's
+    /// DescribeSecret); `NotFound` or `Denied` when it cannot be described.
+    async fn tags(&self, reference: &str) -> Result<Vec<(String, String)>, SecretError>;
+}
+
+/// Why a host name could not be resolved.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot resolve host `{host}`: {detail}")]
+pub struct ResolveError {
+    pub host: String,
+    pub detail: String,
+}
+
+/// Host names to addresses (the system's resolver; a table in unit tests). The allowlist checks
+/// the addresses of one answer and the connection goes to one of them, so a name is resolved
+/// once per connection and never again by the driver: an answer that changes in between (DNS
+/// rebinding) cannot send the connection elsewhere.
+#[async_trait]
+pub trait HostResolver: Send + Sync {
+    /// Every address `host` resolves to now, in the resolver's order of preference; never
+    /// empty.
+    async fn resolve(&self, host: &str) -> Result<Vec<std::net::IpAddr>, ResolveError>;
 }
 
 /// The schedule of one task, as handed to a scheduler: fire `cron_expression` in `time_zone`,

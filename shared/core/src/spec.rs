@@ -61,15 +61,18 @@ pub struct EndpointSpec {
     /// TCP port; 3306 by default.
     #[serde(default = "default_port")]
     pub port: u16,
-    /// Account name.
-    pub user: String,
+    /// Account name. Optional with `password_secret`, whose secret's `username` wins when it
+    /// has one (RDS's format); required with `password` and `password_env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     /// Inline password; never serialized (the service moves it to the secret store).
     #[serde(default, skip_serializing)]
     pub password: Option<SecretString>,
     /// Name of an environment variable holding the password (local host only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_env: Option<String>,
-    /// ARN of a Secrets Manager secret holding `{"username","password"}`.
+    /// ARN of a Secrets Manager secret holding RDS's `{"username","password"}` (the username
+    /// may be left out when `user` is given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret: Option<String>,
     /// Transport security.

@@ -15,7 +15,7 @@ fn design_example_parses_with_expected_values() {
 
     assert_eq!(spec.source.host, "127.0.0.1");
     assert_eq!(spec.source.port, 3306);
-    assert_eq!(spec.source.user, "dts");
+    assert_eq!(spec.source.user.as_deref(), Some("dts"));
     assert!(matches!(
         spec.source.password_source(),
         Some(PasswordSource::Inline(p)) if p.expose_secret() == "..."

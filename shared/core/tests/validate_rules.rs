@@ -120,6 +120,25 @@ fn user_rules() {
         "at most 80",
     );
     parse_ok(&with(|v| v["destination"]["user"] = json!("u".repeat(80))));
+    // Without `user`: required with an inline or environment password, optional with a secret
+    // (the example's destination: its `username` is used).
+    only_error(
+        &with(|v| {
+            v["source"]
+                .as_object_mut()
+                .expect("an object")
+                .remove("user");
+        }),
+        "source.user",
+        "password_secret",
+    );
+    let spec = parse_ok(&with(|v| {
+        v["destination"]
+            .as_object_mut()
+            .expect("an object")
+            .remove("user");
+    }));
+    assert_eq!(spec.destination.user, None);
 }
 
 #[test]

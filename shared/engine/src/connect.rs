@@ -6,6 +6,7 @@
 //! no MySQL greeting" (a wrong port, a stuck proxy); both fit inside the same deadline.
 
 use std::io;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
@@ -42,6 +43,10 @@ pub struct ConnectOptions {
     /// The secret and version the password was read from, when it came from a secret store:
     /// what tells a rotated password from the one before (see [`ConnectOptions::fingerprint`]).
     pub secret: Option<SecretVersion>,
+    /// The address to connect to instead of resolving `host`: one the allowlist checked `host`
+    /// resolved to, so nothing resolves the name again. TLS still checks the certificate
+    /// against `host`.
+    pub address: Option<IpAddr>,
 }
 
 impl ConnectOptions {
@@ -60,6 +65,7 @@ impl ConnectOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             setup: Vec::new(),
             secret: None,
+            address: None,
         }
     }
 
@@ -69,7 +75,9 @@ impl ConnectOptions {
     }
 
     /// The options for an endpoint of a task spec, with its password already looked up (the
-    /// password may live in an environment variable or a secret store, which the caller resolves).
+    /// password may live in an environment variable or a secret store, which the caller resolves)
+    /// and the spec's `user` (empty when the spec has none: a secret's `username` is then given
+    /// with [`ConnectOptions::with_user`]).
     pub fn from_endpoint(endpoint: &EndpointSpec, password: SecretString) -> Self {
         ConnectOptions {
             tls: endpoint.tls.clone(),
@@ -77,21 +85,36 @@ impl ConnectOptions {
             ..ConnectOptions::new(
                 endpoint.host.clone(),
                 endpoint.port,
-                endpoint.user.clone(),
+                endpoint.user.clone().unwrap_or_default(),
                 password,
             )
         }
     }
 
+    /// These options connecting to `address` (checked by the caller) instead of resolving the
+    /// host name.
+    pub fn with_address(self, address: Option<IpAddr>) -> Self {
+        ConnectOptions { address, ..self }
+    }
+
+    /// These options logging in as `user` (a secret's `username`, which wins over the spec's).
+    pub fn with_user(self, user: impl Into<String>) -> Self {
+        ConnectOptions {
+            user: user.into(),
+            ..self
+        }
+    }
+
     /// Tells two options apart without showing them: equal for the same place (see
-    /// [`ConnectOptions::place_fingerprint`]) and the same credential — the same version of the
-    /// same secret when the password came from a secret store ([`ConnectOptions::secret`]: a
-    /// rotation changes it), else the same password, hashed in this process's memory only
-    /// (never logged, never stored).
+    /// [`ConnectOptions::place_fingerprint`]), the same user and the same credential — the same
+    /// version of the same secret when the password came from a secret store
+    /// ([`ConnectOptions::secret`]: a rotation changes it), else the same password, hashed in
+    /// this process's memory only (never logged, never stored).
     pub fn fingerprint(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.place_fingerprint().hash(&mut hasher);
+        self.user.hash(&mut hasher);
         match &self.secret {
             Some(secret) => secret.hash(&mut hasher),
             None => self.password.expose_secret().hash(&mut hasher),
@@ -99,14 +122,18 @@ impl ConnectOptions {
         hasher.finish()
     }
 
-    /// Tells two places apart: the same server, user, TLS, connect timeout and setup, whatever
-    /// the password.
+    /// Tells two places apart: the same server (and address it was resolved to), TLS, connect
+    /// timeout and setup, whatever the password — and the same user, unless the login comes from a secret, whose version
+    /// carries the user (a rotation may move to the other of two users: the same place).
     pub fn place_fingerprint(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.host.hash(&mut hasher);
+        self.address.hash(&mut hasher);
         self.port.hash(&mut hasher);
-        self.user.hash(&mut hasher);
+        if self.secret.is_none() {
+            self.user.hash(&mut hasher);
+        }
         format!("{:?}", self.tls).hash(&mut hasher);
         self.connect_timeout.hash(&mut hasher);
         self.setup.hash(&mut hasher);
@@ -127,6 +154,14 @@ impl ConnectOptions {
         self.host.trim_start_matches('[').trim_end_matches(']')
     }
 
+    /// What the TCP connection goes to: the checked address, else the host as given.
+    fn dial_host(&self) -> String {
+        match self.address {
+            Some(address) => address.to_string(),
+            None => self.bare_host().to_owned(),
+        }
+    }
+
     /// The driver's options. `prefer_socket(false)`: mysql_async otherwise moves a connection to
     /// 127.0.0.1 onto the unix socket it finds in `@@socket`, which is another server's socket as
     /// often as not on a machine with several servers.
@@ -135,14 +170,22 @@ impl ConnectOptions {
     }
 
     /// The driver's options, with the name the TLS layer checks the certificate against
-    /// replaced (see [`verify_ca_name`]).
+    /// replaced (see [`verify_ca_name`]). Connecting to a checked address, the TLS name stays
+    /// the host name (mysql_async's `tls_hostname_override`, which sets the server name that
+    /// rustls sends and verifies separately from the address connected to).
     fn mysql_opts_with(&self, tls_name: Option<String>) -> Opts {
+        let tls_name = tls_name.or_else(|| {
+            self.address
+                .is_some()
+                .then(|| self.bare_host().to_owned())
+                .filter(|host| host.parse::<IpAddr>().is_err())
+        });
         let ssl = ssl_opts(&self.tls).map(|ssl| match tls_name {
             Some(name) => ssl.with_danger_tls_hostname_override(Some(name)),
             None => ssl,
         });
         let builder = OptsBuilder::default()
-            .ip_or_hostname(self.bare_host())
+            .ip_or_hostname(self.dial_host())
             .tcp_port(self.port)
             .user(Some(self.user.clone()))
             .pass(Some(self.password.expose_secret().to_owned()))
@@ -307,7 +350,7 @@ pub async fn connect(opts: &ConnectOptions) -> Result<Conn, ConnectError> {
         }
         Err(_elapsed) => {
             let deadline = started + total;
-            let tcp = timeout_at(deadline, TcpStream::connect((opts.bare_host(), opts.port))).await;
+            let tcp = timeout_at(deadline, TcpStream::connect((opts.dial_host(), opts.port))).await;
             Err(match tcp {
                 Ok(Ok(_stream)) => ConnectError::NoGreeting {
                     endpoint,
@@ -437,103 +480,4 @@ fn tls_detail(raw: &str, opts: &ConnectOptions) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tls_error(detail: &str) -> ConnectError {
-        ConnectError::Tls {
-            endpoint: "h:1".into(),
-            detail: detail.into(),
-        }
-    }
-
-    #[test]
-    fn a_secret_version_tells_credentials_apart_and_an_inline_password_itself() {
-        let at = |password: &str, version: Option<&str>| {
-            ConnectOptions::new("db", 3306, "dts", SecretString::from(password)).with_secret(
-                version.map(|v| SecretVersion {
-                    reference: "arn:secret:db".into(),
-                    version: v.into(),
-                }),
-            )
-        };
-        let v1 = at("pw-1", Some("v1"));
-        assert_eq!(v1.fingerprint(), at("pw-1", Some("v1")).fingerprint());
-        // A rotation: a new version, whatever the password.
-        assert_ne!(v1.fingerprint(), at("pw-1", Some("v2")).fingerprint());
-        assert_ne!(v1.fingerprint(), at("pw-2", Some("v2")).fingerprint());
-        assert_eq!(
-            v1.place_fingerprint(),
-            at("pw-2", Some("v2")).place_fingerprint()
-        );
-        // Without a secret, the password itself.
-        assert_eq!(
-            at("pw-1", None).fingerprint(),
-            at("pw-1", None).fingerprint()
-        );
-        assert_ne!(
-            at("pw-1", None).fingerprint(),
-            at("pw-2", None).fingerprint()
-        );
-        assert!(!format!("{v1:?}").contains("pw-1"), "{v1:?}");
-    }
-
-    #[test]
-    fn only_mariadb_10_2_and_later_runs_bulk_executions() {
-        let info = |flavor, version: &str| ServerInfo {
-            flavor,
-            version: version.into(),
-            version_string: String::new(),
-            version_comment: String::new(),
-        };
-        for (flavor, version, bulk) in [
-            (Flavor::MariaDb, "10.11.19", true),
-            (Flavor::MariaDb, "10.2.44", true),
-            (Flavor::MariaDb, "11.4.2", true),
-            (Flavor::MariaDb, "10.1.48", false),
-            (Flavor::MySql, "8.0.36", false),
-            (Flavor::MySql, "10.2.0", false),
-        ] {
-            assert_eq!(
-                info(flavor, version).runs_bulk_executions(),
-                bulk,
-                "{flavor} {version}"
-            );
-        }
-    }
-
-    #[test]
-    fn verify_ca_takes_a_name_the_certificate_carries() {
-        let verify_ca = TlsSpec {
-            mode: TlsMode::VerifyCa,
-            ca_pem: None,
-        };
-        let ip = tls_error(
-            "invalid peer certificate: certificate not valid for name \"localhost\"; certificate is only valid for IpAddress(127.0.0.1)",
-        );
-        assert_eq!(
-            verify_ca_name(&ip, &verify_ca).as_deref(),
-            Some("127.0.0.1")
-        );
-        let dns = tls_error(
-            "invalid peer certificate: certificate not valid for name \"10.0.0.9\"; certificate is only valid for [DnsName(\"db.internal\"), DnsName(\"db\")]",
-        );
-        assert_eq!(
-            verify_ca_name(&dns, &verify_ca).as_deref(),
-            Some("db.internal")
-        );
-        // Other failures, and other modes, are not retried.
-        assert_eq!(
-            verify_ca_name(
-                &tls_error("invalid peer certificate: UnknownIssuer"),
-                &verify_ca
-            ),
-            None
-        );
-        let identity = TlsSpec {
-            mode: TlsMode::VerifyIdentity,
-            ca_pem: None,
-        };
-        assert_eq!(verify_ca_name(&ip, &identity), None);
-    }
-}
+mod tests;

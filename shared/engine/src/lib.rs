@@ -12,6 +12,7 @@
 //! - [`copy`]: the data copy — table shapes, the chunk planner, the chunk copier (LOAD DATA LOCAL
 //!   or INSERTs, idempotent, verified), and the parallel table copier with progress.
 //! - [`precheck`]: the precheck: each server's facts read once, then pure checks over them.
+//! - [`resolve`]: [`SystemResolver`], the system's resolver behind the `HostResolver` port.
 //! - [`retry`]: [`RetryPolicy`], the jittered exponential backoff of a retried failure (a chunk's
 //!   deadlock or lost connection), its delays and count configurable.
 //! - [`crash`]: a test hook: `TIDEMARK_CRASH_AT=<point>` aborts the process at a named point.
@@ -24,11 +25,13 @@ pub mod crash;
 pub mod error;
 pub mod policy;
 pub mod precheck;
+pub mod resolve;
 pub mod retry;
 pub mod schema;
 
 pub use connect::{ConnectOptions, DEFAULT_CONNECT_TIMEOUT, Flavor, ServerInfo, connect, probe};
 pub use error::{ConnectError, CopyError, FactsError, Side};
 pub use precheck::run_precheck;
+pub use resolve::SystemResolver;
 pub use retry::RetryPolicy;
 pub use schema::{Phase, SchemaError, SchemaPlan, apply, plan_from_source, plan_schema};

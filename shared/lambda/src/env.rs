@@ -18,12 +18,15 @@ use tidemark_aws::{
 };
 use tidemark_core::ports::SystemClock;
 use tidemark_service::driver::EndpointPools;
-use tidemark_service::{Allowlist, DriverConfig, Host, Ports, TaskService, WorkerConfig};
+use tidemark_service::secret_scope::ScopeError;
+use tidemark_service::{
+    Allowlist, DriverConfig, Host, Ports, SecretScope, TaskService, WorkerConfig,
+};
 
 pub use driver::{
     DRIVER_VARIABLES, FIRST_BACKOFF_MS, IDLE_PING_SECONDS, MAX_BACKOFF_SECONDS,
     RESEND_AFTER_SECONDS, RUN_LEASE_SECONDS, STEP_ATTEMPTS, STEP_BUDGET_SECONDS,
-    STEP_LEASE_SECONDS, SWEEP_SECONDS, driver_config,
+    STEP_LEASE_SECONDS, SWEEP_SECONDS, WORKER_TIMEOUT_SECONDS, driver_config,
 };
 
 /// The DynamoDB table holding every record.
@@ -34,10 +37,17 @@ pub const STEP_QUEUE_URL: &str = "TIDEMARK_STEP_QUEUE_URL";
 pub const PRECHECK_QUEUE_URL: &str = "TIDEMARK_PRECHECK_QUEUE_URL";
 /// The EventBridge Scheduler group holding one schedule per started task.
 pub const SCHEDULE_GROUP: &str = "TIDEMARK_SCHEDULE_GROUP";
-/// Hosts and CIDRs endpoints must be in; empty allows any.
+/// CIDRs, host names and domain suffixes endpoints must be in; `*` allows any host (required:
+/// an empty list is refused rather than taken for any host).
 pub const ALLOW_HOSTS: &str = "TIDEMARK_ALLOW_HOSTS";
 /// The name prefix of the secrets Tidemark creates (and the only ones it deletes).
 pub const SECRET_PREFIX: &str = "TIDEMARK_SECRET_PREFIX";
+/// Comma-separated ARN patterns of the secrets a task may name (the `AllowedSecretArns`
+/// parameter; may be empty).
+pub const ALLOWED_SECRET_ARNS: &str = "TIDEMARK_ALLOWED_SECRET_ARNS";
+/// `key=value`: a secret carrying this tag may be named (the `AllowedSecretTag` parameter; may
+/// be empty).
+pub const ALLOWED_SECRET_TAG: &str = "TIDEMARK_ALLOWED_SECRET_TAG";
 /// What a task's schedule invokes: the run-cycle function's ARN.
 pub const RUN_CYCLE_ARN: &str = "TIDEMARK_RUN_CYCLE_ARN";
 /// The role EventBridge Scheduler assumes to invoke run-cycle.
@@ -47,13 +57,15 @@ pub const SCHEDULER_DEAD_LETTER_ARN: &str = "TIDEMARK_SCHEDULER_DEAD_LETTER_ARN"
 
 /// Every variable a function reads (each is set in template.yaml's `Globals`; a test holds the
 /// two to each other).
-pub const VARIABLES: [&str; 9] = [
+pub const VARIABLES: [&str; 11] = [
     TABLE,
     STEP_QUEUE_URL,
     PRECHECK_QUEUE_URL,
     SCHEDULE_GROUP,
     ALLOW_HOSTS,
     SECRET_PREFIX,
+    ALLOWED_SECRET_ARNS,
+    ALLOWED_SECRET_TAG,
     RUN_CYCLE_ARN,
     SCHEDULER_ROLE_ARN,
     SCHEDULER_DEAD_LETTER_ARN,
@@ -90,9 +102,13 @@ pub struct FunctionEnv {
     pub step_queue_url: String,
     pub precheck_queue_url: String,
     pub schedule_group: String,
-    /// As given; empty allows any host.
+    /// As given; `*` allows any host.
     pub allow_hosts: String,
     pub secret_prefix: String,
+    /// As given; with [`FunctionEnv::allowed_secret_tag`] the secrets a task may name besides
+    /// the ones Tidemark makes (both empty: none).
+    pub allowed_secret_arns: String,
+    pub allowed_secret_tag: String,
     pub run_cycle_arn: String,
     pub scheduler_role_arn: String,
     pub scheduler_dead_letter_arn: String,
@@ -117,12 +133,20 @@ impl FunctionEnv {
             step_queue_url: required(STEP_QUEUE_URL, "the step queue's URL")?,
             precheck_queue_url: required(PRECHECK_QUEUE_URL, "the precheck queue's URL")?,
             schedule_group: required(SCHEDULE_GROUP, "the EventBridge Scheduler group")?,
-            // Present but empty is the template's default: any host.
-            allow_hosts: lookup(ALLOW_HOSTS).ok_or(EnvError::Missing {
-                name: ALLOW_HOSTS,
-                what: "the allowed endpoint hosts; empty allows any",
-            })?,
+            allow_hosts: required(
+                ALLOW_HOSTS,
+                "the allowed endpoint hosts: CIDRs, host names, domain suffixes, or * for any",
+            )?,
             secret_prefix: required(SECRET_PREFIX, "the prefix of the secrets Tidemark creates")?,
+            // Present but empty is the template's default: only the secrets Tidemark makes.
+            allowed_secret_arns: lookup(ALLOWED_SECRET_ARNS).ok_or(EnvError::Missing {
+                name: ALLOWED_SECRET_ARNS,
+                what: "the ARN patterns of the secrets a task may name; may be empty",
+            })?,
+            allowed_secret_tag: lookup(ALLOWED_SECRET_TAG).ok_or(EnvError::Missing {
+                name: ALLOWED_SECRET_TAG,
+                what: "the key=value tag of the secrets a task may name; may be empty",
+            })?,
             run_cycle_arn: required(RUN_CYCLE_ARN, "the run-cycle function's ARN")?,
             scheduler_role_arn: required(SCHEDULER_ROLE_ARN, "the scheduler's role ARN")?,
             scheduler_dead_letter_arn: required(
@@ -133,14 +157,26 @@ impl FunctionEnv {
         })
     }
 
-    /// The endpoint allowlist: none when the variable is empty.
+    /// The endpoint allowlist (`*`: any host).
     pub fn allowlist(&self) -> Result<Allowlist, EnvError> {
-        if self.allow_hosts.trim().is_empty() {
-            return Ok(Allowlist::allow_all());
-        }
         Allowlist::parse(&self.allow_hosts).map_err(|message| EnvError::Invalid {
             name: ALLOW_HOSTS,
             message: format!("{message} (fix the AllowHosts parameter)"),
+        })
+    }
+
+    /// The secrets a task may name: always a scope on AWS (the IAM policy grants no more).
+    pub fn secret_scope(&self) -> Result<SecretScope, EnvError> {
+        SecretScope::parse(&self.allowed_secret_arns, &self.allowed_secret_tag).map_err(|e| match e
+        {
+            ScopeError::Arns(message) => EnvError::Invalid {
+                name: ALLOWED_SECRET_ARNS,
+                message: format!("{message} (fix the AllowedSecretArns parameter)"),
+            },
+            ScopeError::Tag(message) => EnvError::Invalid {
+                name: ALLOWED_SECRET_TAG,
+                message: format!("{message} (fix the AllowedSecretTag parameter)"),
+            },
         })
     }
 }
@@ -151,6 +187,7 @@ pub struct AwsWiring {
     pub ports: Ports,
     pub driver: DriverConfig,
     pub allowlist: Allowlist,
+    pub secret_scope: SecretScope,
     pub precheck_queue: Arc<SqsPrecheckQueue>,
     pub step_queue: Arc<SqsStepQueue>,
 }
@@ -159,6 +196,7 @@ impl AwsWiring {
     /// The adapters over `sdk` (the function's own configuration, or the emulator's in tests).
     pub fn new(env: &FunctionEnv, sdk: &SdkConfig) -> Result<AwsWiring, EnvError> {
         let allowlist = env.allowlist()?;
+        let secret_scope = env.secret_scope()?;
         let sqs = aws_sdk_sqs::Client::new(sdk);
         let scheduler = EventBridgeScheduler::new(
             aws_sdk_scheduler::Client::new(sdk),
@@ -184,6 +222,7 @@ impl AwsWiring {
                 clock: Arc::new(SystemClock),
             },
             allowlist,
+            secret_scope,
             precheck_queue: Arc::new(SqsPrecheckQueue::new(sqs.clone(), &env.precheck_queue_url)),
             step_queue: Arc::new(SqsStepQueue::new(sqs, &env.step_queue_url)),
         })
@@ -203,8 +242,9 @@ impl AwsWiring {
             pools: Arc::new(EndpointPools::with_idle_ping(driver.idle_ping)),
             driver,
         };
-        let host =
-            Host::new(worker).with_precheck_queue(self.precheck_queue.clone(), PRECHECK_WINDOW);
+        let host = Host::new(worker)
+            .with_precheck_queue(self.precheck_queue.clone(), PRECHECK_WINDOW)
+            .with_secret_scope(self.secret_scope.clone());
         TaskService::new(self.ports.clone(), self.allowlist.clone(), host)
     }
 }
@@ -264,7 +304,7 @@ mod tests {
                 "{e}"
             );
             assert!(e.to_string().contains("template.yaml"), "{e}");
-            if name != ALLOW_HOSTS {
+            if name != ALLOWED_SECRET_ARNS && name != ALLOWED_SECRET_TAG {
                 vars.insert(name, "  ".into());
                 assert!(read(&vars).is_err(), "{name} blank");
             }
@@ -289,12 +329,18 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_allowlist_allows_any_host_and_a_bad_one_is_refused() {
+    fn only_a_star_allows_any_host_and_a_bad_list_is_refused() {
         let mut vars = full();
         vars.insert(ALLOW_HOSTS, String::new());
-        let env = read(&vars).expect("empty allow hosts is fine");
+        let e = read(&vars).expect_err("an empty list is not any host");
+        assert!(e.to_string().contains("* for any"), "{e}");
+        vars.insert(ALLOW_HOSTS, "*".into());
+        let env = read(&vars).expect("a star");
         assert!(!env.allowlist().expect("allow all").is_restricted());
-        vars.insert(ALLOW_HOSTS, "10.0.0.0/8, db.internal".into());
+        vars.insert(
+            ALLOW_HOSTS,
+            "10.0.0.0/8, db.internal, *.abc123xyz.us-east-1.rds.amazonaws.com".into(),
+        );
         assert!(
             read(&vars)
                 .expect("env")
@@ -306,5 +352,34 @@ mod tests {
         let e = read(&vars).expect("env").allowlist().expect_err("bad CIDR");
         assert!(e.to_string().starts_with(ALLOW_HOSTS), "{e}");
         assert!(e.to_string().contains("AllowHosts"), "{e}");
+    }
+
+    #[test]
+    fn the_secret_scope_is_always_in_force_and_a_bad_one_names_its_parameter() {
+        let mut vars = full();
+        vars.insert(ALLOWED_SECRET_ARNS, String::new());
+        vars.insert(ALLOWED_SECRET_TAG, String::new());
+        let scope = read(&vars)
+            .expect("env")
+            .secret_scope()
+            .expect("own secrets only");
+        assert!(scope.is_restricted());
+        vars.insert(
+            ALLOWED_SECRET_ARNS,
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:app/*".into(),
+        );
+        vars.insert(ALLOWED_SECRET_TAG, "tidemark-access=prod".into());
+        assert!(read(&vars).expect("env").secret_scope().is_ok());
+        vars.insert(ALLOWED_SECRET_TAG, "prod".into());
+        let e = read(&vars).expect("env").secret_scope().expect_err("no =");
+        assert!(e.to_string().starts_with(ALLOWED_SECRET_TAG), "{e}");
+        assert!(e.to_string().contains("AllowedSecretTag"), "{e}");
+        vars.insert(ALLOWED_SECRET_TAG, String::new());
+        vars.insert(ALLOWED_SECRET_ARNS, "app/*".into());
+        let e = read(&vars)
+            .expect("env")
+            .secret_scope()
+            .expect_err("not an ARN");
+        assert!(e.to_string().contains("AllowedSecretArns"), "{e}");
     }
 }

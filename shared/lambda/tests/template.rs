@@ -1,6 +1,7 @@
 //! template.yaml and the functions agree: every variable a function reads is set for it, the
-//! precheck window matches the precheck function's timeout, and every function whose crate exists
-//! builds the binary the template names.
+//! precheck window matches the precheck function's timeout, the step queue's visibility follows
+//! the worker's timeout, the architecture is a parameter build.sh builds, and every function
+//! whose crate exists builds the binary the template names.
 //!
 //! The template keeps resources at two spaces of indentation and their properties deeper, which
 //! is all these checks read (cfn-lint and `sam validate --lint` check the rest).
@@ -8,7 +9,7 @@
 use std::collections::BTreeSet;
 
 use tidemark_lambda::env::{
-    DRIVER_VARIABLES, PRECHECK_TIMEOUT, STEP_BUDGET_SECONDS, VARIABLES, driver_config,
+    DRIVER_VARIABLES, PRECHECK_TIMEOUT, VARIABLES, WORKER_TIMEOUT_SECONDS, driver_config,
 };
 
 fn repo_file(path: &str) -> String {
@@ -67,7 +68,7 @@ fn every_required_variable_is_set_in_globals_and_no_unknown_one() {
 }
 
 #[test]
-fn a_function_sets_only_variables_it_reads_and_run_worker_its_step_budget_below_its_timeout() {
+fn a_function_sets_only_variables_it_reads() {
     let text = template();
     let optional: BTreeSet<&str> = DRIVER_VARIABLES.into_iter().collect();
     let resources = block(&text, "Resources:");
@@ -77,20 +78,77 @@ fn a_function_sets_only_variables_it_reads_and_run_worker_its_step_budget_below_
         .filter(|v| !optional.contains(**v) && **v != "TIDEMARK_STEP_DEAD_LETTER_ARN")
         .collect();
     assert!(unknown.is_empty(), "no function reads {unknown:?}");
+}
+
+/// A parameter's `AllowedValues: [a, b]` as numbers.
+fn allowed_numbers(text: &str, parameter: &str) -> Vec<u64> {
+    let lines = block(text, &format!("  {parameter}:"));
+    value(&lines, "AllowedValues")
+        .unwrap_or_else(|| panic!("{parameter} has AllowedValues"))
+        .trim_matches(['[', ']'])
+        .split(',')
+        .map(|v| v.trim().parse().expect("a number"))
+        .collect()
+}
+
+#[test]
+fn every_worker_timeout_has_a_step_queue_visibility_of_at_least_six_times_it() {
+    let text = template();
+    let timeouts = allowed_numbers(&text, "WorkerTimeout");
+    assert!(timeouts.contains(&300) && timeouts.iter().all(|t| (1..=900).contains(t)));
+    let mapping = block(&text, "  WorkerTimeouts:");
+    let mut rows = Vec::new();
+    let mut lines = mapping.iter().map(|l| l.trim()).filter(|l| !l.is_empty());
+    while let Some(key) = lines.next() {
+        let timeout: u64 = key
+            .trim_end_matches(':')
+            .trim_matches('"')
+            .parse()
+            .expect(key);
+        let visibility: u64 = lines
+            .next()
+            .and_then(|l| l.strip_prefix("StepQueueVisibility: "))
+            .expect("StepQueueVisibility under each timeout")
+            .parse()
+            .expect("a number");
+        rows.push(timeout);
+        // Lambda's SQS guidance: six times the function's timeout; SQS's longest is 12 h.
+        assert!(
+            visibility >= 6 * timeout && visibility <= 12 * 3600,
+            "WorkerTimeout {timeout}: visibility {visibility} s is not 6x the timeout (or over 12 h)"
+        );
+    }
+    assert_eq!(rows, timeouts, "one mapping row per allowed WorkerTimeout");
     let worker = block(&text, "  RunWorkerFunction:");
-    let timeout: u64 = value(&worker, "Timeout")
-        .expect("RunWorkerFunction has a Timeout")
-        .parse()
-        .expect("a number");
-    let budget: u64 = value(&worker, STEP_BUDGET_SECONDS)
-        .expect("RunWorkerFunction shows its step budget")
-        .trim_matches('"')
-        .parse()
-        .expect("a number");
-    assert!(
-        budget < timeout,
-        "{STEP_BUDGET_SECONDS} ({budget} s) must stay below the function's Timeout ({timeout} s)"
+    assert_eq!(value(&worker, "Timeout"), Some("!Ref WorkerTimeout"));
+    assert_eq!(value(&worker, "MemorySize"), Some("!Ref WorkerMemory"));
+    assert_eq!(
+        value(&worker, "MaximumConcurrency"),
+        Some("!Ref WorkerMaxConcurrency"),
+        "the step queue's event source is bounded"
     );
+    assert_eq!(
+        value(&block(&text, "  WorkerMemory:"), "Default"),
+        Some("1769"),
+        "one vCPU"
+    );
+    assert_eq!(
+        value(&block(&text, "  StepQueue:"), "VisibilityTimeout"),
+        Some("!FindInMap [WorkerTimeouts, !Ref WorkerTimeout, StepQueueVisibility]")
+    );
+    assert_eq!(
+        value(&block(&text, "Globals:"), WORKER_TIMEOUT_SECONDS),
+        Some("!Ref WorkerTimeout"),
+        "every function derives its durations from the worker's timeout"
+    );
+    for timeout in timeouts {
+        let config = driver_config(
+            &|n: &str| (n == WORKER_TIMEOUT_SECONDS).then(|| timeout.to_string()),
+            "t",
+        )
+        .unwrap_or_else(|e| panic!("WorkerTimeout {timeout}: {e}"));
+        assert!(config.step_budget.as_secs() < timeout, "{timeout}");
+    }
 }
 
 #[test]
@@ -162,5 +220,32 @@ fn the_readme_lists_every_driver_variable_with_its_default() {
         let set = driver_config(&|n: &str| (n == name).then(|| default.clone()), "t")
             .unwrap_or_else(|e| panic!("{name}'s default in the README: {e}"));
         assert_eq!(timings(set), defaults, "{name}'s default in the README");
+    }
+}
+
+#[test]
+fn the_architecture_is_a_parameter_that_build_sh_builds_each_value_of() {
+    let text = template();
+    let parameter = block(&text, "  Architecture:");
+    assert_eq!(value(&parameter, "Default"), Some("arm64"));
+    assert_eq!(value(&parameter, "AllowedValues"), Some("[arm64, x86_64]"));
+    assert_eq!(
+        value(&block(&text, "Globals:"), "Architectures"),
+        Some("[!Ref Architecture]"),
+        "every function runs on the parameter's architecture"
+    );
+    let build = repo_file("infra/deploy/build.sh");
+    assert!(
+        build.lines().any(|l| l == "ARCHES=(arm64 x86_64)"),
+        "infra/deploy/build.sh --arch takes the parameter's values"
+    );
+    for (arch, target) in [
+        ("arm64", "aarch64-unknown-linux-gnu"),
+        ("x86_64", "x86_64-unknown-linux-gnu"),
+    ] {
+        assert!(
+            build.contains(&format!("[{arch}]={target}")),
+            "build.sh builds {arch} for {target}"
+        );
     }
 }

@@ -159,6 +159,7 @@ impl SecretStore for LocalSecretStore {
             .get(reference)
             .map(|e| StoredPassword {
                 password: SecretString::from(e.password.clone()),
+                username: Some(e.username.clone()).filter(|u| !u.is_empty()),
                 version: e.version.to_string(),
             })
             .ok_or_else(|| SecretError::NotFound {
@@ -166,8 +167,24 @@ impl SecretStore for LocalSecretStore {
             })
     }
 
+    fn owns(&self, reference: &str) -> bool {
+        reference.starts_with(REFERENCE_PREFIX)
+    }
+
+    /// The file holds no tags: a secret it has carries none.
+    async fn tags(&self, reference: &str) -> Result<Vec<(String, String)>, SecretError> {
+        let _guard = self.lock.lock().await;
+        if self.read()?.contains_key(reference) {
+            Ok(Vec::new())
+        } else {
+            Err(SecretError::NotFound {
+                reference: reference.to_owned(),
+            })
+        }
+    }
+
     async fn delete_secret(&self, reference: &str) -> Result<(), SecretError> {
-        if !reference.starts_with(REFERENCE_PREFIX) {
+        if !self.owns(reference) {
             return Err(SecretError::NotOwned {
                 reference: reference.to_owned(),
             });

@@ -1,4 +1,4 @@
-//! What every step of a run works with: its input (the task's spec and passwords), the events
+//! What every step of a run works with: its input (the task's spec and logins), the events
 //! it reports, and [`Ctx`], the run's record and endpoints as a step sees them. A leaf below the
 //! steps, the policies and the driver.
 
@@ -51,25 +51,47 @@ pub struct CycleInput<'a> {
     pub spec: &'a TaskSpec,
     pub scheduled_time: Timestamp,
     pub trigger: RunTrigger,
-    pub source_password: SecretString,
-    pub destination_password: SecretString,
+    /// How to log in to the source: user and password read, with the secret's version when
+    /// they came from the secret store.
+    pub source: ConnectOptions,
+    /// How to log in to the destination.
+    pub destination: ConnectOptions,
 }
 
 impl<'a> CycleInput<'a> {
-    /// The input of a stored task's run `key`, with both passwords read.
+    /// The input of a stored task's run `key`, with both endpoints' logins read.
     pub fn of_task(
         task: &'a tidemark_core::state::TaskRecord,
         key: &RunKey,
         trigger: RunTrigger,
-        (source_password, destination_password): (SecretString, SecretString),
+        (source, destination): (ConnectOptions, ConnectOptions),
     ) -> CycleInput<'a> {
         CycleInput {
             task_id: &task.id,
             spec: &task.spec,
             scheduled_time: key.scheduled_time,
             trigger,
-            source_password,
-            destination_password,
+            source,
+            destination,
+        }
+    }
+
+    /// The input of a spec's run with passwords the caller looked up (the command line's:
+    /// inline or from the environment, the user from the spec).
+    pub fn with_passwords(
+        task_id: &'a str,
+        spec: &'a TaskSpec,
+        scheduled_time: Timestamp,
+        trigger: RunTrigger,
+        (source, destination): (SecretString, SecretString),
+    ) -> CycleInput<'a> {
+        CycleInput {
+            task_id,
+            spec,
+            scheduled_time,
+            trigger,
+            source: ConnectOptions::from_endpoint(&spec.source, source),
+            destination: ConnectOptions::from_endpoint(&spec.destination, destination),
         }
     }
 }
@@ -141,14 +163,8 @@ impl<'a> Ctx<'a> {
             clock,
             key,
             input,
-            source: ConnectOptions::from_endpoint(
-                &input.spec.source,
-                input.source_password.clone(),
-            ),
-            destination: ConnectOptions::from_endpoint(
-                &input.spec.destination,
-                input.destination_password.clone(),
-            ),
+            source: input.source.clone(),
+            destination: input.destination.clone(),
             on_event,
             warnings,
             record,

@@ -38,9 +38,17 @@ pub enum ServiceError {
     },
     /// An endpoint outside the allowlist: nothing was connected to.
     #[error(
-        "{field}: host `{host}` is not in this server's allowed hosts (--allow-hosts locally, the AllowHosts parameter on AWS); nothing was connected to"
+        "{field}: host `{host}` is not in this server's allowed hosts (--allow-hosts locally, the AllowHosts parameter on AWS): {reason}; nothing was connected to"
     )]
-    HostNotAllowed { field: String, host: String },
+    HostNotAllowed {
+        field: String,
+        host: String,
+        reason: String,
+    },
+    /// A `password_secret` outside the deployment's secret scope, or one the secret store may
+    /// not read: nothing was read.
+    #[error("{field}: {message}")]
+    SecretNotAllowed { field: String, message: String },
     #[error(transparent)]
     Secret(#[from] SecretError),
     #[error(transparent)]
@@ -58,6 +66,34 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
+    /// The same error, the field it names (if any) without `prefix`.
+    pub fn without_field_prefix(self, prefix: &str) -> ServiceError {
+        let strip = |field: String| match field.strip_prefix(prefix) {
+            Some(rest) => rest.to_owned(),
+            None => field,
+        };
+        match self {
+            ServiceError::Invalid { field, message } => ServiceError::Invalid {
+                field: strip(field),
+                message,
+            },
+            ServiceError::HostNotAllowed {
+                field,
+                host,
+                reason,
+            } => ServiceError::HostNotAllowed {
+                field: strip(field),
+                host,
+                reason,
+            },
+            ServiceError::SecretNotAllowed { field, message } => ServiceError::SecretNotAllowed {
+                field: strip(field),
+                message,
+            },
+            other => other,
+        }
+    }
+
     /// Whether the caller's input is at fault (a bad spec, a missing environment variable).
     pub fn is_invalid_input(&self) -> bool {
         matches!(self, ServiceError::Invalid { .. })

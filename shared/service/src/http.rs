@@ -138,10 +138,15 @@ impl IntoResponse for ApiError {
                 body["field"] = json!("next");
                 (StatusCode::BAD_REQUEST, "invalid")
             }
-            ServiceError::HostNotAllowed { field, host } => {
+            ServiceError::HostNotAllowed { field, host, .. } => {
                 body["field"] = json!(field);
                 body["host"] = json!(host);
                 (StatusCode::UNPROCESSABLE_ENTITY, "host_not_allowed")
+            }
+            ServiceError::SecretNotAllowed { field, message } => {
+                body["field"] = json!(field);
+                body["message"] = json!(message);
+                (StatusCode::UNPROCESSABLE_ENTITY, "secret_not_allowed")
             }
             ServiceError::Secret(SecretError::NotFound { .. } | SecretError::Malformed { .. }) => {
                 (StatusCode::BAD_REQUEST, "invalid")

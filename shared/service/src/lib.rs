@@ -15,7 +15,11 @@
 //!   resuming unfinished runs, graceful shutdown.
 //! - [`http`]: the one [`axum::Router`] of the API and the error-to-status mapping.
 //! - [`allowlist`]: the endpoint hosts/CIDRs the service may connect to.
-//! - [`passwords`]: an endpoint's password from the spec, the environment or the secret store.
+//! - [`secret_scope`]: the secrets a task may name (the deployment's ARNs and tag), checked
+//!   before one is read.
+//! - [`passwords`]: an endpoint's password from the spec or the environment (the command line).
+//! - `endpoints`: how the service logs in to an endpoint: password and user (a secret's
+//!   `username` wins), read when a connection is about to be made.
 //! - [`driver`]: the one run driver: what follows each step, decided in one place for every host
 //!   (Lambda's run-worker, `tidemark run`, `tidemark serve`), with the dispatch bounded by
 //!   `channel.workers`, leases renewed while a step works, and the sweep.
@@ -33,6 +37,7 @@ mod consumers;
 mod context;
 pub mod cycle;
 pub mod driver;
+mod endpoints;
 pub mod error;
 pub mod http;
 mod jobs;
@@ -45,6 +50,7 @@ pub mod precheck;
 mod precheck_queue;
 pub mod queued_precheck;
 pub mod runs;
+pub mod secret_scope;
 pub mod steps;
 pub mod tasks;
 pub mod worker;
@@ -57,5 +63,6 @@ pub use driver::{DriverConfig, StepOutcome};
 pub use error::ServiceError;
 pub use http::router;
 pub use queued_precheck::QueuedPrecheck;
+pub use secret_scope::SecretScope;
 pub use tasks::{Host, Ports, TaskService};
 pub use worker::{CycleStart, WorkerConfig};

@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use jiff::{Timestamp, ZonedDateTime};
 use serde::Serialize;
-use tidemark_core::EndpointSpec;
 use tidemark_core::ports::{StoreError, TaskSchedule};
 use tidemark_core::precheck::{CheckResult, PrecheckReport, ids};
 use tidemark_core::schedule::Schedule;
 use tidemark_core::state::{PrecheckState, PrecheckSummary, TaskRecord, TaskStatus};
+use tidemark_core::{EndpointSpec, PasswordSource};
 use tidemark_engine::{ConnectOptions, probe};
 
 use crate::error::ServiceError;
@@ -73,21 +73,35 @@ impl TaskService {
     /// connect timeout. A failure to connect is an answer (`ok: false`), not an error.
     pub async fn test_connection(&self, body: &str) -> Result<ConnectionTest, ServiceError> {
         let endpoint = parse_endpoint(body)?;
-        self.allowlist().check("host", &endpoint.host)?;
-        let password = self
-            .password(&endpoint, "endpoint")
-            .await
-            .map_err(|e| match e {
-                ServiceError::Invalid { field, message } => ServiceError::Invalid {
-                    field: field.trim_start_matches("endpoint.").to_owned(),
-                    message,
-                },
-                other => other,
-            })?;
-        let opts = ConnectOptions::from_endpoint(&endpoint, password);
         let started = Instant::now();
+        let checked = match endpoint.password_source() {
+            Some(PasswordSource::Secret(reference)) => {
+                self.check_given_secret(reference, "endpoint").await
+            }
+            _ => Ok(()),
+        };
+        let opts = match checked {
+            Ok(()) => self.endpoint_options(&endpoint, "endpoint").await,
+            Err(e) => Err(e),
+        };
+        let opts = match opts {
+            Ok(opts) => opts,
+            // A name that does not resolve is an answer too.
+            Err(ServiceError::Connect { source, .. }) => {
+                return Ok(ConnectionTest {
+                    ok: false,
+                    endpoint: ConnectOptions::from_endpoint(&endpoint, "".into()).endpoint(),
+                    code: Some(source.code()),
+                    message: source.to_string(),
+                    server: None,
+                    elapsed_ms: elapsed_ms(started),
+                });
+            }
+            // The body is the endpoint: its fields are named without a prefix.
+            Err(e) => return Err(e.without_field_prefix("endpoint.")),
+        };
         let result = probe(&opts).await;
-        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let elapsed_ms = elapsed_ms(started);
         Ok(match result {
             Ok(info) => ConnectionTest {
                 ok: true,
@@ -117,7 +131,8 @@ impl TaskService {
     /// ([`crate::Host::with_precheck_queue`]) the precheck is sent to it instead of run here.
     pub async fn start_precheck(self: &Arc<Self>, id: &str) -> Result<TaskRecord, ServiceError> {
         let task = self.get_live(id).await?;
-        self.check_hosts(&task.spec)?;
+        self.check_hosts(&task.spec).await?;
+        self.check_secrets(&task.spec).await?;
         if let Some(queued) = self.precheck_queue.as_ref() {
             return self.enqueue_precheck(queued, task).await;
         }
@@ -181,11 +196,13 @@ impl TaskService {
         at: Timestamp,
     ) -> Result<bool, ServiceError> {
         let spec = &task.spec;
-        let source = self.password(&spec.source, "source").await;
-        let destination = self.password(&spec.destination, "destination").await;
+        let source = self.endpoint_options(&spec.source, "source").await;
+        let destination = self
+            .endpoint_options(&spec.destination, "destination")
+            .await;
         let report = match (source, destination) {
-            (Ok(s), Ok(d)) => precheck_task(spec, s, d, at).await,
-            (s, d) => self.unreadable_passwords(s.err(), d.err(), at),
+            (Ok(s), Ok(d)) => precheck_task(spec, &s, &d, at).await,
+            (s, d) => self.unavailable_logins(s.err(), d.err(), at),
         };
         let summary = PrecheckSummary {
             at,
@@ -227,17 +244,19 @@ impl TaskService {
         Ok(passed)
     }
 
-    /// A report for a precheck that could not connect because a password is unreadable.
-    fn unreadable_passwords(
+    /// A report for a precheck that could not connect because an endpoint's login is not
+    /// available (a password or secret unreadable, no account name).
+    fn unavailable_logins(
         &self,
         source: Option<ServiceError>,
         destination: Option<ServiceError>,
         at: Timestamp,
     ) -> PrecheckReport {
-        let remedy = "give the endpoint's password again (PATCH cannot change endpoints: create the task again)";
+        let remedy = "fix what the message names; endpoints cannot be patched: to give another \
+                      password or user, create the task again";
         let check = |id: &str, e: Option<ServiceError>| match e {
-            Some(e) => CheckResult::fail(id, format!("the password is not available: {e}"), remedy),
-            None => CheckResult::pass(id, "the password is available"),
+            Some(e) => CheckResult::fail(id, format!("the login is not available: {e}"), remedy),
+            None => CheckResult::pass(id, "the login is available"),
         };
         PrecheckReport {
             checks: vec![
@@ -510,4 +529,8 @@ fn shutting_down() -> ServiceError {
 
 pub(crate) fn conflict_shutting_down() -> ServiceError {
     shutting_down()
+}
+
+fn elapsed_ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
 }

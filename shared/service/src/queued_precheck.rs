@@ -107,7 +107,7 @@ impl TaskService {
         {
             return Ok(QueuedPrecheck::Expired);
         }
-        self.check_hosts(&task.spec)?;
+        self.check_hosts(&task.spec).await?;
         let passed = self.run_precheck(&task, at).await?;
         tracing::info!(task = %task_id, passed, "precheck finished");
         Ok(QueuedPrecheck::Ran { passed })

@@ -34,7 +34,8 @@ impl TaskService {
         let task = self.get_live(id).await?;
         // What `start` requires: a run now copies as a scheduled cycle does.
         precheck_gate(&task, "run")?;
-        self.check_hosts(&task.spec)?;
+        self.check_hosts(&task.spec).await?;
+        self.check_secrets(&task.spec).await?;
         if self.jobs.is_closed() {
             return Err(conflict_shutting_down());
         }

@@ -10,19 +10,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use secrecy::SecretString;
 use tidemark_core::ports::{
-    Clock, EndpointRole, PrecheckQueue, SecretError, SecretStore, SecretVersion, StateStore,
-    StoreError, StoredPassword, TaskScheduler,
+    Clock, EndpointRole, PrecheckQueue, SecretError, SecretStore, StateStore, StoreError,
+    TaskScheduler,
 };
 use tidemark_core::state::{Page, TaskRecord, TaskStatus};
-use tidemark_core::{EndpointSpec, PasswordSource, TaskSpec, parse_task_spec};
+use tidemark_core::{PasswordSource, TaskSpec, parse_task_spec};
 
 use crate::allowlist::Allowlist;
 use crate::driver::WorkerConfig;
 use crate::error::ServiceError;
 use crate::jobs::Jobs;
 use crate::precheck_queue::QueuedPrechecks;
+use crate::secret_scope::SecretScope;
 
 /// The ports the use cases run over.
 #[derive(Clone)]
@@ -55,15 +55,24 @@ pub const DEFAULT_PAGE: u32 = 20;
 pub struct Host {
     pub worker: WorkerConfig,
     prechecks: Option<(Arc<dyn PrecheckQueue>, Duration)>,
+    secret_scope: SecretScope,
 }
 
 impl Host {
-    /// Runs through `worker`'s queue; prechecks in this process.
+    /// Runs through `worker`'s queue; prechecks in this process; any secret may be named.
     pub fn new(worker: WorkerConfig) -> Host {
         Host {
             worker,
             prechecks: None,
+            secret_scope: SecretScope::any(),
         }
+    }
+
+    /// Lets tasks name only the secrets in `scope` (besides the ones the service makes):
+    /// the deployment's, on AWS the same scope its IAM policy grants.
+    pub fn with_secret_scope(mut self, scope: SecretScope) -> Host {
+        self.secret_scope = scope;
+        self
     }
 
     /// Sends every precheck to `queue` instead of running it in this process; a queued precheck
@@ -82,6 +91,7 @@ pub struct TaskService {
     pub(crate) worker: WorkerConfig,
     /// Set where prechecks go through a queue (Lambda); unset, they run in this process.
     pub(crate) precheck_queue: Option<QueuedPrechecks>,
+    pub(crate) secret_scope: SecretScope,
 }
 
 impl TaskService {
@@ -96,6 +106,7 @@ impl TaskService {
             jobs: Jobs::default(),
             worker: host.worker,
             precheck_queue,
+            secret_scope: host.secret_scope,
         })
     }
 
@@ -118,7 +129,8 @@ impl TaskService {
                 message: SPEC_ID_REFUSED.into(),
             });
         }
-        self.check_hosts(&spec)?;
+        self.check_hosts(&spec).await?;
+        self.check_given_secrets(&spec).await?;
         let id = new_task_id();
         let mut owned = Vec::new();
         let stored = self.store_passwords(&id, &mut spec, &mut owned).await;
@@ -168,17 +180,19 @@ impl TaskService {
             match endpoint.password_source() {
                 Some(PasswordSource::Inline(password)) => {
                     let password = password.clone();
+                    // Validation requires `user` with an inline password.
+                    let user = endpoint.user.clone().unwrap_or_default();
                     let reference = self
                         .ports
                         .secrets
-                        .create_secret(id, role, &endpoint.user, &password)
+                        .create_secret(id, role, &user, &password)
                         .await?;
                     owned.push(reference.clone());
                     endpoint.password = None;
                     endpoint.password_secret = Some(reference);
                 }
                 Some(PasswordSource::Secret(reference)) => {
-                    self.read_secret(reference, at).await?;
+                    self.check_secret_login(endpoint, reference, at).await?;
                 }
                 Some(PasswordSource::Env(_)) => {
                     // Through the API, a caller could otherwise send any of the server's
@@ -254,7 +268,7 @@ impl TaskService {
                 }
             }
             let spec = parse_task_spec(&value.to_string())?;
-            self.check_hosts(&spec)?;
+            self.check_hosts(&spec).await?;
             if spec == task.spec {
                 return Ok(task);
             }
@@ -301,62 +315,15 @@ impl TaskService {
         Ok(())
     }
 
-    /// Both endpoints' hosts against the allowlist (422 naming the first host refused).
-    pub fn check_hosts(&self, spec: &TaskSpec) -> Result<(), ServiceError> {
-        self.allowlist.check("source.host", &spec.source.host)?;
+    /// Both endpoints' hosts against the allowlist (422 naming the first host refused). A
+    /// connection checks its host again when it is made ([`crate::Allowlist::reach`]).
+    pub async fn check_hosts(&self, spec: &TaskSpec) -> Result<(), ServiceError> {
+        self.allowlist
+            .check("source.host", &spec.source.host)
+            .await?;
         self.allowlist
             .check("destination.host", &spec.destination.host)
-    }
-
-    pub(crate) fn allowlist(&self) -> &Allowlist {
-        &self.allowlist
-    }
-
-    /// An endpoint's password: from its reference in the secret store (or, for a spec written
-    /// for the command line, the environment).
-    pub(crate) async fn password(
-        &self,
-        endpoint: &EndpointSpec,
-        role: &str,
-    ) -> Result<SecretString, ServiceError> {
-        Ok(self.credential(endpoint, role).await?.0)
-    }
-
-    /// An endpoint's password and, when it comes from the secret store, the secret's version it
-    /// was read at (copy pools are keyed by it: a rotated secret gets sessions of its own).
-    pub(crate) async fn credential(
-        &self,
-        endpoint: &EndpointSpec,
-        role: &str,
-    ) -> Result<(SecretString, Option<SecretVersion>), ServiceError> {
-        match endpoint.password_source() {
-            Some(PasswordSource::Secret(reference)) => {
-                let read = self.read_secret(reference, role).await?;
-                let version = SecretVersion {
-                    reference: reference.to_string(),
-                    version: read.version,
-                };
-                Ok((read.password, Some(version)))
-            }
-            _ => crate::passwords::local_password(endpoint, role).map(|p| (p, None)),
-        }
-    }
-
-    async fn read_secret(
-        &self,
-        reference: &str,
-        role: &str,
-    ) -> Result<StoredPassword, ServiceError> {
-        match self.ports.secrets.read_password(reference).await {
-            Ok(p) => Ok(p),
-            Err(e @ (SecretError::NotFound { .. } | SecretError::Malformed { .. })) => {
-                Err(ServiceError::Invalid {
-                    field: format!("{role}.password_secret"),
-                    message: e.to_string(),
-                })
-            }
-            Err(e) => Err(e.into()),
-        }
+            .await
     }
 
     async fn delete_secrets(&self, references: &[String]) {

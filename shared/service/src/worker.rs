@@ -348,8 +348,8 @@ impl TaskService {
                     what: format!("run {}", key.time_key()),
                 })?;
             let task = self.get(&key.task_id).await?;
-            let passwords = self.passwords(&task.spec).await?;
-            let input = CycleInput::of_task(&task, key, run.trigger, passwords);
+            let logins = self.both_endpoints(&task.spec).await?;
+            let input = CycleInput::of_task(&task, key, run.trigger, logins);
             let events = log_events(key);
             let mut ctx = Ctx::new(
                 self.ports.store.as_ref(),
@@ -400,15 +400,6 @@ impl TaskService {
     pub(crate) async fn finish_of(&self, key: &RunKey) -> Option<steps::Finish> {
         finish_of(self.ports.store.as_ref(), key).await
     }
-
-    pub(crate) async fn passwords(
-        &self,
-        spec: &tidemark_core::TaskSpec,
-    ) -> Result<(secrecy::SecretString, secrecy::SecretString), ServiceError> {
-        let source = self.password(&spec.source, "source").await?;
-        let destination = self.password(&spec.destination, "destination").await?;
-        Ok((source, destination))
-    }
 }
 
 /// On a run's record: its clean-up has yet to run (or to finish).
@@ -418,23 +409,18 @@ fn clean_up_pending(run: &tidemark_core::state::RunRecord) -> bool {
     run.plan.get(CLEAN_UP_PENDING) == Some(&serde_json::Value::Bool(true))
 }
 
-/// The driver finds a run's task and passwords through the service.
+/// The driver finds a run's task and logins through the service.
 #[async_trait]
 impl RunSubjects for TaskService {
     async fn subject(&self, task_id: &str) -> Result<Option<RunSubject>, ServiceError> {
         let Some(task) = self.ports.store.get_task(task_id).await? else {
             return Ok(None);
         };
-        let (source_password, source_secret) = self.credential(&task.spec.source, "source").await?;
-        let (destination_password, destination_secret) = self
-            .credential(&task.spec.destination, "destination")
-            .await?;
+        let (source, destination) = self.both_endpoints(&task.spec).await?;
         Ok(Some(RunSubject {
             spec: Arc::new(task.spec),
-            source_password,
-            destination_password,
-            source_secret,
-            destination_secret,
+            source,
+            destination,
         }))
     }
 }

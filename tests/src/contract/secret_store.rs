@@ -1,7 +1,7 @@
-//! The secret-store contract: a read returns the password last written and the secret's
-//! version, which stays put between writes and moves with every write (a rotation, a task's
-//! password replaced, a secret deleted and made again), never showing the password. Copy pools
-//! are keyed by it, so a rotated secret gets sessions of its own. Every store runs these through
+//! The secret-store contract: a read returns the password and the username last written and the
+//! secret's version, which stays put between writes and moves with every write (a rotation, a
+//! task's password replaced, a secret deleted and made again), never showing the password. Copy
+//! pools are keyed by it, so a rotated secret gets sessions of its own. Every store runs these through
 //! [`crate::secret_store_contract!`], each case as its own test.
 
 use std::sync::Arc;
@@ -15,11 +15,15 @@ use crate::harness::unique_name;
 pub type Secrets = Arc<dyn SecretStore>;
 
 async fn write(store: &Secrets, task_id: &str, password: &str) -> String {
+    write_as(store, task_id, "dts", password).await
+}
+
+async fn write_as(store: &Secrets, task_id: &str, username: &str, password: &str) -> String {
     store
         .create_secret(
             task_id,
             EndpointRole::Source,
-            "dts",
+            username,
             &SecretString::from(password.to_owned()),
         )
         .await
@@ -38,6 +42,7 @@ pub async fn a_read_returns_the_password_and_a_version_that_stays_put(store: Sec
     let reference = write(&store, &task, &password).await;
     let first = read(&store, &reference).await;
     assert_eq!(first.password.expose_secret(), password);
+    assert_eq!(first.username.as_deref(), Some("dts"));
     assert!(
         !first.version.contains(&password),
         "the version shows the password"
@@ -58,6 +63,23 @@ pub async fn every_write_moves_the_version(store: Secrets) {
     assert_eq!(write(&store, &task, "third-pw").await, reference);
     let v3 = read(&store, &reference).await.version;
     assert!(v3 != v1 && v3 != rotated.version, "a version came back");
+    store.delete_secret(&reference).await.expect("delete");
+}
+
+/// A rotation that alternates between two users (as Secrets Manager's alternating-users
+/// rotation does): each read returns the user written with the password.
+pub async fn a_rotation_to_the_other_user_returns_that_user(store: Secrets) {
+    let task = unique_name("contract");
+    let reference = write_as(&store, &task, "dts_a", "pw-a").await;
+    let a = read(&store, &reference).await;
+    assert_eq!(a.username.as_deref(), Some("dts_a"));
+    assert_eq!(write_as(&store, &task, "dts_b", "pw-b").await, reference);
+    let b = read(&store, &reference).await;
+    assert_eq!(
+        (b.username.as_deref(), b.password.expose_secret()),
+        (Some("dts_b"), "pw-b")
+    );
+    assert_ne!(b.version, a.version);
     store.delete_secret(&reference).await.expect("delete");
 }
 
@@ -84,6 +106,7 @@ macro_rules! secret_store_contract {
         $crate::secret_store_contract!(@cases $make;
             a_read_returns_the_password_and_a_version_that_stays_put,
             every_write_moves_the_version,
+            a_rotation_to_the_other_user_returns_that_user,
             a_secret_made_again_after_its_deletion_has_a_new_version);
     };
     (@cases $make:expr; $($case:ident),+) => {$(

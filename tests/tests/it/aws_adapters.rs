@@ -182,7 +182,8 @@ async fn an_inline_password_becomes_an_rds_secret_and_is_deleted_with_its_task()
 #[tokio::test]
 async fn an_existing_rds_secret_is_read_in_place_never_copied_nor_deleted() {
     let client = aws_sdk_secretsmanager::Client::new(&sdk_config().await);
-    let store = SecretsManagerStore::new(client.clone(), format!("{}/", unique_name("tidemark")));
+    let prefix = format!("{}/", unique_name("tidemark"));
+    let store = SecretsManagerStore::new(client.clone(), &prefix);
     let password = unique_name("pw-rds");
     // What RDS writes for a managed master password, extra keys included.
     let arn = client
@@ -198,9 +199,17 @@ async fn an_existing_rds_secret_is_read_in_place_never_copied_nor_deleted() {
         .expect("the user's secret")
         .arn
         .expect("an ARN");
+    // The secrets under the store's prefix, where a copy would go (other tests make secrets
+    // of their own on the same emulator meanwhile).
     let count = || async {
         client
             .list_secrets()
+            .filters(
+                aws_sdk_secretsmanager::types::Filter::builder()
+                    .key(aws_sdk_secretsmanager::types::FilterNameStringType::Name)
+                    .values(&prefix)
+                    .build(),
+            )
             .max_results(100)
             .send()
             .await
@@ -211,6 +220,7 @@ async fn an_existing_rds_secret_is_read_in_place_never_copied_nor_deleted() {
     let before = count().await;
     let read = store.read_password(&arn).await.expect("read");
     assert_eq!(read.password.expose_secret(), password);
+    assert_eq!(read.username.as_deref(), Some("admin"), "RDS's username");
     assert_eq!(count().await, before, "reading made no copy");
 
     let refused = store.delete_secret(&arn).await;
@@ -222,6 +232,29 @@ async fn an_existing_rds_secret_is_read_in_place_never_copied_nor_deleted() {
         store.read_password(&arn).await.is_ok(),
         "the user's secret is still there"
     );
+}
+
+#[tokio::test]
+async fn a_secret_without_a_username_has_none_and_the_spec_names_the_user() {
+    let client = aws_sdk_secretsmanager::Client::new(&sdk_config().await);
+    let store = SecretsManagerStore::new(client.clone(), "tidemark/");
+    for value in [
+        serde_json::json!({"password": "pw-only"}),
+        serde_json::json!({"username": "", "password": "pw-only"}),
+    ] {
+        let arn = client
+            .create_secret()
+            .name(unique_name("no_user"))
+            .secret_string(value.to_string())
+            .send()
+            .await
+            .expect("create")
+            .arn
+            .expect("an ARN");
+        let read = store.read_password(&arn).await.expect("read");
+        assert_eq!(read.password.expose_secret(), "pw-only");
+        assert_eq!(read.username, None, "{value}");
+    }
 }
 
 #[tokio::test]

@@ -47,14 +47,16 @@ async fn run_logins(
     let report = run_cycle(
         &SqliteStore::in_memory().expect("store"),
         &FixedClock(at),
-        CycleInput {
-            task_id: database,
-            spec: &spec,
-            scheduled_time: at,
-            trigger: RunTrigger::Manual,
-            source_password: SecretString::from(password.to_owned()),
-            destination_password: SecretString::from(password.to_owned()),
-        },
+        CycleInput::with_passwords(
+            database,
+            &spec,
+            at,
+            RunTrigger::Manual,
+            (
+                SecretString::from(password.to_owned()),
+                SecretString::from(password.to_owned()),
+            ),
+        ),
         Arc::new(|_| {}),
     )
     .await

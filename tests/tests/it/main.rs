@@ -1,5 +1,6 @@
 //! One integration-test binary (one link, one harness): every end-to-end test is a module here.
 
+mod allowlist_netns;
 mod aws_adapters;
 mod aws_emulator;
 mod connect;
@@ -33,3 +34,4 @@ mod store_dynamodb;
 mod store_memory;
 mod store_sqlite;
 mod tls;
+mod workspace;

@@ -57,14 +57,13 @@ pub async fn cycle_with(
     run_cycle(
         store,
         &clock,
-        CycleInput {
+        CycleInput::with_passwords(
             task_id,
             spec,
-            scheduled_time: scheduled,
-            trigger: RunTrigger::Schedule,
-            source_password: source.password().clone(),
-            destination_password: destination().password().clone(),
-        },
+            scheduled,
+            RunTrigger::Schedule,
+            (source.password().clone(), destination().password().clone()),
+        ),
         on_event,
     )
     .await

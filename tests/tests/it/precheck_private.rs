@@ -78,14 +78,16 @@ async fn a_row_larger_than_the_destination_packet_fails() {
         tidemark_service::run_cycle(
             &store,
             &tidemark_core::ports::SystemClock,
-            tidemark_service::cycle::CycleInput {
-                task_id: "packet",
-                spec: &spec,
-                scheduled_time: when.parse().expect("time"),
-                trigger: tidemark_core::state::RunTrigger::Manual,
-                source_password: source().password().clone(),
-                destination_password: private.server.password().clone(),
-            },
+            tidemark_service::cycle::CycleInput::with_passwords(
+                "packet",
+                &spec,
+                when.parse().expect("time"),
+                tidemark_core::state::RunTrigger::Manual,
+                (
+                    source().password().clone(),
+                    private.server.password().clone(),
+                ),
+            ),
             std::sync::Arc::new(|_| {}),
         )
     };

@@ -122,17 +122,26 @@ fn check_endpoint(at: &str, ep: &EndpointSpec, e: &mut Errors) {
             "`port` must be between 1 and 65535; MySQL listens on 3306 by default",
         );
     }
-    let user_chars = ep.user.chars().count();
-    if ep.user.is_empty() {
-        e.add(
+    match &ep.user {
+        // The secret's `username` is used (a secret without one is refused when it is read).
+        None if ep.password_secret.is_some() => {}
+        None => e.add(
+            format!("{at}.user"),
+            "`user` is required with `password` or `password_env`; give the account name \
+             (with `password_secret` it may be left out: the secret's `username` is used)",
+        ),
+        Some(user) if user.is_empty() => e.add(
             format!("{at}.user"),
             "`user` must not be empty; give the account name",
-        );
-    } else if user_chars > MAX_USER_CHARS {
-        e.add(
+        ),
+        Some(user) if user.chars().count() > MAX_USER_CHARS => e.add(
             format!("{at}.user"),
-            format!("`user` is {user_chars} characters long; account names have at most {MAX_USER_CHARS}"),
-        );
+            format!(
+                "`user` is {} characters long; account names have at most {MAX_USER_CHARS}",
+                user.chars().count()
+            ),
+        ),
+        Some(_) => {}
     }
     check_password(at, ep, e);
     check_tls(at, ep, e);

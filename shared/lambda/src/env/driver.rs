@@ -10,7 +10,7 @@ use tidemark_service::DriverConfig;
 pub use tidemark_service::driver::env::{
     DRIVER_VARIABLES, FIRST_BACKOFF_MS, IDLE_PING_SECONDS, MAX_BACKOFF_SECONDS,
     RESEND_AFTER_SECONDS, RUN_LEASE_SECONDS, STEP_ATTEMPTS, STEP_BUDGET_SECONDS,
-    STEP_LEASE_SECONDS, SWEEP_SECONDS,
+    STEP_LEASE_SECONDS, SWEEP_SECONDS, WORKER_TIMEOUT_SECONDS,
 };
 
 use super::EnvError;
@@ -117,6 +117,31 @@ mod tests {
             assert!(text.contains(&format!("`{bad}`")), "{text}");
             assert!(text.contains("leave it unset for"), "{text}");
         }
+    }
+
+    #[test]
+    fn the_worker_timeout_gives_the_budget_and_run_lease_that_their_own_variables_replace() {
+        let secs = Duration::from_secs;
+        let derived = read(&[(WORKER_TIMEOUT_SECONDS, "900")]).expect("900 s");
+        assert_eq!(
+            (derived.step_budget, derived.run_lease),
+            (secs(360), secs(6300))
+        );
+        let set = read(&[
+            (WORKER_TIMEOUT_SECONDS, "900"),
+            (STEP_BUDGET_SECONDS, "100"),
+            (RUN_LEASE_SECONDS, "7200"),
+        ])
+        .expect("both set");
+        assert_eq!((set.step_budget, set.run_lease), (secs(100), secs(7200)));
+        for bad in ["0", "901", "1.5", "5m"] {
+            let e = read(&[(WORKER_TIMEOUT_SECONDS, bad)]).expect_err(bad);
+            assert!(e.to_string().starts_with(WORKER_TIMEOUT_SECONDS), "{e}");
+        }
+        let e = read(&[(WORKER_TIMEOUT_SECONDS, "60"), (STEP_BUDGET_SECONDS, "60")])
+            .expect_err("a budget as long as the timeout");
+        assert!(e.to_string().starts_with(STEP_BUDGET_SECONDS), "{e}");
+        assert!(e.to_string().contains(WORKER_TIMEOUT_SECONDS), "{e}");
     }
 
     #[test]

@@ -59,6 +59,24 @@ impl DriverConfig {
         }
     }
 
+    /// `self` with the durations that follow from the timeout of the function that runs the
+    /// steps (run-worker's on Lambda, at most 900 s), as the template sets them together:
+    /// - the step budget is two fifths of it (120 s of 300 s): a chunk is sized to take seconds,
+    ///   so a step started earlier has most of the invocation left;
+    /// - the run lease is seven times it, and never below the host's (an hour): a step's message can be
+    ///   invisible for the step queue's visibility timeout (six times the function's timeout)
+    ///   after an invocation that died with it, and the invocation itself ran up to the timeout,
+    ///   so a run is only stalled once neither can explain its silence.
+    ///
+    /// At 300 s both are the defaults.
+    pub fn for_worker_timeout(self, timeout: Duration) -> DriverConfig {
+        DriverConfig {
+            step_budget: timeout * 2 / 5,
+            run_lease: (timeout * 7).max(self.run_lease),
+            ..self
+        }
+    }
+
     /// The wait before retry `attempt` (1-based): doubling from `first_backoff`, jittered (so
     /// that the steps of runs that failed together do not come back together), never above
     /// `max_backoff` — the engine's [`RetryPolicy`], one backoff for every retry.
@@ -78,6 +96,23 @@ impl DriverConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_worker_timeout_gives_the_budget_and_the_run_lease() {
+        let secs = Duration::from_secs;
+        let defaults = DriverConfig::new("t");
+        assert_eq!(defaults.clone().for_worker_timeout(secs(300)), defaults);
+        for timeout in [60, 120, 300, 600, 900].map(secs) {
+            let config = DriverConfig::new("t").for_worker_timeout(timeout);
+            assert!(config.step_budget < timeout, "{timeout:?}");
+            assert!(config.run_lease >= timeout * 7, "{timeout:?}");
+            assert_eq!(config.step_lease, defaults.step_lease);
+        }
+        let long = DriverConfig::new("t").for_worker_timeout(secs(900));
+        assert_eq!((long.step_budget, long.run_lease), (secs(360), secs(6300)));
+        let short = DriverConfig::new("t").for_worker_timeout(secs(60));
+        assert_eq!((short.step_budget, short.run_lease), (secs(24), secs(3600)));
+    }
 
     #[test]
     fn backoff_grows_jittered_within_its_bounds() {

@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use super::DriverConfig;
 
+/// The timeout of the function that runs the steps (run-worker; template.yaml's `WorkerTimeout`):
+/// the step budget and the run lease follow from it ([`DriverConfig::for_worker_timeout`])
+/// unless their own variables are set.
+pub const WORKER_TIMEOUT_SECONDS: &str = "TIDEMARK_WORKER_TIMEOUT_SECONDS";
 /// A step is not started closer than this to the invocation's deadline (run-worker); it goes
 /// back to the queue as a new message instead. Below the function's timeout.
 pub const STEP_BUDGET_SECONDS: &str = "TIDEMARK_STEP_BUDGET_SECONDS";
@@ -30,7 +34,8 @@ pub const IDLE_PING_SECONDS: &str = "TIDEMARK_IDLE_PING_SECONDS";
 pub const SWEEP_SECONDS: &str = "TIDEMARK_SWEEP_SECONDS";
 
 /// Every optional variable of the driver (the README lists them with their defaults).
-pub const DRIVER_VARIABLES: [&str; 9] = [
+pub const DRIVER_VARIABLES: [&str; 10] = [
+    WORKER_TIMEOUT_SECONDS,
     STEP_BUDGET_SECONDS,
     STEP_LEASE_SECONDS,
     STEP_ATTEMPTS,
@@ -42,6 +47,8 @@ pub const DRIVER_VARIABLES: [&str; 9] = [
     SWEEP_SECONDS,
 ];
 
+/// Lambda's longest timeout.
+const MAX_FUNCTION_TIMEOUT_SECONDS: f64 = 900.0;
 /// The longest delay an SQS message may have, which bounds the backoffs.
 const MAX_DELAY_SECONDS: f64 = 900.0;
 const DAY: f64 = 24.0 * 60.0 * 60.0;
@@ -105,15 +112,37 @@ impl DriverConfig {
                 .filter(|n| (1..=max).contains(n))
                 .ok_or_else(|| out_of_range(name, &value, unit, 1.0, max as f64, default as f64))
         };
-        let first_backoff_ms = u64::try_from(self.first_backoff.as_millis()).unwrap_or(u64::MAX);
+        // The worker's timeout first: the durations derived from it are the defaults that the
+        // other variables replace.
+        let worker_timeout = set(WORKER_TIMEOUT_SECONDS)
+            .map(|value| {
+                value
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|s| (1..=MAX_FUNCTION_TIMEOUT_SECONDS as u64).contains(s))
+                    .map(Duration::from_secs)
+                    .ok_or_else(|| VarError {
+                        name: WORKER_TIMEOUT_SECONDS,
+                        message: format!(
+                            "`{value}` is not a whole number of seconds from 1 to {MAX_FUNCTION_TIMEOUT_SECONDS} (Lambda's timeouts; leave it unset for 300)"
+                        ),
+                    })
+            })
+            .transpose()?;
+        let this = match worker_timeout {
+            Some(timeout) => self.for_worker_timeout(timeout),
+            None => self,
+        };
+        let first_backoff_ms = u64::try_from(this.first_backoff.as_millis()).unwrap_or(u64::MAX);
         let config = DriverConfig {
-            step_budget: seconds(STEP_BUDGET_SECONDS, 1.0, 900.0, self.step_budget)?,
-            step_lease: seconds(STEP_LEASE_SECONDS, 1.0, 3600.0, self.step_lease)?,
+            step_budget: seconds(STEP_BUDGET_SECONDS, 1.0, 900.0, this.step_budget)?,
+            step_lease: seconds(STEP_LEASE_SECONDS, 1.0, 3600.0, this.step_lease)?,
             step_attempts: whole(
                 STEP_ATTEMPTS,
                 "attempts",
                 100,
-                u64::from(self.step_attempts),
+                u64::from(this.step_attempts),
             )
             .map(|n| u32::try_from(n).unwrap_or(u32::MAX))?,
             first_backoff: whole(
@@ -127,13 +156,13 @@ impl DriverConfig {
                 MAX_BACKOFF_SECONDS,
                 1.0,
                 MAX_DELAY_SECONDS,
-                self.max_backoff,
+                this.max_backoff,
             )?,
-            resend_after: seconds(RESEND_AFTER_SECONDS, 0.1, DAY, self.resend_after)?,
-            run_lease: seconds(RUN_LEASE_SECONDS, 1.0, 7.0 * DAY, self.run_lease)?,
-            idle_ping: seconds(IDLE_PING_SECONDS, 0.0, 3600.0, self.idle_ping)?,
-            sweep_every: seconds(SWEEP_SECONDS, 0.05, 3600.0, self.sweep_every)?,
-            ..self
+            resend_after: seconds(RESEND_AFTER_SECONDS, 0.1, DAY, this.resend_after)?,
+            run_lease: seconds(RUN_LEASE_SECONDS, 1.0, 7.0 * DAY, this.run_lease)?,
+            idle_ping: seconds(IDLE_PING_SECONDS, 0.0, 3600.0, this.idle_ping)?,
+            sweep_every: seconds(SWEEP_SECONDS, 0.05, 3600.0, this.sweep_every)?,
+            ..this
         };
         if config.max_backoff < config.first_backoff {
             return Err(VarError {
@@ -142,6 +171,18 @@ impl DriverConfig {
                     "{} s is shorter than the first backoff ({FIRST_BACKOFF_MS} = {} ms); raise it or lower {FIRST_BACKOFF_MS}",
                     config.max_backoff.as_secs_f64(),
                     config.first_backoff.as_millis()
+                ),
+            });
+        }
+        if let Some(timeout) = worker_timeout
+            && config.step_budget >= timeout
+        {
+            return Err(VarError {
+                name: STEP_BUDGET_SECONDS,
+                message: format!(
+                    "{} s is not below the worker's timeout ({WORKER_TIMEOUT_SECONDS} = {} s): no step would ever start; lower it or leave it unset",
+                    config.step_budget.as_secs_f64(),
+                    timeout.as_secs()
                 ),
             });
         }

@@ -16,6 +16,7 @@ use tidemark_core::state::{RunKey, RunPhase, RunRecord, RunStatus, RunTrigger, S
 use tidemark_engine::crash;
 use tidemark_local::MemoryQueue;
 
+use super::metered::MeteredStore;
 use super::waking::Waking;
 use super::{
     Driver, DriverConfig, EndpointPools, RunEnd, RunSubject, RunSubjects, announce_tables,
@@ -113,13 +114,7 @@ struct OneTask<'a> {
 #[async_trait]
 impl RunSubjects for OneTask<'_> {
     async fn subject(&self, task_id: &str) -> Result<Option<RunSubject>, ServiceError> {
-        Ok((task_id == self.task_id).then(|| RunSubject {
-            spec: Arc::clone(&self.subject.spec),
-            source_password: self.subject.source_password.clone(),
-            destination_password: self.subject.destination_password.clone(),
-            source_secret: self.subject.source_secret.clone(),
-            destination_secret: self.subject.destination_secret.clone(),
-        }))
+        Ok((task_id == self.task_id).then(|| self.subject.clone()))
     }
 }
 
@@ -135,6 +130,8 @@ pub async fn run_cycle(
     retry: StepRetry,
 ) -> Result<CycleReport, ServiceError> {
     let started = Instant::now();
+    let metered = MeteredStore::new(store);
+    let store: &dyn StateStore = &metered;
     let key = RunKey {
         task_id: input.task_id.to_owned(),
         scheduled_time: input.scheduled_time,
@@ -163,11 +160,8 @@ pub async fn run_cycle(
         task_id: input.task_id,
         subject: RunSubject {
             spec: Arc::new(input.spec.clone()),
-            source_password: input.source_password.clone(),
-            destination_password: input.destination_password.clone(),
-            // Inline or environment passwords: the pools are keyed by the password itself.
-            source_secret: None,
-            destination_secret: None,
+            source: input.source.clone(),
+            destination: input.destination.clone(),
         },
     };
     if resumed {
@@ -197,7 +191,9 @@ pub async fn run_cycle(
             }
         }
     }
-    report(store, clock, &key, &input, &on_event, started, error).await
+    let report = report(store, clock, &key, &input, &on_event, started, error).await;
+    metered.log(&key);
+    report
 }
 
 /// Fails a run that a dead process left unfinished and cleans up what it left (shadow tables, a

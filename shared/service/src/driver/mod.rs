@@ -25,6 +25,7 @@
 //! - [`dispatch`]: what is sent next, bounded by `channel.workers`; the sweep.
 //! - [`lease`]: a claimed step's lease, renewed while its work runs.
 //! - [`local`]: `run_cycle`, one run to its end over consumers in this process.
+//! - [`metered`]: a state store that counts its calls, for the benchmarks' breakdown.
 //! - [`pools`]: [`EndpointPools`], copy pools kept across the steps a process runs.
 //! - [`waking`]: an in-process step inbox that wakes idle consumers on a send.
 
@@ -33,6 +34,7 @@ pub(crate) mod dispatch;
 pub mod env;
 mod lease;
 pub mod local;
+pub mod metered;
 pub mod pools;
 #[cfg(test)]
 mod tests;
@@ -42,11 +44,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
-use secrecy::SecretString;
 use tidemark_core::TaskSpec;
-use tidemark_core::ports::{Clock, SecretVersion, StateStore, StepMessage, StepQueue};
-
+use tidemark_core::ports::{Clock, StateStore, StepMessage, StepQueue};
 use tidemark_core::state::{RunKey, RunPhase, RunStatus, StepKind, StepRecord, StepStatus};
+use tidemark_engine::ConnectOptions;
 
 pub use config::DriverConfig;
 pub use pools::EndpointPools;
@@ -114,14 +115,14 @@ impl Handled {
     }
 }
 
-/// A run's task as a step needs it: its spec and both passwords, with the secret version each
-/// was read at (`None` for a password given inline or in the environment).
+/// A run's task as a step needs it: its spec and how to log in to both endpoints (each with
+/// the secret version its password and user were read at, `None` for a password given inline
+/// or in the environment).
+#[derive(Clone)]
 pub struct RunSubject {
     pub spec: Arc<TaskSpec>,
-    pub source_password: SecretString,
-    pub destination_password: SecretString,
-    pub source_secret: Option<SecretVersion>,
-    pub destination_secret: Option<SecretVersion>,
+    pub source: ConnectOptions,
+    pub destination: ConnectOptions,
 }
 
 /// Where the driver finds a run's task: the state store and the secret store (a host's task
@@ -170,6 +171,7 @@ impl Driver<'_> {
         events: &Events,
         deadline: Option<Instant>,
     ) -> Result<Handled, ServiceError> {
+        let entered = Instant::now();
         let key = &message.run;
         let Some(run) = self.store.get_run(key).await? else {
             return Ok(Handled::of(StepOutcome::Ignored("the run does not exist")));
@@ -216,13 +218,11 @@ impl Driver<'_> {
             spec: &subject.spec,
             scheduled_time: key.scheduled_time,
             trigger: run.trigger,
-            source_password: subject.source_password.clone(),
-            destination_password: subject.destination_password.clone(),
+            // The copy pools are keyed by the secrets' versions: a rotated one logs in anew.
+            source: subject.source.clone(),
+            destination: subject.destination.clone(),
         };
         let mut ctx = Ctx::new(self.store, self.clock, key, &input, events).await?;
-        // The copy pools are keyed by the secrets' versions: a rotated one logs in anew.
-        ctx.source.secret = subject.source_secret.clone();
-        ctx.destination.secret = subject.destination_secret.clone();
         let lease = lease::Lease::new(self.store, self.clock, self.config, key, message.step);
         let Some(claimed) = lease.claim(&ctx).await? else {
             return Ok(Handled::of(StepOutcome::Ignored(
@@ -232,6 +232,7 @@ impl Driver<'_> {
         // A Finalize step, once it works, runs to its end: a cancel then comes too late.
         let cancellable = claimed.kind != StepKind::Finalize;
         let held = claimed.clone();
+        let (kind, n, started) = (claimed.kind, claimed.n, Instant::now());
         let work = async {
             match claimed.kind {
                 StepKind::Schema => self.schema_step(&mut ctx, claimed, workers).await,
@@ -239,7 +240,10 @@ impl Driver<'_> {
                 StepKind::Finalize => self.finalize_step(&mut ctx, claimed).await,
             }
         };
-        match lease.hold_while(work, cancellable).await {
+        let held_while = lease.hold_while(work, cancellable).await;
+        // The benchmarks' breakdown reads these (infra/bench/breakdown.sh).
+        tracing::debug!(target: "tidemark::steps", kind = ?kind, n, work_ms = started.elapsed().as_secs_f64() * 1000.0, handled_ms = entered.elapsed().as_secs_f64() * 1000.0, "step");
+        match held_while {
             Held::Done(handled) => handled,
             Held::Lost => Ok(Handled::of(StepOutcome::Ignored(
                 "the step's lease lapsed and another worker took it",

@@ -1,9 +1,11 @@
 //! Errors with the documented codes: 400 naming the field, 404, 405, 409 listing the failing
-//! checks, 422 naming a host outside the allowlist.
+//! checks, 422 naming a host outside the allowlist or a secret outside the secret scope.
 
 use hyper::{Method, StatusCode};
 use serde_json::json;
 use tidemark_tests::harness::unique_name;
+
+use tidemark_service::SecretScope;
 
 use crate::helpers::{Api, drop_databases, sample, spec};
 
@@ -94,6 +96,58 @@ async fn an_endpoint_outside_the_allowlist_is_a_422_naming_the_host() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["code"], "access_denied", "{body}");
     assert!(!body.to_string().contains("wrong-password"));
+}
+
+#[tokio::test]
+async fn a_password_secret_outside_the_scope_is_a_422_naming_the_field_before_any_read() {
+    let scope = SecretScope::parse(
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:allowed/*",
+        "",
+    )
+    .expect("a scope");
+    let api = Api::start_with(|host| host.with_secret_scope(scope)).await;
+    let outside = "arn:aws:secretsmanager:us-east-1:123456789012:secret:payroll/db-AbCdEf";
+    let mut task = spec("shop", "shop_dw");
+    task["source"]["password_secret"] = json!(outside);
+    task["source"]
+        .as_object_mut()
+        .expect("an object")
+        .remove("password");
+    // This store holds no such secret: a read would answer 400, so the 422 came first.
+    let (status, body) = api.post("/tasks", &task).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "secret_not_allowed");
+    assert_eq!(body["error"]["field"], "source.password_secret");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(outside) && message.contains("allowed/*"),
+        "{message}"
+    );
+    let (_, listed) = api.get("/tasks").await;
+    assert_eq!(listed["items"], json!([]), "nothing was created");
+    let mut endpoint = task["source"].clone();
+    let (status, body) = api.post("/connections/test", &endpoint).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["field"], "password_secret");
+
+    // A secret this server made for another task's inline password is that task's alone.
+    let id = api.create(&spec("shop", "shop_dw")).await;
+    let (_, made) = api.get(&format!("/tasks/{id}")).await;
+    endpoint["password_secret"] = made["spec"]["source"]["password_secret"].clone();
+    let (status, body) = api.post("/connections/test", &endpoint).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("only that task")),
+        "{body}"
+    );
+
+    // Without a scope (the local default) the secret is read, and this store has none.
+    let open = Api::start().await;
+    let (status, body) = open.post("/tasks", &task).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "source.password_secret");
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 //! and parsed with lambda_http's and aws_lambda_events' own types.
 //!
 //! - `api`: the three API functions (create-task, precheck, manage-task) and the precheck queue.
+//! - `secrets`: a `password_secret` the user gives: its username, its scope.
 //! - `cycle`: run-cycle (the scheduler's payload) and run-worker (SQS batches from the step
 //!   queue, short deadlines, duplicate deliveries), the copy checked against the source.
 //!
@@ -14,6 +15,7 @@
 mod api;
 mod cycle;
 mod lifecycle;
+mod secrets;
 
 use std::sync::Arc;
 
@@ -23,8 +25,9 @@ use lambda_http::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use tidemark_lambda::api::{HttpApp, answer, http_app};
 use tidemark_lambda::env::{
-    ALLOW_HOSTS, PRECHECK_QUEUE_URL, RUN_CYCLE_ARN, SCHEDULE_GROUP, SCHEDULER_DEAD_LETTER_ARN,
-    SCHEDULER_ROLE_ARN, SECRET_PREFIX, STEP_BUDGET_SECONDS, STEP_QUEUE_URL, TABLE,
+    ALLOW_HOSTS, ALLOWED_SECRET_ARNS, ALLOWED_SECRET_TAG, PRECHECK_QUEUE_URL, RUN_CYCLE_ARN,
+    SCHEDULE_GROUP, SCHEDULER_DEAD_LETTER_ARN, SCHEDULER_ROLE_ARN, SECRET_PREFIX,
+    STEP_BUDGET_SECONDS, STEP_QUEUE_URL, TABLE,
 };
 use tidemark_lambda::precheck::{PrecheckAnswer, PrecheckEvent, PrecheckHandler};
 use tidemark_lambda::worker::WorkerHandler;
@@ -102,7 +105,13 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    /// The functions with template.yaml's defaults: only the secrets they make may be named.
     pub async fn new() -> Deployment {
+        Deployment::with(&[]).await
+    }
+
+    /// The functions with some variables (the secret scope's) set otherwise.
+    pub async fn with(overrides: &[(&str, &str)]) -> Deployment {
         let sdk = sdk_config().await;
         let table = unique_name("lambda_state");
         tidemark_aws::create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table)
@@ -142,6 +151,8 @@ impl Deployment {
             (SCHEDULE_GROUP, group),
             (ALLOW_HOSTS, "127.0.0.1/32,::1".to_owned()),
             (SECRET_PREFIX, format!("tidemark/{}/", unique_name("stage"))),
+            (ALLOWED_SECRET_ARNS, String::new()),
+            (ALLOWED_SECRET_TAG, String::new()),
             (
                 RUN_CYCLE_ARN,
                 format!("arn:aws:lambda:{REGION}:{ACCOUNT}:function:tidemark-run-cycle"),
@@ -155,9 +166,14 @@ impl Deployment {
             (STEP_BUDGET_SECONDS, "2".to_owned()),
         ];
         let env = FunctionEnv::from_lookup(|name| {
-            vars.iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.clone())
+            let overridden = overrides.iter().find(|(n, _)| *n == name);
+            match overridden {
+                Some((_, v)) => Some((*v).to_owned()),
+                None => vars
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| v.clone()),
+            }
         })
         .expect("a complete environment");
         // One wiring per function, as each function's cold start builds its own.

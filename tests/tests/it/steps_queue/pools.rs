@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tidemark_core::ports::EndpointRole;
 use tidemark_core::state::{RunKey, RunStatus, RunTrigger};
 use tidemark_service::StepOutcome;
@@ -132,6 +132,56 @@ async fn a_rotated_secret_gets_new_pools_and_the_old_ones_close() {
     assert!(!error.contains("not-the-password"), "{error}");
     admin
         .exec(&[&format!("DROP USER '{}'@'127.0.0.1'", counted.user)])
+        .await;
+}
+
+#[tokio::test]
+async fn a_rotation_to_the_other_user_between_runs_keeps_the_runs_working() {
+    let admin = source();
+    let db = source_db(&admin, 2, 200).await;
+    let grants = ["ALL ON *.*".to_owned()];
+    let (a, b) = (
+        user(&admin, "alt_a", &grants).await,
+        user(&admin, "alt_b", &grants).await,
+    );
+    let rig = rig(Duration::from_secs(1)).await;
+    let first: jiff::Timestamp = "2026-12-01T02:30:00Z".parse().expect("time");
+    // Created as user a: the task's secret holds a's username and password.
+    let id = resync_with_one_worker(&rig, &a, &db, first).await;
+    drain(&rig).await;
+    assert_eq!(run_status(&rig, &id, first).await, RunStatus::Succeeded);
+    assert!(!sessions(&admin, &a.user).await.is_empty(), "a's pool kept");
+
+    // Secrets Manager's alternating-users rotation: the secret now names user b, and user a
+    // can no longer log in. The spec still says a; the secret's username wins.
+    rotate(&rig, &id, &b.user, b.password().expose_secret()).await;
+    admin
+        .exec(&[&format!("DROP USER '{}'@'127.0.0.1'", a.user)])
+        .await;
+    let next: jiff::Timestamp = "2026-12-02T02:30:00Z".parse().expect("time");
+    rig.service
+        .begin_cycle(&id, next, RunTrigger::Schedule)
+        .await
+        .expect("trigger");
+    drain(&rig).await;
+    let key = RunKey {
+        task_id: id.clone(),
+        scheduled_time: next,
+    };
+    let run = rig.service.ports().store.get_run(&key).await.expect("read");
+    let run = run.expect("the run");
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    assert!(!sessions(&admin, &b.user).await.is_empty(), "b's pool");
+    let started = Instant::now();
+    while !sessions(&admin, &a.user).await.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the old user's pool was not closed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    admin
+        .exec(&[&format!("DROP USER '{}'@'127.0.0.1'", b.user)])
         .await;
 }
 

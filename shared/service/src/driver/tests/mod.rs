@@ -14,6 +14,7 @@ use jiff::Timestamp;
 use secrecy::SecretString;
 use tidemark_core::ports::{Clock, StateStore, StepInbox, StepMessage};
 use tidemark_core::state::{RunKey, RunStatus, RunTrigger, StepKind, StepRecord, StepStatus};
+use tidemark_engine::ConnectOptions;
 use tidemark_local::{MemoryQueue, MemoryStore};
 
 use super::{Driver, DriverConfig, EndpointPools, RunSubject, RunSubjects, StepOutcome};
@@ -45,11 +46,12 @@ struct Spec(Arc<tidemark_core::TaskSpec>);
 impl RunSubjects for Spec {
     async fn subject(&self, _: &str) -> Result<Option<RunSubject>, ServiceError> {
         Ok(Some(RunSubject {
+            source: ConnectOptions::from_endpoint(&self.0.source, SecretString::from("unused")),
+            destination: ConnectOptions::from_endpoint(
+                &self.0.destination,
+                SecretString::from("unused"),
+            ),
             spec: Arc::clone(&self.0),
-            source_password: SecretString::from("unused"),
-            destination_password: SecretString::from("unused"),
-            source_secret: None,
-            destination_secret: None,
         }))
     }
 }
