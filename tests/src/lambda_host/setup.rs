@@ -111,14 +111,17 @@ pub async fn create_resources(doc: &StackDoc, sdk: &SdkConfig, scale: TimeScale)
 }
 
 /// The run driver's durations for a function: the template's value where it sets one, else the
-/// Lambda default, divided by the time scale (within each variable's range).
+/// Lambda default (derived from `TIDEMARK_WORKER_TIMEOUT_SECONDS` when the template sets it),
+/// divided by the time scale (within each variable's range); the worker's timeout itself as the
+/// host gives it ([`TimeScale::timeout`], whole seconds).
 pub fn driver_variables(
     template: &BTreeMap<String, String>,
     scale: TimeScale,
 ) -> Vec<(String, String)> {
     use tidemark_lambda::env::{
         FIRST_BACKOFF_MS, IDLE_PING_SECONDS, MAX_BACKOFF_SECONDS, RESEND_AFTER_SECONDS,
-        RUN_LEASE_SECONDS, STEP_BUDGET_SECONDS, STEP_LEASE_SECONDS, SWEEP_SECONDS, driver_config,
+        RUN_LEASE_SECONDS, STEP_BUDGET_SECONDS, STEP_LEASE_SECONDS, SWEEP_SECONDS,
+        WORKER_TIMEOUT_SECONDS, driver_config,
     };
     let config = driver_config(&|name| template.get(name).cloned(), "lambda")
         .unwrap_or_else(|e| panic!("the template's driver variables: {e}"));
@@ -129,7 +132,18 @@ pub fn driver_variables(
         .as_secs_f64()
         .max(1.0)
         .max(first_ms as f64 / 1000.0);
-    vec![
+    let mut out = Vec::new();
+    if let Some(timeout) = template
+        .get(WORKER_TIMEOUT_SECONDS)
+        .and_then(|t| t.trim().parse::<u64>().ok())
+    {
+        let scaled = scale.timeout(Duration::from_secs(timeout));
+        out.push((
+            WORKER_TIMEOUT_SECONDS.to_owned(),
+            scaled.as_secs_f64().ceil().to_string(),
+        ));
+    }
+    out.extend([
         (STEP_BUDGET_SECONDS.into(), secs(config.step_budget, 1.0)),
         (
             STEP_LEASE_SECONDS.into(),
@@ -141,7 +155,8 @@ pub fn driver_variables(
         (RUN_LEASE_SECONDS.into(), secs(config.run_lease, 1.0)),
         (IDLE_PING_SECONDS.into(), secs(config.idle_ping, 0.0)),
         (SWEEP_SECONDS.into(), secs(config.sweep_every, 0.05)),
-    ]
+    ]);
+    out
 }
 
 /// Where cargo put the workspace's binaries: the directory above this test executable's

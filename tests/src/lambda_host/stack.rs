@@ -85,6 +85,9 @@ impl Drop for AwsStack {
     }
 }
 
+/// The account of every stack (NAMES.json's).
+pub const ACCOUNT: &str = "123456789012";
+
 /// The template rendered once for the placeholder names.
 static RENDERED: OnceCell<Value> = OnceCell::const_new();
 
@@ -92,8 +95,13 @@ async fn rendered(sqs_endpoint: &str, allow_hosts: &str) -> Value {
     let names = json!({
         "stack_name": STACK_TOKEN,
         "region": super::REGION,
-        "account": "123456789012",
-        "parameters": { "StageName": STAGE_TOKEN, "AllowHosts": allow_hosts },
+        "account": ACCOUNT,
+        "parameters": {
+            "StageName": STAGE_TOKEN,
+            "AllowHosts": allow_hosts,
+            // The users' own secrets a task may name: RDS's, as the scenarios make them.
+            "AllowedSecretArns": format!("arn:aws:secretsmanager:{}:{ACCOUNT}:secret:rds!*", super::REGION),
+        },
         "sqs_endpoint": sqs_endpoint,
     });
     RENDERED
