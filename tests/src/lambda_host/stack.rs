@@ -93,7 +93,12 @@ async fn rendered(sqs_endpoint: &str, allow_hosts: &str) -> Value {
         "stack_name": STACK_TOKEN,
         "region": super::REGION,
         "account": "123456789012",
-        "parameters": { "StageName": STAGE_TOKEN, "AllowHosts": allow_hosts },
+        // The user's own secrets (RDS's `rds!db-...`) are in the stack's secret scope.
+        "parameters": {
+            "StageName": STAGE_TOKEN,
+            "AllowHosts": allow_hosts,
+            "AllowedSecretArns": "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!*",
+        },
         "sqs_endpoint": sqs_endpoint,
     });
     RENDERED
