@@ -36,7 +36,8 @@ class EmulatedStack:
         self.dir = tempfile.mkdtemp(prefix="tidemark-aws-")
         suffix = uuid.uuid4().hex[:8]
         self.stage = f"t{suffix}"
-        names = {"stack_name": f"tm-{suffix}", "parameters": {"StageName": self.stage},
+        names = {"stack_name": f"tm-{suffix}", "parameters": {"StageName": self.stage, "AllowHosts": "127.0.0.1/32",
+                                  "AllowedSecretArns": "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds/*"},
                  "sqs_endpoint": self.endpoint}
         with open(TEMPLATE) as f:
             self.stack = stack.render(f.read(), names)

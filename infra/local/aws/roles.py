@@ -65,6 +65,17 @@ def load(iam, sts, stack, principal_arn):
     for logical, res in resources.items():
         if res["Type"] == "AWS::Lambda::Function":
             users.setdefault(res["Properties"]["Role"], []).append(logical)
+    # The stack's own AWS::IAM::ManagedPolicy resources, by what a role's ManagedPolicyArns holds
+    # (their Ref), loaded inline like its Policies; a document built with !Sub is JSON text.
+    own = {}
+    for logical, res in resources.items():
+        if res["Type"] == "AWS::IAM::ManagedPolicy":
+            document = res["Properties"]["PolicyDocument"]
+            if isinstance(document, str):
+                document = json.loads(document)
+            for key in (res.get("PhysicalId"), res.get("Attributes", {}).get("Arn")):
+                if key:
+                    own[key] = (logical, document)
     creds = {}
     for logical, res in sorted(resources.items()):
         if res["Type"] != "AWS::IAM::Role":
@@ -82,7 +93,10 @@ def load(iam, sts, stack, principal_arn):
             if document["Statement"]:
                 wanted[policy["PolicyName"]] = document
         for managed_arn in props.get("ManagedPolicyArns", []):
-            if managed_arn in MANAGED:
+            if managed_arn in own:
+                policy_logical, document = own[managed_arn]
+                wanted[policy_logical] = moto_copy(document)
+            elif managed_arn in MANAGED:
                 wanted["managed-" + managed_arn.rsplit("/", 1)[1]] = MANAGED[managed_arn]
             else:
                 print(f"roles.py: {logical}: managed policy {managed_arn} is not in managed_policies.json: "

@@ -77,12 +77,22 @@ const managed = readJson(join(here, 'managed_policies.json'))
 // One stack's roles: ARN -> {logical, name, account, policies: [{name, document, template}]}.
 function rolesOf(stack) {
   const roles = new Map()
+  // The stack's own AWS::IAM::ManagedPolicy resources, by what a role's ManagedPolicyArns holds
+  // (their Ref); a document built with !Sub is JSON text.
+  const own = new Map()
+  for (const [logical, res] of Object.entries(stack.Resources)) {
+    if (res.Type !== 'AWS::IAM::ManagedPolicy') continue
+    const doc = res.Properties.PolicyDocument
+    const entry = { logical, document: typeof doc === 'string' ? JSON.parse(doc) : doc }
+    for (const key of [res.PhysicalId, res.Attributes?.Arn, res.Attributes?.PolicyArn]) if (key) own.set(key, entry)
+  }
   for (const [logical, res] of Object.entries(stack.Resources)) {
     if (res.Type !== 'AWS::IAM::Role') continue
     const policies = (res.Properties.Policies || []).map((p) => ({ name: p.PolicyName, document: p.PolicyDocument, template: true }))
     const unevaluated = []
     for (const arn of res.Properties.ManagedPolicyArns || []) {
-      if (managed[arn]) policies.push({ name: `managed:${arn.split('/').pop()}`, document: managed[arn], template: false })
+      if (own.has(arn)) policies.push({ name: own.get(arn).logical, document: own.get(arn).document, template: true })
+      else if (managed[arn]) policies.push({ name: `managed:${arn.split('/').pop()}`, document: managed[arn], template: false })
       else unevaluated.push(arn)
     }
     roles.set(res.Attributes.Arn, { logical, name: res.PhysicalId, account: stack.Stack.account, policies, unevaluated })

@@ -12,7 +12,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TEMPLATE = os.path.join(HERE, "..", "..", "..", "template.yaml")
 NAMES = {
     "stack_name": "tm-a", "region": "us-east-1", "account": "123456789012",
-    "parameters": {"StageName": "a"}, "sqs_endpoint": "http://127.0.0.1:45782",
+    "parameters": {"StageName": "a", "AllowHosts": "127.0.0.1/32"}, "sqs_endpoint": "http://127.0.0.1:45782",
     "resources": {
         "StateTable": {"Ref": "tm-a-state",
                        "Arn": "arn:aws:dynamodb:us-east-1:123456789012:table/tm-a-state"},
@@ -69,7 +69,8 @@ class RenderTemplate(unittest.TestCase):
                          "arn:aws:lambda:us-east-1:123456789012:function:tm-a-run-cycle")
         self.assertEqual(env["TIDEMARK_SCHEDULER_ROLE_ARN"],
                          "arn:aws:iam::123456789012:role/tm-a-SchedulerRole")
-        self.assertEqual((worker["Timeout"], worker["MemorySize"], worker["Handler"]), (300, 1024, "bootstrap"))
+        # Number parameters resolve to their text, as CloudFormation passes them.
+        self.assertEqual((worker["Timeout"], worker["MemorySize"], worker["Handler"]), ("300", "1769", "bootstrap"))
         self.assertEqual(worker["Role"], self.res["RunWorkerFunctionRole"]["Attributes"]["Arn"])
         self.assertEqual(self.res["RunCycleFunction"]["PhysicalId"], "tm-a-run-cycle")
         self.assertEqual(self.res["RunWorkerFunction"]["Metadata"]["BuildProperties"]["Binary"], "run-worker")
@@ -102,6 +103,7 @@ class RenderTemplate(unittest.TestCase):
         self.assertEqual(
             [(r["method"], r["path"], r["function"]) for r in self.out["Routes"]],
             [("POST", "/connections/test", "PrecheckFunction"),
+             ("GET", "/health", "ManageTaskFunction"),
              ("GET", "/tasks", "ManageTaskFunction"),
              ("POST", "/tasks", "CreateTaskFunction"),
              ("POST", "/tasks/{id}/precheck", "PrecheckFunction"),
