@@ -102,6 +102,7 @@ class RenderTemplate(unittest.TestCase):
         self.assertEqual(
             [(r["method"], r["path"], r["function"]) for r in self.out["Routes"]],
             [("POST", "/connections/test", "PrecheckFunction"),
+             ("GET", "/health", "ManageTaskFunction"),
              ("GET", "/tasks", "ManageTaskFunction"),
              ("POST", "/tasks", "CreateTaskFunction"),
              ("POST", "/tasks/{id}/precheck", "PrecheckFunction"),
