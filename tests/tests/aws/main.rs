@@ -81,6 +81,10 @@ const SCENARIOS: &[(&str, Scenario)] = &[
         "stalls::stalled_runs_are_failed_settled_and_deleted_by_the_sweep",
         || Box::pin(stalls::stalled_runs_are_failed_settled_and_deleted_by_the_sweep()),
     ),
+    (
+        "stalls::cleanups_with_nothing_in_flight_are_done_at_once_by_manage_task",
+        || Box::pin(stalls::cleanups_with_nothing_in_flight_are_done_at_once_by_manage_task()),
+    ),
 ];
 
 /// What runs after the scenarios, over the stacks they deployed: the calls' verdicts, and —
