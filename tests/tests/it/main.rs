@@ -32,5 +32,6 @@ mod steps_queue;
 mod store_dynamodb;
 mod store_memory;
 mod store_sqlite;
+mod template_ops;
 mod tls;
 mod workspace;

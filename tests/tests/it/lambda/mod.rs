@@ -13,6 +13,7 @@
 
 mod api;
 mod cycle;
+mod expiry;
 mod lifecycle;
 
 use std::sync::Arc;
@@ -176,6 +177,12 @@ pub struct Deployment {
 
 impl Deployment {
     pub async fn new() -> Deployment {
+        Deployment::with_env(&[]).await
+    }
+
+    /// A deployment whose functions also have these variables (template.yaml's `Globals` that
+    /// the other tests leave unset).
+    pub async fn with_env(extra: &[(&'static str, &str)]) -> Deployment {
         let sdk = sdk_config().await;
         let table = unique_name("lambda_state");
         tidemark_aws::create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table)
@@ -208,7 +215,7 @@ impl Deployment {
             .send()
             .await
             .expect("the schedule group");
-        let vars = [
+        let mut vars = vec![
             (TABLE, table),
             (STEP_QUEUE_URL, step_url),
             (PRECHECK_QUEUE_URL, precheck_url),
@@ -227,6 +234,11 @@ impl Deployment {
             // Short, so a test's short deadlines postpone some steps.
             (STEP_BUDGET_SECONDS, "2".to_owned()),
         ];
+        vars.extend(
+            extra
+                .iter()
+                .map(|(name, value)| (*name, (*value).to_owned())),
+        );
         let env = FunctionEnv::from_lookup(|name| {
             vars.iter()
                 .find(|(n, _)| *n == name)
