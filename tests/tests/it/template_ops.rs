@@ -92,3 +92,108 @@ fn the_state_table_expires_records_on_the_attribute_the_stores_write() {
         "epoch seconds, as TTL reads them"
     );
 }
+
+/// The lines of resource `id` (or any block opened by a line equal to `  id:`), as text.
+fn block(text: &str, id: &str) -> String {
+    let header = format!("  {id}:");
+    text.lines()
+        .skip_while(|l| *l != header)
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with("   "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn every_taggable_resource_carries_the_stacks_tags_and_every_role_the_boundary() {
+    let text = std::fs::read_to_string(repo_dir().join("template.yaml")).expect("template.yaml");
+    let globals = block(&text, "Function");
+    for line in [
+        "Application: Tidemark",
+        "Stage: !Ref StageName",
+        "PropagateTags: true",
+        "PermissionsBoundary: !If [HasPermissionsBoundary, !Ref PermissionsBoundaryArn, !Ref AWS::NoValue]",
+    ] {
+        assert!(globals.lines().any(|l| l.trim() == line), "Globals: {line}");
+    }
+    const TAGS: &str =
+        "Tags: [{Key: Application, Value: Tidemark}, {Key: Stage, Value: !Ref StageName}]";
+    // CloudFormation types that take Tags (the SAM ones take them as a map; metric filters,
+    // subscriptions and queue policies take none).
+    let taggable = [
+        "AWS::DynamoDB::Table",
+        "AWS::SQS::Queue",
+        "AWS::SNS::Topic",
+        "AWS::KMS::Key",
+        "AWS::IAM::Role",
+        "AWS::Scheduler::ScheduleGroup",
+        "AWS::Logs::LogGroup",
+        "AWS::CloudWatch::Alarm",
+        "AWS::Serverless::HttpApi",
+    ];
+    let resources = resources();
+    for resource in resources
+        .iter()
+        .filter(|r| taggable.contains(&r.kind.as_str()))
+    {
+        let body = block(&text, &resource.id);
+        let tagged = body.lines().any(|l| l.trim() == TAGS)
+            || (body.contains("Application: Tidemark") && body.contains("Stage: !Ref StageName"));
+        assert!(tagged, "{} ({}) has no tags", resource.id, resource.kind);
+    }
+    let kinds: Vec<&str> = resources.iter().map(|r| r.kind.as_str()).collect();
+    for kind in &kinds {
+        assert!(
+            taggable.contains(kind)
+                || [
+                    "AWS::Serverless::Function",
+                    "AWS::Logs::MetricFilter",
+                    "AWS::SNS::Subscription",
+                    "AWS::SQS::QueuePolicy",
+                ]
+                .contains(kind),
+            "is {kind} taggable? add it to one list"
+        );
+    }
+    // The roles SAM does not make from Globals: the scheduler's, and the sweep schedule's.
+    let boundary = "PermissionsBoundary: !If [HasPermissionsBoundary, !Ref PermissionsBoundaryArn, !Ref AWS::NoValue]";
+    for id in ["SchedulerRole", "RunCycleFunction"] {
+        assert!(
+            block(&text, id).lines().any(|l| l.trim() == boundary),
+            "{id} has no permissions boundary"
+        );
+    }
+}
+
+#[test]
+fn every_function_has_an_alarm_on_its_errors_and_throttles() {
+    let text = std::fs::read_to_string(repo_dir().join("template.yaml")).expect("template.yaml");
+    let resources = resources();
+    let alarms: Vec<String> = of_kind(&resources, "AWS::CloudWatch::Alarm")
+        .iter()
+        .map(|a| block(&text, &a.id))
+        .collect();
+    for function in of_kind(&resources, "AWS::Serverless::Function") {
+        let dimension = format!("Value: !Ref {}", function.id);
+        let watching: Vec<&String> = alarms
+            .iter()
+            .filter(|a| a.lines().any(|l| l.trim() == dimension))
+            .collect();
+        assert_eq!(watching.len(), 1, "{}: one alarm", function.id);
+        let alarm = watching[0];
+        let lines: Vec<&str> = alarm.lines().map(str::trim).collect();
+        for metric in ["MetricName: Errors", "MetricName: Throttles"] {
+            assert!(lines.contains(&metric), "{}: {metric}", function.id);
+        }
+        assert!(lines.contains(&"Namespace: AWS/Lambda"));
+        assert!(lines.contains(&"- Name: FunctionName"));
+        assert!(lines.contains(&"Expression: errors + throttles"));
+        assert!(lines.contains(&"AlarmActions: [!Ref AlarmTopic]"));
+        assert_eq!(
+            alarm.matches(&dimension).count(),
+            2,
+            "both metrics of {}",
+            function.id
+        );
+    }
+}
