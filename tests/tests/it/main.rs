@@ -8,6 +8,7 @@ mod copy_keys;
 mod copy_support;
 mod copy_verify;
 mod docs;
+mod docs_rds;
 mod lambda;
 mod logins;
 mod policy_incremental;
