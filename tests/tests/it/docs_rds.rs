@@ -65,6 +65,21 @@ async fn privileges(
     user(side, tag, &clauses).await
 }
 
+/// Where the README's names point on the local servers.
+struct Local<'a> {
+    db: &'a str,
+    target: &'a str,
+    rename: &'a [(&'a str, &'a str)],
+}
+
+/// The precheck of the README's task, by users with these grants on each side.
+async fn privilege_checks(src: &[Grant], dst: &[Grant], local: &Local<'_>) -> PrecheckReport {
+    let src = privileges(&source(), "rdsq_src", src, local.rename).await;
+    let dst = privileges(&destination(), "rdsq_dst", dst, local.rename).await;
+    let spec = readme_task(&src, &dst, local.db, local.target);
+    precheck_with(&spec, &[], jiff::Timestamp::now()).await
+}
+
 fn status(report: &PrecheckReport, id: &str) -> CheckStatus {
     check(report, id).status
 }
@@ -111,14 +126,12 @@ async fn the_quick_starts_grants_pass_the_privilege_checks_and_none_is_too_many(
     ];
     let rename: Vec<(&str, &str)> = rename.iter().map(|(a, b)| (*a, b.as_str())).collect();
 
-    let src = privileges(&source(), "rdsq_src", &source_grants, &rename).await;
-    let dst = privileges(&destination(), "rdsq_dst", &destination_grants, &rename).await;
-    let report = precheck_with(
-        &readme_task(&src, &dst, &db, &target),
-        &[],
-        jiff::Timestamp::now(),
-    )
-    .await;
+    let local = Local {
+        db: &db,
+        target: &target,
+        rename: &rename,
+    };
+    let report = privilege_checks(&source_grants, &destination_grants, &local).await;
     for id in [ids::SOURCE_PRIVILEGES, ids::DESTINATION_PRIVILEGES] {
         assert_eq!(
             status(&report, id),
@@ -127,39 +140,22 @@ async fn the_quick_starts_grants_pass_the_privilege_checks_and_none_is_too_many(
             check(&report, id)
         );
     }
-
     // Each privilege is needed: without it, its side's check fails.
-    for (i, left_out) in source_grants.iter().enumerate() {
-        let mut fewer = source_grants.clone();
-        fewer.remove(i);
-        let src = privileges(&source(), "rdsq_src", &fewer, &rename).await;
-        let report = precheck_with(
-            &readme_task(&src, &dst, &db, &target),
-            &[],
-            jiff::Timestamp::now(),
-        )
-        .await;
-        assert_eq!(
-            status(&report, ids::SOURCE_PRIVILEGES),
-            CheckStatus::Fail,
-            "the source without {left_out:?}"
-        );
-    }
-    for (i, left_out) in destination_grants.iter().enumerate() {
-        let mut fewer = destination_grants.clone();
-        fewer.remove(i);
-        let dst = privileges(&destination(), "rdsq_dst", &fewer, &rename).await;
-        let report = precheck_with(
-            &readme_task(&src, &dst, &db, &target),
-            &[],
-            jiff::Timestamp::now(),
-        )
-        .await;
-        assert_eq!(
-            status(&report, ids::DESTINATION_PRIVILEGES),
-            CheckStatus::Fail,
-            "the destination without {left_out:?}"
-        );
+    for (side, id) in [ids::SOURCE_PRIVILEGES, ids::DESTINATION_PRIVILEGES]
+        .into_iter()
+        .enumerate()
+    {
+        let count = [source_grants.len(), destination_grants.len()][side];
+        for i in 0..count {
+            let mut sides = [source_grants.clone(), destination_grants.clone()];
+            let left_out = sides[side].remove(i);
+            let report = privilege_checks(&sides[0], &sides[1], &local).await;
+            assert_eq!(
+                status(&report, id),
+                CheckStatus::Fail,
+                "{id} without {left_out:?}"
+            );
+        }
     }
     crate::schema::drop_databases(&[&db]).await;
 }
