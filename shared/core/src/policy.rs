@@ -219,6 +219,7 @@ mod tests {
             chunks_done: 0,
             chunks_dispatched: 0,
             plan,
+            expires_at: None,
             version: 1,
         }
     }

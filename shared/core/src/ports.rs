@@ -58,6 +58,10 @@ pub struct ProgressDelta {
 /// The key-value state of every task (DESIGN: State). Writes of shared records are conditional
 /// on `version`: the caller passes the record as it read it, the store writes it with
 /// `version + 1` and returns the new version, or answers `Conflict`.
+///
+/// A record past its expiry ([`crate::state::expired`]: a run, its steps and progress, a
+/// precheck report) reads as absent, by `get_*` and in listings alike, whether or not the store
+/// has deleted it yet; its expiry is set when it is created and never moved by an update.
 #[async_trait]
 pub trait StateStore: Send + Sync {
     /// Creates a task; `Conflict` if the id exists.
@@ -74,14 +78,16 @@ pub trait StateStore: Send + Sync {
     /// watermarks. Deleting a task that does not exist is not an error.
     async fn delete_task(&self, id: &str) -> Result<(), StoreError>;
 
-    /// Stores a precheck report (any JSON) under the task, keyed by its time.
+    /// Stores a precheck report (any JSON) under the task, keyed by its time, gone after
+    /// `expires_at` (none: kept).
     async fn put_precheck(
         &self,
         task_id: &str,
         at: Timestamp,
+        expires_at: Option<Timestamp>,
         report: &serde_json::Value,
     ) -> Result<(), StoreError>;
-    /// The newest precheck report of a task.
+    /// The newest precheck report of a task, unless it expired.
     async fn latest_precheck(
         &self,
         task_id: &str,
@@ -108,12 +114,14 @@ pub trait StateStore: Send + Sync {
     async fn list_steps(&self, run: &RunKey) -> Result<Vec<StepRecord>, StoreError>;
     async fn update_step(&self, step: &StepRecord) -> Result<u64, StoreError>;
 
-    /// Adds to a table's counters atomically (creating them at zero first).
+    /// Adds to a table's counters atomically (creating them at zero first, to expire at
+    /// `expires_at`: the run's).
     async fn add_progress(
         &self,
         run: &RunKey,
         table: &str,
         delta: &ProgressDelta,
+        expires_at: Option<Timestamp>,
     ) -> Result<(), StoreError>;
     /// A run's per-table counters, in table order.
     async fn list_progress(&self, run: &RunKey) -> Result<Vec<TableProgress>, StoreError>;

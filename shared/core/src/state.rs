@@ -1,6 +1,10 @@
 //! The records Tidemark keeps: tasks, precheck reports, runs, steps, per-table progress and
 //! incremental watermarks. Both state stores (SQLite locally, DynamoDB on AWS) hold exactly these.
 //!
+//! A run's records (the run, its steps, its per-table progress) and precheck reports carry one
+//! expiry, set when they are made from the retention then configured: past it they read as gone
+//! (DynamoDB's TTL deletes them lazily, later). Tasks and watermarks never expire.
+//!
 //! Every record that several workers may touch carries a `version`; a store writes it only when
 //! the stored version is the one the writer read, so a lost race is an ordinary outcome
 //! ([`crate::ports::StoreError::Conflict`]), never a silent overwrite.
@@ -184,6 +188,14 @@ pub struct RunRecord {
     /// Schema step wrote it.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub plan: serde_json::Value,
+    /// When the run and its steps and progress are gone ([`expired`]); none: kept for good
+    /// (and on records of earlier versions). Epoch seconds, as DynamoDB's TTL reads it.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "jiff::fmt::serde::timestamp::second::optional"
+    )]
+    pub expires_at: Option<Timestamp>,
     pub version: u64,
 }
 
@@ -240,6 +252,13 @@ pub struct StepRecord {
     /// worker took (its message was lost). Absent on records of earlier versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queued_at: Option<Timestamp>,
+    /// Its run's expiry ([`RunRecord::expires_at`]).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "jiff::fmt::serde::timestamp::second::optional"
+    )]
+    pub expires_at: Option<Timestamp>,
     pub version: u64,
 }
 
@@ -267,6 +286,12 @@ pub struct Watermark {
     pub value: String,
     pub updated_at: Timestamp,
     pub version: u64,
+}
+
+/// Whether a record with this expiry reads as gone at `now`: at or past it. A record without one
+/// never expires.
+pub fn expired(expires_at: Option<Timestamp>, now: Timestamp) -> bool {
+    expires_at.is_some_and(|at| at <= now)
 }
 
 /// One page of a listing, and the cursor of the next, if any.

@@ -7,7 +7,8 @@
 //! inline password) are gone, and a record that does not encode fails the same way. Items are
 //! keyed by the same sort keys as SQLite's rows, so listings come out in the same order. Every
 //! call holds one mutex, which makes each read-modify-write (conditional updates, counters)
-//! atomic, as the SQLite store's single connection does.
+//! atomic, as the SQLite store's single connection does. Items past their expiry read as
+//! absent, as in the real stores (and stay until their task is deleted, as in SQLite).
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -17,9 +18,9 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tidemark_core::ports::{ProgressDelta, StateStore, StoreError};
+use tidemark_core::ports::{Clock, ProgressDelta, StateStore, StoreError, SystemClock};
 use tidemark_core::state::{
-    Page, RunKey, RunRecord, StepRecord, TableProgress, TaskRecord, Watermark,
+    Page, RunKey, RunRecord, StepRecord, TableProgress, TaskRecord, Watermark, expired,
 };
 
 use crate::cursor::{TASKS, cursor, resume, runs_listing};
@@ -28,6 +29,22 @@ use crate::cursor::{TASKS, cursor, resume, runs_listing};
 struct Item {
     version: u64,
     body: String,
+    expires_at: Option<Timestamp>,
+}
+
+impl Item {
+    fn new(version: u64, body: String, expires_at: Option<Timestamp>) -> Item {
+        Item {
+            version,
+            body,
+            expires_at,
+        }
+    }
+
+    /// The item unless it expired by `now`.
+    fn live(&self, now: Timestamp) -> Option<&Item> {
+        (!expired(self.expires_at, now)).then_some(self)
+    }
 }
 
 /// Everything stored under one task id (SQLite's `TASK#<id>` partition and the `RUN#<id>#…`
@@ -37,7 +54,7 @@ struct Item {
 struct TaskItems {
     task: Option<Item>,
     /// By the precheck's time to the microsecond (SQLite's key): newest last.
-    prechecks: BTreeMap<String, String>,
+    prechecks: BTreeMap<String, Item>,
     /// By the run's time key (to the second, as both real stores key runs).
     runs: BTreeMap<String, RunItems>,
     /// By table.
@@ -51,7 +68,7 @@ struct RunItems {
     /// By the zero-padded step number of both real stores' sort keys, so order matches theirs.
     steps: BTreeMap<String, Item>,
     /// By table; counters need no version, the mutex makes each addition atomic.
-    progress: BTreeMap<String, String>,
+    progress: BTreeMap<String, Item>,
 }
 
 /// By task id, which is the order tasks list in.
@@ -81,15 +98,32 @@ impl State {
 }
 
 /// The state store in memory. Cheap to clone; clones share the records.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
+    /// What "now" is when an item's expiry is checked.
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> MemoryStore {
+        MemoryStore {
+            state: Arc::default(),
+            clock: Arc::new(SystemClock),
+        }
+    }
 }
 
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> MemoryStore {
         MemoryStore::default()
+    }
+
+    /// This store, telling expired items by `clock` (the service's).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> MemoryStore {
+        self.clock = clock;
+        self
     }
 
     fn state(&self) -> Result<MutexGuard<'_, State>, StoreError> {
@@ -181,10 +215,7 @@ impl StateStore for MemoryStore {
                 what: format!("task {}", task.id),
             });
         }
-        *slot = Some(Item {
-            version: task.version,
-            body,
-        });
+        *slot = Some(Item::new(task.version, body, None));
         Ok(())
     }
 
@@ -229,6 +260,7 @@ impl StateStore for MemoryStore {
         &self,
         task_id: &str,
         at: Timestamp,
+        expires_at: Option<Timestamp>,
         report: &serde_json::Value,
     ) -> Result<(), StoreError> {
         // Microseconds in the key, as SQLite's: two prechecks in one second must not overwrite
@@ -237,7 +269,7 @@ impl StateStore for MemoryStore {
         let body = encode(&(at, report))?;
         let mut state = self.state()?;
         let task = state.tasks.entry(task_id.to_owned()).or_default();
-        task.prechecks.insert(key, body);
+        task.prechecks.insert(key, Item::new(1, body, expires_at));
         Ok(())
     }
 
@@ -248,8 +280,9 @@ impl StateStore for MemoryStore {
         let state = self.state()?;
         let newest = state
             .task(task_id)
-            .and_then(|t| t.prechecks.last_key_value());
-        newest.map(|(_, body)| decode(body)).transpose()
+            .and_then(|t| t.prechecks.last_key_value())
+            .and_then(|(_, item)| item.live(self.clock.now()));
+        newest.map(|item| decode(&item.body)).transpose()
     }
 
     async fn create_run(&self, run: &RunRecord) -> Result<bool, StoreError> {
@@ -259,16 +292,14 @@ impl StateStore for MemoryStore {
         if slot.is_some() {
             return Ok(false);
         }
-        *slot = Some(Item {
-            version: run.version,
-            body,
-        });
+        *slot = Some(Item::new(run.version, body, run.expires_at));
         Ok(true)
     }
 
     async fn get_run(&self, key: &RunKey) -> Result<Option<RunRecord>, StoreError> {
         let state = self.state()?;
         let item = state.run(key).and_then(|r| r.run.as_ref());
+        let item = item.and_then(|i| i.live(self.clock.now()));
         item.map(|i| decode(&i.body)).transpose()
     }
 
@@ -289,11 +320,12 @@ impl StateStore for MemoryStore {
         };
         // Newest first: the time key sorts in time order, so walk it backwards.
         let end = after.map_or(Bound::Unbounded, Bound::Excluded);
+        let now = self.clock.now();
         let runs = task
             .runs
             .range::<String, _>((Bound::Unbounded, end))
             .rev()
-            .filter_map(|(time, items)| items.run.as_ref().map(|r| (time, r)));
+            .filter_map(|(time, items)| items.run.as_ref()?.live(now).map(|r| (time, r)));
         page(runs, limit, &listing)
     }
 
@@ -343,10 +375,7 @@ impl StateStore for MemoryStore {
                 .run_mut(&step.run)
                 .steps
                 .entry(step_key(step.n))
-                .or_insert(Item {
-                    version: step.version,
-                    body,
-                });
+                .or_insert(Item::new(step.version, body, step.expires_at));
         }
         Ok(())
     }
@@ -354,15 +383,18 @@ impl StateStore for MemoryStore {
     async fn get_step(&self, run: &RunKey, n: u32) -> Result<Option<StepRecord>, StoreError> {
         let state = self.state()?;
         let item = state.run(run).and_then(|r| r.steps.get(&step_key(n)));
+        let item = item.and_then(|i| i.live(self.clock.now()));
         item.map(|i| decode(&i.body)).transpose()
     }
 
     async fn list_steps(&self, run: &RunKey) -> Result<Vec<StepRecord>, StoreError> {
         let state = self.state()?;
+        let now = self.clock.now();
         let steps = state.run(run).map(|r| r.steps.values());
         steps
             .into_iter()
             .flatten()
+            .filter_map(|i| i.live(now))
             .map(|i| decode(&i.body))
             .collect()
     }
@@ -387,15 +419,20 @@ impl StateStore for MemoryStore {
         run: &RunKey,
         table: &str,
         delta: &ProgressDelta,
+        expires_at: Option<Timestamp>,
     ) -> Result<(), StoreError> {
         let mut state = self.state()?;
         let counters = &mut state.run_mut(run).progress;
-        let mut progress = match counters.get(table) {
-            Some(body) => decode::<TableProgress>(body)?,
-            None => TableProgress {
-                table: table.to_owned(),
-                ..TableProgress::default()
-            },
+        // The expiry is set by the first addition and never moved.
+        let (mut progress, expires_at) = match counters.get(table) {
+            Some(item) => (decode::<TableProgress>(&item.body)?, item.expires_at),
+            None => (
+                TableProgress {
+                    table: table.to_owned(),
+                    ..TableProgress::default()
+                },
+                expires_at,
+            ),
         };
         // Saturating: a counter at its maximum stays there rather than panic.
         progress.rows = progress.rows.saturating_add(delta.rows);
@@ -404,14 +441,23 @@ impl StateStore for MemoryStore {
         progress.elapsed_ms = progress.elapsed_ms.saturating_add(delta.elapsed_ms);
         progress.verified = progress.verified.saturating_add(delta.verified);
         progress.mismatched = progress.mismatched.saturating_add(delta.mismatched);
-        counters.insert(table.to_owned(), encode(&progress)?);
+        counters.insert(
+            table.to_owned(),
+            Item::new(1, encode(&progress)?, expires_at),
+        );
         Ok(())
     }
 
     async fn list_progress(&self, run: &RunKey) -> Result<Vec<TableProgress>, StoreError> {
         let state = self.state()?;
+        let now = self.clock.now();
         let counters = state.run(run).map(|r| r.progress.values());
-        counters.into_iter().flatten().map(|b| decode(b)).collect()
+        counters
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i.live(now))
+            .map(|i| decode(&i.body))
+            .collect()
     }
 
     async fn get_watermark(
@@ -435,7 +481,7 @@ impl StateStore for MemoryStore {
             if marks.contains_key(&mark.table) {
                 return Err(StoreError::Conflict { what: what() });
             }
-            marks.insert(mark.table.clone(), Item { version: 1, body });
+            marks.insert(mark.table.clone(), Item::new(1, body, None));
             Ok(1)
         } else {
             let item = state
@@ -462,7 +508,7 @@ mod tests {
     async fn clones_share_the_records() {
         let (a, b) = (MemoryStore::new(), MemoryStore::new());
         let a2 = a.clone();
-        a.add_progress(&key(), "shop.orders", &ProgressDelta::default())
+        a.add_progress(&key(), "shop.orders", &ProgressDelta::default(), None)
             .await
             .expect("add");
         assert_eq!(a2.list_progress(&key()).await.expect("list").len(), 1);

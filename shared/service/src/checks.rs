@@ -119,7 +119,7 @@ mod tests {
             task_id: "t".into(),
             scheduled_time: Timestamp::UNIX_EPOCH,
         };
-        let mut s = step(&run, 1, StepKind::Chunk, serde_json::json!({}));
+        let mut s = step(&run, None, 1, StepKind::Chunk, serde_json::json!({}));
         s.status = StepStatus::Done;
         s.checksum = checksum.map(str::to_owned);
         s

@@ -136,6 +136,8 @@ pub(crate) struct Ctx<'a> {
     pub on_event: &'a Events,
     pub warnings: Vec<String>,
     pub record: serde_json::Map<String, serde_json::Value>,
+    /// The run's expiry, which the steps and progress it writes carry too.
+    pub expires_at: Option<Timestamp>,
 }
 
 impl<'a> Ctx<'a> {
@@ -147,12 +149,11 @@ impl<'a> Ctx<'a> {
         input: &'a CycleInput<'a>,
         on_event: &'a Events,
     ) -> Result<Ctx<'a>, ServiceError> {
-        let record = match store.get_run(key).await? {
-            Some(run) => match run.plan {
-                serde_json::Value::Object(map) => map,
-                _ => serde_json::Map::new(),
-            },
-            None => serde_json::Map::new(),
+        let run = store.get_run(key).await?;
+        let expires_at = run.as_ref().and_then(|r| r.expires_at);
+        let record = match run.map(|r| r.plan) {
+            Some(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
         };
         let warnings = record
             .get("warnings")
@@ -168,6 +169,7 @@ impl<'a> Ctx<'a> {
             on_event,
             warnings,
             record,
+            expires_at,
         })
     }
 
@@ -367,12 +369,14 @@ pub(crate) async fn plan_copy(
     Ok((plans, entries))
 }
 
-/// A run record as a cycle of this process starts it.
+/// A run record as a cycle of this process starts it, expiring at `expires_at` (the driver's
+/// [`crate::DriverConfig::expiry`] of `now`).
 pub(crate) fn new_run(
     key: &RunKey,
     trigger: RunTrigger,
     status: RunStatus,
     now: Timestamp,
+    expires_at: Option<Timestamp>,
 ) -> RunRecord {
     RunRecord {
         key: key.clone(),
@@ -387,6 +391,7 @@ pub(crate) fn new_run(
         chunks_done: 0,
         chunks_dispatched: 0,
         plan: serde_json::Value::Null,
+        expires_at,
         version: 1,
     }
 }

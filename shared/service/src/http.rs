@@ -337,6 +337,9 @@ pub fn run_json(run: &RunRecord) -> Value {
     if let Some(warnings) = run.plan.get("warnings") {
         body["warnings"] = warnings.clone();
     }
+    if let Some(at) = run.expires_at {
+        body["expires_at"] = json!(at);
+    }
     body
 }
 

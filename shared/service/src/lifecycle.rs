@@ -223,7 +223,11 @@ impl TaskService {
                 retryable: false,
             })
         })?;
-        self.ports.store.put_precheck(&task.id, at, &value).await?;
+        let expires_at = self.worker.driver.expiry(at);
+        self.ports
+            .store
+            .put_precheck(&task.id, at, expires_at, &value)
+            .await?;
         let passed = summary.state == PrecheckState::Passed;
         self.modify_task(&task.id, |t| {
             // A newer precheck owns the summary now.

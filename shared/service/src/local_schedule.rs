@@ -119,7 +119,8 @@ impl TaskService {
         why: &str,
         now: Timestamp,
     ) -> Result<(), ServiceError> {
-        let mut run = new_run(key, RunTrigger::Schedule, status, now);
+        let expires_at = self.worker.driver.expiry(now);
+        let mut run = new_run(key, RunTrigger::Schedule, status, now, expires_at);
         run.error = Some(why.to_owned());
         run.finished_at = Some(now);
         // An existing run for this time (a duplicate pass) is left as it is.

@@ -3,6 +3,7 @@
 //! the step records they are written into. A leaf: the steps, the policies, the checks and the
 //! driver all read it; it reads none of them.
 
+use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use tidemark_core::ports::StoreError;
 use tidemark_core::state::{RunKey, StepKind, StepRecord, StepStatus};
@@ -102,8 +103,14 @@ pub(crate) struct Prepared {
     pub finish: Finish,
 }
 
-/// A new, pending step record.
-pub(crate) fn step(run: &RunKey, n: u32, kind: StepKind, payload: serde_json::Value) -> StepRecord {
+/// A new, pending step record, expiring with its run.
+pub(crate) fn step(
+    run: &RunKey,
+    expires_at: Option<Timestamp>,
+    n: u32,
+    kind: StepKind,
+    payload: serde_json::Value,
+) -> StepRecord {
     StepRecord {
         run: run.clone(),
         n,
@@ -120,6 +127,7 @@ pub(crate) fn step(run: &RunKey, n: u32, kind: StepKind, payload: serde_json::Va
         started_at: None,
         finished_at: None,
         queued_at: None,
+        expires_at,
         version: 1,
     }
 }

@@ -84,7 +84,8 @@ impl TaskService {
             return Ok(CycleStart::Duplicate(existing.key.clone()));
         }
         if runs.items.iter().any(|r| !r.status.is_final()) {
-            let mut skipped = new_run(&key, trigger, RunStatus::Skipped, now);
+            let expires_at = self.worker.driver.expiry(now);
+            let mut skipped = new_run(&key, trigger, RunStatus::Skipped, now, expires_at);
             skipped.error = Some("the task's previous run was still going".into());
             skipped.finished_at = Some(now);
             if self.ports.store.create_run(&skipped).await? {
@@ -95,7 +96,13 @@ impl TaskService {
         if !self
             .ports
             .store
-            .create_run(&new_run(&key, trigger, RunStatus::Pending, now))
+            .create_run(&new_run(
+                &key,
+                trigger,
+                RunStatus::Pending,
+                now,
+                self.worker.driver.expiry(now),
+            ))
             .await?
         {
             return Ok(CycleStart::Duplicate(key));
@@ -216,7 +223,14 @@ impl TaskService {
             scheduled_time,
         };
         let now = self.ports.clock.now();
-        let mut run = new_run(&key, RunTrigger::Schedule, RunStatus::Missed, now);
+        let expires_at = self.worker.driver.expiry(now);
+        let mut run = new_run(
+            &key,
+            RunTrigger::Schedule,
+            RunStatus::Missed,
+            now,
+            expires_at,
+        );
         run.error = Some(format!(
             "the scheduler could not start this cycle ({why}): check the run-cycle function's \
              logs and errors, then run the task now if this cycle's data is needed"

@@ -16,6 +16,10 @@ use crate::harness::unique_name;
 pub type Store = Arc<dyn StateStore>;
 
 pub use super::cursors::a_cursor_not_handed_out_for_the_listing_is_refused;
+pub use super::expiry::{
+    an_expired_precheck_reads_as_gone_and_watermarks_never_expire,
+    expired_run_records_read_as_gone_and_records_without_an_expiry_never,
+};
 
 const SPEC: &str = r#"{
   "name": "contract",
@@ -62,6 +66,7 @@ pub fn run(task_id: &str, scheduled: &str) -> RunRecord {
         chunks_done: 0,
         chunks_dispatched: 0,
         plan: serde_json::Value::Null,
+        expires_at: None,
         version: 1,
     }
 }
@@ -83,6 +88,7 @@ pub fn step(run: &RunKey, n: u32) -> StepRecord {
         started_at: Some(jiff::Timestamp::from_second(1_790_000_000).expect("time")),
         finished_at: None,
         queued_at: Some(jiff::Timestamp::from_second(1_790_000_100).expect("time")),
+        expires_at: None,
         version: 1,
     }
 }
@@ -170,6 +176,7 @@ pub async fn delete_task_removes_everything_under_it(store: Store) {
                     rows: 5,
                     ..Default::default()
                 },
+                None,
             )
             .await
             .expect("progress");
@@ -177,6 +184,7 @@ pub async fn delete_task_removes_everything_under_it(store: Store) {
             .put_precheck(
                 &t.id,
                 at("2026-11-30T00:00:00Z"),
+                None,
                 &serde_json::json!({"ok": true}),
             )
             .await
@@ -235,7 +243,7 @@ pub async fn latest_precheck_is_the_newest(store: Store) {
         ("2026-11-29T23:59:59Z", 0),
     ] {
         store
-            .put_precheck(&t.id, at(time), &serde_json::json!({ "n": n }))
+            .put_precheck(&t.id, at(time), None, &serde_json::json!({ "n": n }))
             .await
             .expect("put");
     }
@@ -419,7 +427,7 @@ pub async fn progress_adds_up_under_concurrency(store: Store) {
                 verified: 1,
                 mismatched: 0,
             };
-            store.add_progress(&key, table, &delta).await
+            store.add_progress(&key, table, &delta, None).await
         }));
     }
     for h in handles {
@@ -513,7 +521,9 @@ macro_rules! state_store_contract {
             run_updates_are_conditional_and_chunk_counts_atomic,
             steps_are_created_once_listed_in_order_and_claimed_by_one,
             progress_adds_up_under_concurrency,
-            watermarks_keep_full_precision_and_are_conditional);
+            watermarks_keep_full_precision_and_are_conditional,
+            expired_run_records_read_as_gone_and_records_without_an_expiry_never,
+            an_expired_precheck_reads_as_gone_and_watermarks_never_expire);
     };
     (@cases $make:expr; $($case:ident),+) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -2,7 +2,9 @@
 //!
 //! A record is JSON in one `body` attribute, beside the key, its `v`ersion and the counters
 //! that are updated with `ADD` (a run's `chunks_done`, a table's progress):
-//! those live in their own number attributes, and reads take them from there.
+//! those live in their own number attributes, and reads take them from there. A run's items
+//! (the run, its steps and progress) and precheck reports carry their expiry in `expires_at`,
+//! epoch seconds: the table's TTL attribute, which readers check too (TTL deletes lazily).
 
 use std::collections::HashMap;
 
@@ -22,6 +24,8 @@ pub(crate) const SK: &str = "sk";
 pub(crate) const VERSION: &str = "v";
 pub(crate) const BODY: &str = "body";
 pub(crate) const CHUNKS_DONE: &str = "chunks_done";
+/// When an item is gone, in epoch seconds: the table's TTL attribute (template.yaml).
+pub(crate) const EXPIRES_AT: &str = "expires_at";
 /// The table name of a progress item (`db.table`).
 pub(crate) const TABLE: &str = "tbl";
 /// Progress counters, added to with `ADD`.
@@ -123,6 +127,25 @@ pub(crate) fn record_item<T: Serialize>(
     Ok(item)
 }
 
+/// `item` with its expiry, if it has one.
+pub(crate) fn with_expiry(mut item: Item, expires_at: Option<Timestamp>) -> Item {
+    if let Some(at) = expires_at {
+        item.insert(EXPIRES_AT.to_owned(), n(at.as_second()));
+    }
+    item
+}
+
+/// Whether `item` reads as gone at `now` (past its expiry, not yet deleted by TTL). An item
+/// without the attribute (tasks, watermarks, records of earlier versions) never expires.
+pub(crate) fn expired(item: &Item, now: Timestamp) -> bool {
+    let expires_at = item
+        .get(EXPIRES_AT)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|text| text.parse::<i64>().ok())
+        .and_then(|seconds| Timestamp::from_second(seconds).ok());
+    tidemark_core::state::expired(expires_at, now)
+}
+
 pub(crate) fn string_attr<'a>(item: &'a Item, name: &str) -> Result<&'a str, StoreError> {
     item.get(name)
         .and_then(|v| v.as_s().ok())
@@ -219,6 +242,18 @@ mod tests {
         let err = record_item("TASK#a".into(), "RUN#x".into(), 1, &big).expect_err("too big");
         assert!(err.to_string().contains("400 KB"), "{err}");
         record_item("TASK#a".into(), "RUN#x".into(), 1, &"x".repeat(1000)).expect("small is fine");
+    }
+
+    #[test]
+    fn an_item_expires_at_its_expiry_and_one_without_never() {
+        let at = Timestamp::from_second(1_800_000_000).expect("time");
+        let item = with_expiry(key("RUN#t#x", "STEP#00000001"), Some(at));
+        assert_eq!(item.get(EXPIRES_AT), Some(&n(1_800_000_000)));
+        assert!(!expired(&item, at - jiff::SignedDuration::from_secs(1)));
+        assert!(expired(&item, at));
+        let kept = with_expiry(key("TASK#t", "TASK"), None);
+        assert!(!kept.contains_key(EXPIRES_AT));
+        assert!(!expired(&kept, Timestamp::MAX));
     }
 
     #[test]

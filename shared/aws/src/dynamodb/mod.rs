@@ -6,6 +6,8 @@
 //! - Counters (a run's committed chunks, per-table progress) use `UpdateItem` with
 //!   `ADD`, so concurrent workers never lose an increment; `ADD` to a run's `chunks_done` bumps its
 //!   version too, so a writer holding an older copy of the run cannot write the count back.
+//! - A run's items and precheck reports carry `expires_at` (the table's TTL attribute), set at
+//!   creation; reads skip an item past it, since TTL deletes expired items only eventually.
 //! - Tasks list through a key-only directory partition (`TASKS`), written in the same
 //!   transaction as the task: an ordered, strongly consistent Query that reads only one page's
 //!   worth of keys, where a Scan would read every run, step and counter in the table.
@@ -14,12 +16,14 @@ mod access;
 mod items;
 mod table;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{Put, ReturnValue, TransactWriteItem};
 use jiff::Timestamp;
-use tidemark_core::ports::{ProgressDelta, StateStore, StoreError};
+use tidemark_core::ports::{Clock, ProgressDelta, StateStore, StoreError, SystemClock};
 use tidemark_core::state::{
     Page, RunKey, RunRecord, StepRecord, TableProgress, TaskRecord, Watermark,
 };
@@ -36,12 +40,22 @@ pub use table::{create_table, create_table_waiting};
 const PUT_STEPS_CONCURRENCY: usize = 16;
 
 /// The DynamoDB state store. Cheap to clone (the SDK client is shared).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct DynamoDbStore {
     client: Client,
     table: String,
     /// How a batch's unprocessed items are retried.
     retry: RetryPolicy,
+    /// What "now" is when an item's expiry is checked.
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for DynamoDbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoDbStore")
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
 }
 
 pub(crate) fn store_error(f: Failure) -> StoreError {
@@ -58,7 +72,26 @@ impl DynamoDbStore {
             client,
             table: table.into(),
             retry: crate::retry::BATCH_RETRY,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// This store, telling expired items by `clock` (the service's).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> DynamoDbStore {
+        self.clock = clock;
+        self
+    }
+
+    /// Those of `items` that have not expired.
+    fn live(&self, items: Vec<Item>) -> Vec<Item> {
+        let now = self.clock.now();
+        items.into_iter().filter(|i| !expired(i, now)).collect()
+    }
+
+    /// The item of this key, unless it is absent or expired.
+    async fn get_live(&self, pk: String, sk: String) -> Result<Option<Item>, StoreError> {
+        let now = self.clock.now();
+        Ok(self.get_item(pk, sk).await?.filter(|i| !expired(i, now)))
     }
 
     /// This store, retrying a batch's unprocessed items as `retry` says (tests shorten it).
@@ -205,9 +238,11 @@ impl StateStore for DynamoDbStore {
         &self,
         task_id: &str,
         at: Timestamp,
+        expires_at: Option<Timestamp>,
         report: &serde_json::Value,
     ) -> Result<(), StoreError> {
         let item = record_item(task_pk(task_id), precheck_sk(at), 1, &(at, report))?;
+        let item = with_expiry(item, expires_at);
         self.client
             .put_item()
             .table_name(&self.table)
@@ -233,7 +268,7 @@ impl StateStore for DynamoDbStore {
                 keys_only: false,
             })
             .await?;
-        newest.first().map(decode_body).transpose()
+        self.live(newest).first().map(decode_body).transpose()
     }
 
     #[tracing::instrument(skip_all, fields(task_id = %run.key.task_id, run = %run.key.time_key()), err)]
@@ -245,11 +280,12 @@ impl StateStore for DynamoDbStore {
             run,
         )?;
         item.insert(CHUNKS_DONE.to_owned(), n(run.chunks_done));
-        self.put_if(item, Expect::Absent).await
+        self.put_if(with_expiry(item, run.expires_at), Expect::Absent)
+            .await
     }
 
     async fn get_run(&self, key: &RunKey) -> Result<Option<RunRecord>, StoreError> {
-        self.get_item(task_pk(&key.task_id), run_sk(key))
+        self.get_live(task_pk(&key.task_id), run_sk(key))
             .await?
             .map(|i| Self::run_from(&i))
             .transpose()
@@ -264,8 +300,13 @@ impl StateStore for DynamoDbStore {
         let (items, next) = self
             .page(&task_pk(task_id), "RUN#", true, limit, next)
             .await?;
+        // A page may come out short where expired runs were: the cursor still goes on.
         Ok(Page {
-            items: items.iter().map(Self::run_from).collect::<Result<_, _>>()?,
+            items: self
+                .live(items)
+                .iter()
+                .map(Self::run_from)
+                .collect::<Result<_, _>>()?,
             next,
         })
     }
@@ -283,6 +324,7 @@ impl StateStore for DynamoDbStore {
         // The count the writer read at this version is the current one (an increment would have
         // moved the version), so writing it back loses nothing.
         item.insert(CHUNKS_DONE.to_owned(), n(run.chunks_done));
+        let item = with_expiry(item, run.expires_at);
         self.replace(item, run.version, run_what(&run.key)).await
     }
 
@@ -321,6 +363,7 @@ impl StateStore for DynamoDbStore {
         let mut writes = JoinSet::new();
         for step in steps {
             let item = record_item(run_pk(&step.run), step_sk(step.n), step.version, step)?;
+            let item = with_expiry(item, step.expires_at);
             if writes.len() >= PUT_STEPS_CONCURRENCY
                 && let Some(done) = writes.join_next().await
             {
@@ -337,7 +380,10 @@ impl StateStore for DynamoDbStore {
     }
 
     async fn get_step(&self, run: &RunKey, n: u32) -> Result<Option<StepRecord>, StoreError> {
-        self.get_record(run_pk(run), step_sk(n)).await
+        self.get_live(run_pk(run), step_sk(n))
+            .await?
+            .map(|i| decode_body(&i))
+            .transpose()
     }
 
     async fn list_steps(&self, run: &RunKey) -> Result<Vec<StepRecord>, StoreError> {
@@ -352,7 +398,7 @@ impl StateStore for DynamoDbStore {
                 keys_only: false,
             })
             .await?;
-        items.iter().map(decode_body).collect()
+        self.live(items).iter().map(decode_body).collect()
     }
 
     #[tracing::instrument(skip_all, fields(task_id = %step.run.task_id, step = step.n), err)]
@@ -360,6 +406,7 @@ impl StateStore for DynamoDbStore {
         let mut record = step.clone();
         record.version = step.version + 1;
         let item = record_item(run_pk(&step.run), step_sk(step.n), record.version, &record)?;
+        let item = with_expiry(item, step.expires_at);
         let what = format!("step {} of {}", step.n, run_what(&step.run));
         self.replace(item, step.version, what).await
     }
@@ -369,6 +416,7 @@ impl StateStore for DynamoDbStore {
         run: &RunKey,
         table: &str,
         delta: &ProgressDelta,
+        expires_at: Option<Timestamp>,
     ) -> Result<(), StoreError> {
         let values = [
             delta.rows,
@@ -392,8 +440,16 @@ impl StateStore for DynamoDbStore {
                 .expression_attribute_names(format!("#c{i}"), *name)
                 .expression_attribute_values(format!(":c{i}"), n(value));
         }
+        // The expiry is the run's, set by the first addition and never moved.
+        let mut set = String::from("#tbl = :tbl");
+        if let Some(at) = expires_at {
+            set.push_str(", #exp = if_not_exists(#exp, :exp)");
+            request = request
+                .expression_attribute_names("#exp", EXPIRES_AT)
+                .expression_attribute_values(":exp", n(at.as_second()));
+        }
         request
-            .update_expression(format!("SET #tbl = :tbl ADD {}", adds.join(", ")))
+            .update_expression(format!("SET {set} ADD {}", adds.join(", ")))
             .send()
             .await
             .map_err(|e| store_error(failure("UpdateItem", &e)))?;
@@ -412,7 +468,7 @@ impl StateStore for DynamoDbStore {
                 keys_only: false,
             })
             .await?;
-        items
+        self.live(items)
             .iter()
             .map(|i| {
                 Ok(TableProgress {

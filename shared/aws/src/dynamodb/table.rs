@@ -4,16 +4,16 @@
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, DeleteRequest, KeySchemaElement, KeyType,
-    ScalarAttributeType, TableStatus, WriteRequest,
+    ScalarAttributeType, TableStatus, TimeToLiveSpecification, WriteRequest,
 };
 use tidemark_core::ports::StoreError;
 
-use super::items::{Item, PK, SK, s};
+use super::items::{EXPIRES_AT, Item, PK, SK, s};
 use super::store_error;
 use crate::retry::{BeforeRetry, RetryPolicy};
 
-/// Creates the state table (`pk`/`sk` strings, on demand), as template.yaml does, and waits
-/// until it is active (about a minute at most, [`crate::retry::TABLE_ACTIVE`]). An existing table
+/// Creates the state table (`pk`/`sk` strings, on demand, TTL on `expires_at`), as
+/// template.yaml does, and waits until it is active (about a minute at most, [`crate::retry::TABLE_ACTIVE`]). An existing table
 /// of that name is left as it is.
 pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError> {
     create_table_waiting(client, name, &crate::retry::TABLE_ACTIVE).await
@@ -69,11 +69,41 @@ pub async fn create_table_waiting(
             .await
             .map_err(|e| store_error(crate::error::failure("DescribeTable", &e)))?;
         if described.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
-            return Ok(());
+            return enable_ttl(client, name).await;
         }
         delays
             .before_retry(|checks| format!("table {name} was not active after {checks} checks"))
             .await?;
+    }
+}
+
+/// Turns TTL on for `expires_at` (again on an existing table: DynamoDB refuses a second enable,
+/// which is then what it already is).
+async fn enable_ttl(client: &Client, name: &str) -> Result<(), StoreError> {
+    let spec = TimeToLiveSpecification::builder()
+        .attribute_name(EXPIRES_AT)
+        .enabled(true)
+        .build()
+        .map_err(|e| StoreError::Backend {
+            detail: format!("UpdateTimeToLive {name}: {e}"),
+            retryable: false,
+        })?;
+    match client
+        .update_time_to_live()
+        .table_name(name)
+        .time_to_live_specification(spec)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let f = crate::error::failure("UpdateTimeToLive", &e);
+            if f.is("ValidationException") && f.detail.contains("already enabled") {
+                Ok(())
+            } else {
+                Err(store_error(f))
+            }
+        }
     }
 }
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 use tidemark_service::DriverConfig;
 pub use tidemark_service::driver::env::{
     DRIVER_VARIABLES, FIRST_BACKOFF_MS, IDLE_PING_SECONDS, MAX_BACKOFF_SECONDS,
-    RESEND_AFTER_SECONDS, RUN_LEASE_SECONDS, STEP_ATTEMPTS, STEP_BUDGET_SECONDS,
-    STEP_LEASE_SECONDS, SWEEP_SECONDS, WORKER_TIMEOUT_SECONDS,
+    RECORD_RETENTION_DAYS, RESEND_AFTER_SECONDS, RUN_LEASE_SECONDS, STEP_ATTEMPTS,
+    STEP_BUDGET_SECONDS, STEP_LEASE_SECONDS, SWEEP_SECONDS, WORKER_TIMEOUT_SECONDS,
 };
 
 use super::EnvError;
@@ -71,6 +71,7 @@ mod tests {
             (RESEND_AFTER_SECONDS, "45"),
             (RUN_LEASE_SECONDS, "600"),
             (IDLE_PING_SECONDS, "0"),
+            (RECORD_RETENTION_DAYS, "0.5"),
         ])
         .expect("all set");
         let secs = Duration::from_secs;
@@ -86,6 +87,7 @@ mod tests {
                 resend_after: secs(45),
                 run_lease: secs(600),
                 idle_ping: Duration::ZERO,
+                record_retention: Some(secs(43_200)),
                 // Not Lambda's: the cancel check and the in-process sweep keep their defaults.
                 cancel_check: secs(2),
                 sweep_every: secs(5),
@@ -106,6 +108,9 @@ mod tests {
             (RESEND_AFTER_SECONDS, "x"),
             (RUN_LEASE_SECONDS, "0"),
             (IDLE_PING_SECONDS, "3601"),
+            (RECORD_RETENTION_DAYS, "-1"),
+            (RECORD_RETENTION_DAYS, "36501"),
+            (RECORD_RETENTION_DAYS, "90d"),
         ] {
             let e = read(&[(name, bad)]).expect_err(name);
             assert!(
@@ -142,6 +147,21 @@ mod tests {
             .expect_err("a budget as long as the timeout");
         assert!(e.to_string().starts_with(STEP_BUDGET_SECONDS), "{e}");
         assert!(e.to_string().contains(WORKER_TIMEOUT_SECONDS), "{e}");
+    }
+
+    #[test]
+    fn a_retention_of_zero_days_keeps_records() {
+        assert_eq!(
+            read(&[(RECORD_RETENTION_DAYS, "0")])
+                .expect("0")
+                .record_retention,
+            None
+        );
+        let days = read(&[(RECORD_RETENTION_DAYS, "90")]).expect("90");
+        assert_eq!(
+            days.record_retention,
+            Some(Duration::from_secs(90 * 86_400))
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use jiff::Timestamp;
 use tidemark_engine::RetryPolicy;
 
 use crate::steps;
@@ -39,6 +40,10 @@ pub struct DriverConfig {
     /// it does not answer (a warm Lambda container's, dropped by a NAT or the server while the
     /// container was frozen). Given to the process's [`super::EndpointPools`].
     pub idle_ping: Duration,
+    /// How long a run's records (the run, its steps and progress) and a precheck report are
+    /// kept: each gets its expiry from this when it is made, so a change affects new runs only.
+    /// None: kept for good.
+    pub record_retention: Option<Duration>,
 }
 
 impl DriverConfig {
@@ -56,7 +61,15 @@ impl DriverConfig {
             cancel_check: Duration::from_secs(2),
             sweep_every: Duration::from_secs(5),
             idle_ping: tidemark_engine::copy::DEFAULT_IDLE_PING,
+            record_retention: None,
         }
+    }
+
+    /// The expiry of a record made at `now`: `record_retention` later (none when kept).
+    pub fn expiry(&self, now: Timestamp) -> Option<Timestamp> {
+        let retention = jiff::SignedDuration::try_from(self.record_retention?).ok()?;
+        // An expiry past what a timestamp holds is no expiry.
+        now.checked_add(retention).ok()
     }
 
     /// `self` with the durations that follow from the timeout of the function that runs the
@@ -112,6 +125,18 @@ mod tests {
         assert_eq!((long.step_budget, long.run_lease), (secs(360), secs(6300)));
         let short = DriverConfig::new("t").for_worker_timeout(secs(60));
         assert_eq!((short.step_budget, short.run_lease), (secs(24), secs(3600)));
+    }
+
+    #[test]
+    fn a_record_expires_its_retention_after_it_is_made() {
+        let now: Timestamp = "2026-12-01T02:30:00Z".parse().expect("time");
+        let mut config = DriverConfig::new("t");
+        assert_eq!(config.expiry(now), None, "kept for good by default");
+        config.record_retention = Some(Duration::from_secs(90 * 86_400));
+        let expiry = config.expiry(now).expect("an expiry");
+        assert_eq!(expiry, "2027-03-01T02:30:00Z".parse().expect("time"));
+        config.record_retention = Some(Duration::MAX);
+        assert_eq!(config.expiry(now), None, "beyond any timestamp");
     }
 
     #[test]

@@ -29,12 +29,15 @@ pub const RESEND_AFTER_SECONDS: &str = "TIDEMARK_RESEND_AFTER_SECONDS";
 pub const RUN_LEASE_SECONDS: &str = "TIDEMARK_RUN_LEASE_SECONDS";
 /// A pooled database session idle longer than this is pinged before use (0: every reused one).
 pub const IDLE_PING_SECONDS: &str = "TIDEMARK_IDLE_PING_SECONDS";
+/// How long a run's records and precheck reports are kept, in days (fractions allowed; 0 keeps
+/// them for good): each gets its expiry when it is made.
+pub const RECORD_RETENTION_DAYS: &str = "TIDEMARK_RECORD_RETENTION_DAYS";
 /// How often a host that drives runs in-process (`tidemark run`, `tidemark serve`) sweeps them
 /// (on AWS the sweep is run-cycle's, on its own schedule).
 pub const SWEEP_SECONDS: &str = "TIDEMARK_SWEEP_SECONDS";
 
 /// Every optional variable of the driver (the README lists them with their defaults).
-pub const DRIVER_VARIABLES: [&str; 10] = [
+pub const DRIVER_VARIABLES: [&str; 11] = [
     WORKER_TIMEOUT_SECONDS,
     STEP_BUDGET_SECONDS,
     STEP_LEASE_SECONDS,
@@ -45,6 +48,7 @@ pub const DRIVER_VARIABLES: [&str; 10] = [
     RUN_LEASE_SECONDS,
     IDLE_PING_SECONDS,
     SWEEP_SECONDS,
+    RECORD_RETENTION_DAYS,
 ];
 
 /// Lambda's longest timeout.
@@ -162,6 +166,20 @@ impl DriverConfig {
             run_lease: seconds(RUN_LEASE_SECONDS, 1.0, 7.0 * DAY, this.run_lease)?,
             idle_ping: seconds(IDLE_PING_SECONDS, 0.0, 3600.0, this.idle_ping)?,
             sweep_every: seconds(SWEEP_SECONDS, 0.05, 3600.0, this.sweep_every)?,
+            record_retention: match set(RECORD_RETENTION_DAYS) {
+                None => this.record_retention,
+                Some(days) => {
+                    let kept = this.record_retention.map_or(0.0, |d| d.as_secs_f64() / DAY);
+                    days.trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|d| (0.0..=36_500.0).contains(d))
+                        .map(|d| (d > 0.0).then(|| Duration::from_secs_f64(d * DAY)))
+                        .ok_or_else(|| {
+                            out_of_range(RECORD_RETENTION_DAYS, &days, "days", 0.0, 36_500.0, kept)
+                        })?
+                }
+            },
             ..this
         };
         if config.max_backoff < config.first_backoff {

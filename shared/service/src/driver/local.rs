@@ -77,9 +77,10 @@ pub(crate) async fn start_run(
     clock: &dyn Clock,
     key: &RunKey,
     trigger: RunTrigger,
+    config: &DriverConfig,
 ) -> Result<bool, ServiceError> {
     let now = clock.now();
-    let mut run = new_run(key, trigger, RunStatus::Running, now);
+    let mut run = new_run(key, trigger, RunStatus::Running, now, config.expiry(now));
     run.phase = Some(RunPhase::Schema);
     if store.create_run(&run).await? {
         return Ok(false);
@@ -143,7 +144,7 @@ pub async fn run_cycle(
             field: e.name.into(),
             message: e.message,
         })?;
-    let resumed = start_run(store, clock, &key, input.trigger).await?;
+    let resumed = start_run(store, clock, &key, input.trigger, &config).await?;
     config.retry_steps(retry);
     // Messages wait on this process's own clock (a test's clock may stand still).
     let queue = Waking::new(MemoryQueue::new(Arc::new(SystemClock), u32::MAX));

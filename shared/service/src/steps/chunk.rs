@@ -73,7 +73,9 @@ pub(crate) async fn chunk(
         verified: u32::from(report.checksum.is_some() && !options.defer_check),
         mismatched: 0,
     };
-    ctx.store.add_progress(ctx.key, &table, &delta).await?;
+    ctx.store
+        .add_progress(ctx.key, &table, &delta, ctx.expires_at)
+        .await?;
     ctx.store.increment_chunks_done(ctx.key).await?;
     let now = ctx.clock.now();
     update_run(ctx.store, ctx.key, |r| r.heartbeat = now).await?;

@@ -102,7 +102,9 @@ async fn reconcile_counters(ctx: &Ctx<'_>, steps: &[StepRecord]) -> Result<(), S
         // Chunks whose check Finalize deferred are counted verified here, once it passed.
         if missing.rows > 0 || missing.bytes > 0 || missing.chunks_done > 0 || missing.verified > 0
         {
-            ctx.store.add_progress(ctx.key, table, &missing).await?;
+            ctx.store
+                .add_progress(ctx.key, table, &missing, ctx.expires_at)
+                .await?;
         }
     }
     let run = ctx.store.get_run(ctx.key).await?;

@@ -7,14 +7,16 @@ use crate::context::Ctx;
 use crate::error::ServiceError;
 use crate::payload::{SCHEMA_STEP, step};
 
-/// Makes sure the Schema step's record exists (a run's first step).
+/// Makes sure the Schema step's record exists (a run's first step), expiring with its run.
 pub(crate) async fn ensure_schema_step(
     store: &dyn tidemark_core::ports::StateStore,
     key: &RunKey,
 ) -> Result<(), ServiceError> {
+    let expires_at = store.get_run(key).await?.and_then(|r| r.expires_at);
     store
         .put_steps(&[step(
             key,
+            expires_at,
             SCHEMA_STEP,
             StepKind::Schema,
             serde_json::Value::Null,

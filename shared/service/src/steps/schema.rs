@@ -43,11 +43,20 @@ pub(crate) async fn schema(
     by_size(&mut payloads, |p| p.chunk.estimated_rows);
     let chunks: Vec<StepRecord> = (1..)
         .zip(&payloads)
-        .map(|(n, p)| Ok(step(ctx.key, n, StepKind::Chunk, encode(p)?)))
+        .map(|(n, p)| {
+            Ok(step(
+                ctx.key,
+                ctx.expires_at,
+                n,
+                StepKind::Chunk,
+                encode(p)?,
+            ))
+        })
         .collect::<Result<_, ServiceError>>()?;
     let total = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
     let finalize = step(
         ctx.key,
+        ctx.expires_at,
         total + 1,
         StepKind::Finalize,
         encode(&FinalizePayload {

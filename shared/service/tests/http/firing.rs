@@ -196,6 +196,7 @@ async fn a_run_left_unfinished_by_a_stopped_server_is_resumed_at_start() {
         chunks_done: 0,
         chunks_dispatched: 0,
         plan: serde_json::Value::Null,
+        expires_at: None,
         version: 1,
     };
     assert!(
@@ -270,6 +271,7 @@ async fn a_run_without_progress_past_its_lease_is_failed_under_the_failure_polic
             chunks_done: 1,
             chunks_dispatched: 0,
             plan: serde_json::Value::Null,
+            expires_at: None,
             version: 1,
         };
         assert!(store.create_run(&stalled).await.expect("plant the run"));

@@ -14,6 +14,7 @@
 
 mod api;
 mod cycle;
+mod expiry;
 mod lifecycle;
 mod secrets;
 
@@ -144,7 +145,7 @@ impl Deployment {
             .send()
             .await
             .expect("the schedule group");
-        let vars = [
+        let mut vars = vec![
             (TABLE, table),
             (STEP_QUEUE_URL, step_url),
             (PRECHECK_QUEUE_URL, precheck_url),

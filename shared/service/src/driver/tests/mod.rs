@@ -77,11 +77,18 @@ impl Rig {
             task_id: "task-1".into(),
             scheduled_time: clock.now(),
         };
-        let mut run = new_run(&key, RunTrigger::Schedule, RunStatus::Running, clock.now());
+        let mut run = new_run(
+            &key,
+            RunTrigger::Schedule,
+            RunStatus::Running,
+            clock.now(),
+            None,
+        );
         run.chunks_total = chunks;
         assert!(store.create_run(&run).await.expect("run"));
         let mut list = vec![crate::payload::step(
             &key,
+            None,
             steps::SCHEMA_STEP,
             StepKind::Schema,
             serde_json::Value::Null,
@@ -90,6 +97,7 @@ impl Rig {
         for n in 1..=chunks {
             list.push(crate::payload::step(
                 &key,
+                None,
                 n,
                 StepKind::Chunk,
                 serde_json::json!({}),
@@ -97,6 +105,7 @@ impl Rig {
         }
         list.push(crate::payload::step(
             &key,
+            None,
             chunks + 1,
             StepKind::Finalize,
             serde_json::json!({}),

@@ -3,39 +3,35 @@
 //! One table of items keyed like the DynamoDB table (DESIGN: State): `pk`, `sk`, a `version` and
 //! the record as JSON. One connection behind a mutex serialises every call, which makes each
 //! read-modify-write (conditional updates, counters) atomic, as DynamoDB's conditions and
-//! ADD are. Calls run on tokio's blocking pool. The step queue ([`crate::queue`]) lives in the
-//! same file, on the same connection.
+//! ADD are. A run's items and precheck reports have an `expires_at` (epoch seconds, set when
+//! they are inserted; NULL never expires): readers skip an item past it, as the DynamoDB store
+//! does, and nothing deletes it. Calls run on tokio's blocking pool. The step queue
+//! ([`crate::queue`]) lives in the same file, on the same connection.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use tidemark_core::ports::{ProgressDelta, StateStore, StoreError};
+use rusqlite::{Connection, params};
+use tidemark_core::ports::{Clock, ProgressDelta, StateStore, StoreError, SystemClock};
 use tidemark_core::state::{
     Page, RunKey, RunRecord, StepRecord, TableProgress, TaskRecord, Watermark,
 };
 
 use crate::cursor::{TASKS, cursor, resume, runs_listing};
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS items (
-    pk      TEXT NOT NULL,
-    sk      TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    body    TEXT NOT NULL,
-    PRIMARY KEY (pk, sk)
-) WITHOUT ROWID;
-";
+mod rows;
+
+use rows::*;
 
 /// The SQLite state store. Cheap to clone; clones share the connection.
 #[derive(Clone)]
 pub struct SqliteStore {
     // The step queue (`crate::queue`) shares it: one file, one writer, no lock waits.
     pub(crate) conn: Arc<Mutex<Connection>>,
+    /// What "now" is when an item's expiry is checked.
+    clock: Arc<dyn Clock>,
 }
 
 impl SqliteStore {
@@ -58,11 +54,24 @@ impl SqliteStore {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
         )
         .and_then(|()| conn.execute_batch(SCHEMA))
+        .and_then(|()| add_expiry_column(&conn))
         .and_then(|()| conn.execute_batch(crate::queue::SCHEMA))
         .map_err(|e| backend(e.to_string()))?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// This store, telling expired items by `clock` (the service's).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> SqliteStore {
+        self.clock = clock;
+        self
+    }
+
+    /// Now, in the epoch seconds of `expires_at`: what reads filter expired rows by.
+    fn now(&self) -> Option<i64> {
+        Some(self.clock.now().as_second())
     }
 
     /// Runs `f` with the connection on the blocking pool.
@@ -83,121 +92,6 @@ impl SqliteStore {
     }
 }
 
-fn backend(detail: String) -> StoreError {
-    StoreError::Backend {
-        detail,
-        retryable: false,
-    }
-}
-
-fn sql(e: rusqlite::Error) -> StoreError {
-    let retryable = matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-    );
-    StoreError::Backend {
-        detail: e.to_string(),
-        retryable,
-    }
-}
-
-fn encode<T: Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| backend(format!("encode a record: {e}")))
-}
-
-fn decode<T: DeserializeOwned>(body: &str) -> Result<T, StoreError> {
-    serde_json::from_str(body).map_err(|e| backend(format!("a stored record does not decode: {e}")))
-}
-
-fn task_pk(id: &str) -> String {
-    format!("TASK#{id}")
-}
-
-fn run_pk(key: &RunKey) -> String {
-    format!("RUN#{}#{}", key.task_id, key.time_key())
-}
-
-fn get(conn: &Connection, pk: &str, sk: &str) -> Result<Option<(u64, String)>, StoreError> {
-    conn.query_row(
-        "SELECT version, body FROM items WHERE pk = ?1 AND sk = ?2",
-        params![pk, sk],
-        |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, String>(1)?)),
-    )
-    .optional()
-    .map_err(sql)
-}
-
-/// Inserts an item unless it exists; `true` when inserted.
-fn insert(
-    conn: &Connection,
-    pk: &str,
-    sk: &str,
-    version: u64,
-    body: &str,
-) -> Result<bool, StoreError> {
-    let n = conn
-        .execute(
-            "INSERT OR IGNORE INTO items (pk, sk, version, body) VALUES (?1, ?2, ?3, ?4)",
-            params![pk, sk, version as i64, body],
-        )
-        .map_err(sql)?;
-    Ok(n == 1)
-}
-
-/// Replaces an item whose stored version is `expected`, writing `expected + 1`.
-fn replace(
-    conn: &Connection,
-    pk: &str,
-    sk: &str,
-    expected: u64,
-    body: &str,
-    what: impl Fn() -> String,
-) -> Result<u64, StoreError> {
-    let n = conn
-        .execute(
-            "UPDATE items SET version = ?3, body = ?4 WHERE pk = ?1 AND sk = ?2 AND version = ?5",
-            params![pk, sk, (expected + 1) as i64, body, expected as i64],
-        )
-        .map_err(sql)?;
-    if n == 1 {
-        return Ok(expected + 1);
-    }
-    match get(conn, pk, sk)? {
-        Some(_) => Err(StoreError::Conflict { what: what() }),
-        None => Err(StoreError::NotFound { what: what() }),
-    }
-}
-
-/// Items of one partition whose sort key starts with `prefix`, in sort-key order.
-fn query(
-    conn: &Connection,
-    pk: &str,
-    prefix: &str,
-    descending: bool,
-    after: Option<&str>,
-    limit: u32,
-) -> Result<Vec<(String, String)>, StoreError> {
-    let order = if descending { "DESC" } else { "ASC" };
-    let cmp = if descending { "<" } else { ">" };
-    let sql_text = format!(
-        "SELECT sk, body FROM items WHERE pk = ?1 AND substr(sk, 1, length(?2)) = ?2 \
-         AND (?3 IS NULL OR sk {cmp} ?3) ORDER BY sk {order} LIMIT ?4"
-    );
-    let mut stmt = conn.prepare_cached(&sql_text).map_err(sql)?;
-    let rows = stmt
-        .query_map(params![pk, prefix, after, i64::from(limit)], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-        })
-        .map_err(sql)?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(sql)
-}
-
-/// With a record's version set to what the store holds.
-fn with_version<T>(mut record: T, version: u64, set: impl FnOnce(&mut T, u64)) -> T {
-    set(&mut record, version);
-    record
-}
-
 #[async_trait]
 impl StateStore for SqliteStore {
     async fn create_task(&self, task: &TaskRecord) -> Result<(), StoreError> {
@@ -208,7 +102,7 @@ impl StateStore for SqliteStore {
             task.id.clone(),
         );
         self.with(move |c| {
-            if insert(c, &pk, "TASK", version, &body)? {
+            if insert(c, &pk, "TASK", version, &body, None)? {
                 Ok(())
             } else {
                 Err(StoreError::Conflict {
@@ -280,18 +174,21 @@ impl StateStore for SqliteStore {
         &self,
         task_id: &str,
         at: Timestamp,
+        expires_at: Option<Timestamp>,
         report: &serde_json::Value,
     ) -> Result<(), StoreError> {
         // Microseconds in the key: two prechecks in one second must not overwrite each other.
-        let (pk, sk, body) = (
+        let (pk, sk, body, expires_at) = (
             task_pk(task_id),
             format!("PRECHECK#{}", at.strftime("%Y-%m-%dT%H:%M:%S%.6fZ")),
             encode(&(at, report))?,
+            seconds(expires_at),
         );
         self.with(move |c| {
             c.execute(
-                "INSERT OR REPLACE INTO items (pk, sk, version, body) VALUES (?1, ?2, 1, ?3)",
-                params![pk, sk, body],
+                "INSERT OR REPLACE INTO items (pk, sk, version, body, expires_at) \
+                 VALUES (?1, ?2, 1, ?3, ?4)",
+                params![pk, sk, body, expires_at],
             )
             .map_err(sql)?;
             Ok(())
@@ -303,11 +200,14 @@ impl StateStore for SqliteStore {
         &self,
         task_id: &str,
     ) -> Result<Option<(Timestamp, serde_json::Value)>, StoreError> {
-        let pk = task_pk(task_id);
+        let (pk, now) = (task_pk(task_id), self.now());
+        // The newest report, unless it expired (an older one kept longer does not stand in).
         self.with(move |c| {
-            query(c, &pk, "PRECHECK#", true, None, 1)?
-                .into_iter()
-                .next()
+            let newest = query(c, (&pk, "PRECHECK#"), true, None, 1, None)?;
+            let Some((sk, _)) = newest.into_iter().next() else {
+                return Ok(None);
+            };
+            get_live(c, &pk, &sk, now)?
                 .map(|(_, b)| decode(&b))
                 .transpose()
         })
@@ -321,14 +221,20 @@ impl StateStore for SqliteStore {
             encode(run)?,
             run.version,
         );
-        self.with(move |c| insert(c, &pk, &sk, version, &body))
+        let expires_at = seconds(run.expires_at);
+        self.with(move |c| insert(c, &pk, &sk, version, &body, expires_at))
             .await
     }
 
     async fn get_run(&self, key: &RunKey) -> Result<Option<RunRecord>, StoreError> {
         let (pk, sk) = (task_pk(&key.task_id), format!("RUN#{}", key.time_key()));
-        self.with(move |c| get(c, &pk, &sk)?.map(|(_, b)| decode(&b)).transpose())
-            .await
+        let now = self.now();
+        self.with(move |c| {
+            get_live(c, &pk, &sk, now)?
+                .map(|(_, b)| decode(&b))
+                .transpose()
+        })
+        .await
     }
 
     async fn list_runs(
@@ -340,8 +246,9 @@ impl StateStore for SqliteStore {
         let pk = task_pk(task_id);
         let listing = runs_listing(task_id);
         let after = resume(next, &listing)?.map(|time| format!("RUN#{time}"));
+        let now = self.now();
         self.with(move |c| {
-            let rows = query(c, &pk, "RUN#", true, after.as_deref(), limit + 1)?;
+            let rows = query(c, (&pk, "RUN#"), true, after.as_deref(), limit + 1, now)?;
             page(rows, limit, |sk| {
                 cursor(&listing, sk.trim_start_matches("RUN#"))
             })
@@ -387,13 +294,14 @@ impl StateStore for SqliteStore {
                     format!("STEP#{:08}", s.n),
                     s.version,
                     encode(s)?,
+                    seconds(s.expires_at),
                 ))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         self.with(move |c| {
             let tx = c.transaction().map_err(sql)?;
-            for (pk, sk, version, body) in &items {
-                insert(&tx, pk, sk, *version, body)?;
+            for (pk, sk, version, body, expires_at) in &items {
+                insert(&tx, pk, sk, *version, body, *expires_at)?;
             }
             tx.commit().map_err(sql)
         })
@@ -401,15 +309,19 @@ impl StateStore for SqliteStore {
     }
 
     async fn get_step(&self, run: &RunKey, n: u32) -> Result<Option<StepRecord>, StoreError> {
-        let (pk, sk) = (run_pk(run), format!("STEP#{n:08}"));
-        self.with(move |c| get(c, &pk, &sk)?.map(|(_, b)| decode(&b)).transpose())
-            .await
+        let (pk, sk, now) = (run_pk(run), format!("STEP#{n:08}"), self.now());
+        self.with(move |c| {
+            get_live(c, &pk, &sk, now)?
+                .map(|(_, b)| decode(&b))
+                .transpose()
+        })
+        .await
     }
 
     async fn list_steps(&self, run: &RunKey) -> Result<Vec<StepRecord>, StoreError> {
-        let pk = run_pk(run);
+        let (pk, now) = (run_pk(run), self.now());
         self.with(move |c| {
-            query(c, &pk, "STEP#", false, None, u32::MAX / 2)?
+            query(c, (&pk, "STEP#"), false, None, u32::MAX / 2, now)?
                 .into_iter()
                 .map(|(_, b)| decode(&b))
                 .collect()
@@ -435,7 +347,9 @@ impl StateStore for SqliteStore {
         run: &RunKey,
         table: &str,
         delta: &ProgressDelta,
+        expires_at: Option<Timestamp>,
     ) -> Result<(), StoreError> {
+        let expires_at = seconds(expires_at);
         let (pk, sk, table, delta) = (
             run_pk(run),
             format!("TABLE#{table}"),
@@ -461,7 +375,7 @@ impl StateStore for SqliteStore {
             progress.mismatched += delta.mismatched;
             let body = encode(&progress)?;
             if version == 0 {
-                insert(c, &pk, &sk, 1, &body)?;
+                insert(c, &pk, &sk, 1, &body, expires_at)?;
             } else {
                 replace(c, &pk, &sk, version, &body, || sk.clone())?;
             }
@@ -471,9 +385,9 @@ impl StateStore for SqliteStore {
     }
 
     async fn list_progress(&self, run: &RunKey) -> Result<Vec<TableProgress>, StoreError> {
-        let pk = run_pk(run);
+        let (pk, now) = (run_pk(run), self.now());
         self.with(move |c| {
-            query(c, &pk, "TABLE#", false, None, u32::MAX / 2)?
+            query(c, (&pk, "TABLE#"), false, None, u32::MAX / 2, now)?
                 .into_iter()
                 .map(|(_, b)| decode(&b))
                 .collect()
@@ -502,7 +416,7 @@ impl StateStore for SqliteStore {
         let what = format!("the watermark of {}", mark.table);
         self.with(move |c| {
             if expected == 0 {
-                if insert(c, &pk, &sk, 1, &body)? {
+                if insert(c, &pk, &sk, 1, &body, None)? {
                     Ok(1)
                 } else {
                     Err(StoreError::Conflict { what })
@@ -515,22 +429,70 @@ impl StateStore for SqliteStore {
     }
 }
 
-/// Turns `limit + 1` rows into a page: the extra row only says that there is a next page.
-fn page<T: DeserializeOwned>(
-    mut rows: Vec<(String, String)>,
-    limit: u32,
-    cursor_of: impl Fn(&str) -> String,
-) -> Result<Page<T>, StoreError> {
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let next = if more {
-        rows.last().map(|(key, _)| cursor_of(key))
-    } else {
-        None
-    };
-    let items = rows
-        .iter()
-        .map(|(_, body)| decode(body))
-        .collect::<Result<Vec<T>, _>>()?;
-    Ok(Page { items, next })
+#[cfg(test)]
+mod tests {
+    use jiff::SignedDuration;
+    use tidemark_core::state::{RunStatus, RunTrigger};
+
+    use super::*;
+
+    fn run(at: &str, expires_at: Option<Timestamp>) -> RunRecord {
+        let at: Timestamp = at.parse().expect("time");
+        RunRecord {
+            key: RunKey {
+                task_id: "t1".into(),
+                scheduled_time: at,
+            },
+            trigger: RunTrigger::Schedule,
+            status: RunStatus::Succeeded,
+            phase: None,
+            error: None,
+            created_at: at,
+            finished_at: Some(at),
+            heartbeat: at,
+            chunks_total: 0,
+            chunks_done: 0,
+            chunks_dispatched: 0,
+            plan: serde_json::Value::Null,
+            expires_at,
+            version: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_file_made_before_records_expired_gets_the_column_and_its_runs_load() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("state.sqlite");
+        let kept = run("2026-11-01T02:30:00Z", None);
+        {
+            // The items table as it was before `expires_at`, holding a run of then.
+            let old = Connection::open(&path).expect("create");
+            old.execute_batch(
+                "CREATE TABLE items (pk TEXT NOT NULL, sk TEXT NOT NULL, version INTEGER NOT NULL, \
+                 body TEXT NOT NULL, PRIMARY KEY (pk, sk)) WITHOUT ROWID;",
+            )
+            .expect("old schema");
+            let body = encode(&kept).expect("encode");
+            assert!(!body.contains("expires_at"), "{body}");
+            old.execute(
+                "INSERT INTO items VALUES ('TASK#t1', 'RUN#2026-11-01T02:30:00Z', 1, ?1)",
+                params![body],
+            )
+            .expect("an old run");
+        }
+        let store = SqliteStore::open(&path).expect("open an old data dir");
+        assert_eq!(
+            store.get_run(&kept.key).await.expect("get"),
+            Some(kept.clone())
+        );
+        let past = Timestamp::now() - SignedDuration::from_secs(1);
+        let gone = run("2026-11-02T02:30:00Z", Some(past));
+        assert!(store.create_run(&gone).await.expect("create"));
+        assert_eq!(store.get_run(&gone.key).await.expect("get"), None);
+        let listed = store.list_runs("t1", 10, None).await.expect("list");
+        assert_eq!(listed.items, [kept]);
+        // Opening it again finds the column there.
+        drop(store);
+        SqliteStore::open(&path).expect("open again");
+    }
 }
