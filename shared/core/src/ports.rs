@@ -115,6 +115,18 @@ pub trait StateStore: Send + Sync {
         table: &str,
         delta: &ProgressDelta,
     ) -> Result<(), StoreError>;
+    /// Adds to several tables' counters (a step that copied several small tables), each as
+    /// [`StateStore::add_progress`] does; a store may write them together.
+    async fn add_progress_many(
+        &self,
+        run: &RunKey,
+        deltas: &[(String, ProgressDelta)],
+    ) -> Result<(), StoreError> {
+        for (table, delta) in deltas {
+            self.add_progress(run, table, delta).await?;
+        }
+        Ok(())
+    }
     /// A run's per-table counters, in table order.
     async fn list_progress(&self, run: &RunKey) -> Result<Vec<TableProgress>, StoreError>;
 

@@ -436,36 +436,23 @@ impl StateStore for SqliteStore {
         table: &str,
         delta: &ProgressDelta,
     ) -> Result<(), StoreError> {
-        let (pk, sk, table, delta) = (
-            run_pk(run),
-            format!("TABLE#{table}"),
-            table.to_owned(),
-            delta.clone(),
-        );
+        let (pk, table, delta) = (run_pk(run), table.to_owned(), delta.clone());
+        self.with(move |c| add_one(c, &pk, &table, &delta)).await
+    }
+
+    /// One transaction for all of them.
+    async fn add_progress_many(
+        &self,
+        run: &RunKey,
+        deltas: &[(String, ProgressDelta)],
+    ) -> Result<(), StoreError> {
+        let (pk, deltas) = (run_pk(run), deltas.to_vec());
         self.with(move |c| {
-            let (version, mut progress) = match get(c, &pk, &sk)? {
-                Some((v, b)) => (v, decode::<TableProgress>(&b)?),
-                None => (
-                    0,
-                    TableProgress {
-                        table,
-                        ..TableProgress::default()
-                    },
-                ),
-            };
-            progress.rows += delta.rows;
-            progress.bytes += delta.bytes;
-            progress.chunks_done += delta.chunks_done;
-            progress.elapsed_ms += delta.elapsed_ms;
-            progress.verified += delta.verified;
-            progress.mismatched += delta.mismatched;
-            let body = encode(&progress)?;
-            if version == 0 {
-                insert(c, &pk, &sk, 1, &body)?;
-            } else {
-                replace(c, &pk, &sk, version, &body, || sk.clone())?;
+            let tx = c.transaction().map_err(sql)?;
+            for (table, delta) in &deltas {
+                add_one(&tx, &pk, table, delta)?;
             }
-            Ok(())
+            tx.commit().map_err(sql)
         })
         .await
     }
@@ -516,6 +503,34 @@ impl StateStore for SqliteStore {
 }
 
 /// Turns `limit + 1` rows into a page: the extra row only says that there is a next page.
+/// Adds `delta` to a table's counters (created at zero first).
+fn add_one(c: &Connection, pk: &str, table: &str, delta: &ProgressDelta) -> Result<(), StoreError> {
+    let sk = format!("TABLE#{table}");
+    let (version, mut progress) = match get(c, pk, &sk)? {
+        Some((v, b)) => (v, decode::<TableProgress>(&b)?),
+        None => (
+            0,
+            TableProgress {
+                table: table.to_owned(),
+                ..TableProgress::default()
+            },
+        ),
+    };
+    progress.rows += delta.rows;
+    progress.bytes += delta.bytes;
+    progress.chunks_done += delta.chunks_done;
+    progress.elapsed_ms += delta.elapsed_ms;
+    progress.verified += delta.verified;
+    progress.mismatched += delta.mismatched;
+    let body = encode(&progress)?;
+    if version == 0 {
+        insert(c, pk, &sk, 1, &body)?;
+    } else {
+        replace(c, pk, &sk, version, &body, || sk.clone())?;
+    }
+    Ok(())
+}
+
 fn page<T: DeserializeOwned>(
     mut rows: Vec<(String, String)>,
     limit: u32,

@@ -82,6 +82,7 @@ pub fn step(run: &RunKey, n: u32) -> StepRecord {
         started_at: Some(jiff::Timestamp::from_second(1_790_000_000).expect("time")),
         finished_at: None,
         queued_at: Some(jiff::Timestamp::from_second(1_790_000_100).expect("time")),
+        parts: Vec::new(),
         version: 1,
     }
 }

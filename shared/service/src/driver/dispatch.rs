@@ -71,8 +71,10 @@ impl Driver<'_> {
     }
 
     /// After a chunk's end: the next chunk in number order if the run has room for it, or
-    /// Finalize (once) when every chunk is done. Reads the run record, not the steps. `true`
-    /// when the run is being cancelled, as for [`Driver::dispatch`].
+    /// Finalize (once) when every chunk is done. Reads the run record, not the steps; the write
+    /// that counts the chunk sent also moves the run's heartbeat, which is otherwise written
+    /// only when older than a third of a step's lease (a chunk step's end does not write it on
+    /// its own). `true` when the run is being cancelled, as for [`Driver::dispatch`].
     pub(crate) async fn dispatch_next(
         &self,
         key: &RunKey,
@@ -85,14 +87,18 @@ impl Driver<'_> {
             if !run.status.takes_steps() {
                 return Ok(run.status == RunStatus::Cancelling);
             }
+            let now = self.clock.now();
             if run.chunks_done >= run.chunks_total {
+                self.beat(key, &run).await?;
                 break (run, None);
             }
             let in_flight = run.chunks_dispatched.saturating_sub(run.chunks_done);
             if run.chunks_dispatched >= run.chunks_total || in_flight >= workers.max(1) {
+                self.beat(key, &run).await?;
                 return Ok(false);
             }
             run.chunks_dispatched += 1;
+            run.heartbeat = now;
             match self.store.update_run(&run).await {
                 Ok(_) => {
                     let n = run.chunks_dispatched;
@@ -112,6 +118,23 @@ impl Driver<'_> {
             self.send(key, n, None).await?;
         }
         Ok(false)
+    }
+
+    /// Moves the run's heartbeat if it is older than a third of a step's lease (as a lease
+    /// renewal would): a stalled run is still told from a live one, with a write per few steps
+    /// rather than per step.
+    async fn beat(
+        &self,
+        key: &RunKey,
+        run: &tidemark_core::state::RunRecord,
+    ) -> Result<(), ServiceError> {
+        let now = self.clock.now();
+        let every = jiff::SignedDuration::try_from(self.config.step_lease / 3).unwrap_or_default();
+        if now.duration_since(run.heartbeat) < every {
+            return Ok(());
+        }
+        crate::context::update_run(self.store, key, |r| r.heartbeat = r.heartbeat.max(now)).await?;
+        Ok(())
     }
 
     /// Records that the chunks up to `highest` were sent (the count never goes back).

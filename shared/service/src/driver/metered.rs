@@ -195,6 +195,14 @@ impl StateStore for MeteredStore<'_> {
         self.count(Call::AddProgress, 1);
         self.inner.add_progress(run, table, delta).await
     }
+    async fn add_progress_many(
+        &self,
+        run: &RunKey,
+        deltas: &[(String, ProgressDelta)],
+    ) -> Result<(), StoreError> {
+        self.count(Call::AddProgress, deltas.len());
+        self.inner.add_progress_many(run, deltas).await
+    }
     async fn list_progress(&self, run: &RunKey) -> Result<Vec<TableProgress>, StoreError> {
         let progress = self.inner.list_progress(run).await;
         self.count(Call::ListProgress, progress.as_ref().map_or(0, Vec::len));

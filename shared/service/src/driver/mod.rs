@@ -222,12 +222,12 @@ impl Driver<'_> {
             source_password: subject.source_password.clone(),
             destination_password: subject.destination_password.clone(),
         };
-        let mut ctx = Ctx::new(self.store, self.clock, key, &input, events).await?;
+        let mut ctx = Ctx::of_run(self.store, self.clock, key, &input, events, Some(&run));
         // The copy pools are keyed by the secrets' versions: a rotated one logs in anew.
         ctx.source.secret = subject.source_secret.clone();
         ctx.destination.secret = subject.destination_secret.clone();
         let lease = lease::Lease::new(self.store, self.clock, self.config, key, message.step);
-        let Some(claimed) = lease.claim(&ctx).await? else {
+        let Some(claimed) = lease.claim(&ctx, record).await? else {
             return Ok(Handled::of(StepOutcome::Ignored(
                 "another worker holds the step",
             )));
@@ -239,7 +239,7 @@ impl Driver<'_> {
         let work = async {
             match claimed.kind {
                 StepKind::Schema => self.schema_step(&mut ctx, claimed, workers).await,
-                StepKind::Chunk => self.chunk_step(&mut ctx, claimed, workers).await,
+                StepKind::Chunk => self.chunk_step(&mut ctx, claimed, workers, run.phase).await,
                 StepKind::Finalize => self.finalize_step(&mut ctx, claimed).await,
             }
         };
@@ -296,13 +296,16 @@ impl Driver<'_> {
         ctx: &mut Ctx<'_>,
         record: StepRecord,
         workers: u32,
+        phase: Option<RunPhase>,
     ) -> Result<Handled, ServiceError> {
-        if ctx.store.get_run(ctx.key).await?.and_then(|r| r.phase) != Some(RunPhase::Copying) {
+        // The run's phase as this message found it: the first chunk steps move it.
+        if phase != Some(RunPhase::Copying) {
             ctx.enter_phase(RunPhase::Copying).await?;
         }
+        let mut record = record;
         let copied = async {
             let endpoints = self.pools.get(ctx, workers).await?;
-            steps::chunk(ctx, &endpoints, record.clone()).await
+            steps::chunk(ctx, &endpoints, &mut record).await
         }
         .await;
         match copied {
