@@ -32,4 +32,5 @@ mod steps_queue;
 mod store_dynamodb;
 mod store_memory;
 mod store_sqlite;
+mod table_workers;
 mod tls;

@@ -144,6 +144,10 @@ pub struct TableShape {
     pub key: Option<Vec<usize>>,
     /// Why there is no key, for the run report and the precheck.
     pub key_warning: Option<String>,
+    /// It has an AUTO_INCREMENT column: parallel loads into it contend for the table's AUTO-INC
+    /// lock where `innodb_autoinc_lock_mode` is below 2. Absent in earlier versions' payloads.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_increment: bool,
 }
 
 impl TableShape {
@@ -217,6 +221,9 @@ pub(crate) fn shape_of(
         return Err(CopyError::TableNotFound { table });
     }
     let mut written = Vec::new();
+    let auto_increment = rows
+        .iter()
+        .any(|(_, _, _, _, extra, _)| extra.contains("AUTO_INCREMENT"));
     for (name, data_type, charset, nullable, extra, generated) in rows {
         // Generated columns (and system-versioning's ROW START/END) are computed, never written.
         if generated.eq_ignore_ascii_case("ALWAYS")
@@ -260,6 +267,7 @@ pub(crate) fn shape_of(
         columns,
         key,
         key_warning,
+        auto_increment,
     })
 }
 

@@ -51,6 +51,7 @@ use tidemark_core::ports::{Clock, SecretVersion, StateStore, StepMessage, StepQu
 use tidemark_core::state::{RunKey, RunPhase, RunStatus, StepKind, StepRecord, StepStatus};
 
 pub use config::DriverConfig;
+pub(crate) use dispatch::TABLE_CAPS;
 pub use pools::EndpointPools;
 
 use crate::context::{Ctx, CycleEvent, CycleInput, Events, update_run};

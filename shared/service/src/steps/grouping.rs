@@ -121,6 +121,7 @@ mod tests {
                 columns: Vec::new(),
                 key: None,
                 key_warning: None,
+                auto_increment: false,
             },
             chunks: (0..chunks)
                 .map(|index| Chunk {

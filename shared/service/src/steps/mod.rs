@@ -25,8 +25,10 @@
 //! - [`schema`], [`chunk`], [`finalize`]: one file per step's work; the driver decides what
 //!   follows each ([`crate::driver`]).
 //! - [`grouping`]: which chunks share a Chunk step (many small tables do).
+//! - [`caps`]: `channel.table_workers`, each table's cap on chunks in flight.
 //! - The payloads they carry are in [`crate::payload`].
 
+mod caps;
 mod chunk;
 mod finalize;
 mod grouping;

@@ -26,6 +26,7 @@ pub(crate) async fn schema(
             crate::policies::incremental::prepare(ctx, endpoints, &policy).await?
         }
     };
+    super::caps::settle_caps(ctx, endpoints, &prepared.plans, &prepared.tables).await?;
     // Test hook: the policy prepared the destination, no step is written yet.
     crash::point("schema.planned");
     let planned = super::grouping::chunk_steps(
