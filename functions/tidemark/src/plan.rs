@@ -134,6 +134,7 @@ async fn policy_plan(
                 statements,
                 warnings: plan.live.warnings.clone(),
                 tables: plan.live.tables.clone(),
+                inline: Vec::new(),
             };
             Ok((
                 script,

@@ -123,6 +123,19 @@ pub trait StateStore: Send + Sync {
         delta: &ProgressDelta,
         expires_at: Option<Timestamp>,
     ) -> Result<(), StoreError>;
+    /// Adds to several tables' counters (a step that copied several small tables), each as
+    /// [`StateStore::add_progress`] does; a store may write them together.
+    async fn add_progress_many(
+        &self,
+        run: &RunKey,
+        deltas: &[(String, ProgressDelta)],
+        expires_at: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        for (table, delta) in deltas {
+            self.add_progress(run, table, delta, expires_at).await?;
+        }
+        Ok(())
+    }
     /// A run's per-table counters, in table order.
     async fn list_progress(&self, run: &RunKey) -> Result<Vec<TableProgress>, StoreError>;
 

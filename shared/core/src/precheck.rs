@@ -29,6 +29,7 @@
 //! | `charsets_collations` | the destination has every character set and collation the selected objects use | fail |
 //! | `destination_local_infile` | a MySQL destination has `local_infile` on (else the slower INSERT fallback; MariaDB loads with bulk executions) | warn |
 //! | `max_allowed_packet` | both servers' `max_allowed_packet` hold the largest selected row | fail |
+//! | `autoinc_lock_mode` | tables with an AUTO_INCREMENT column load one chunk at a time where the destination's `innodb_autoinc_lock_mode` is below 2; mode 2 is suggested where its binary log allows it | warn |
 //! | `foreign_keys` | foreign keys among incremental tables: checks are off during loads | warn |
 //! | `destination_triggers` | triggers on incremental target tables would fire again for copied rows | warn |
 //! | `lower_case_table_names` | the setting on both sides, and names that would collide | fail |
@@ -61,13 +62,14 @@ pub mod ids {
     pub const CHARSETS_COLLATIONS: &str = "charsets_collations";
     pub const DESTINATION_LOCAL_INFILE: &str = "destination_local_infile";
     pub const MAX_ALLOWED_PACKET: &str = "max_allowed_packet";
+    pub const AUTOINC_LOCK_MODE: &str = "autoinc_lock_mode";
     pub const FOREIGN_KEYS: &str = "foreign_keys";
     pub const DESTINATION_TRIGGERS: &str = "destination_triggers";
     pub const LOWER_CASE_TABLE_NAMES: &str = "lower_case_table_names";
     pub const SCHEDULE_WINDOW: &str = "schedule_window";
 
     /// Every id, in report order.
-    pub const ALL: [&str; 22] = [
+    pub const ALL: [&str; 23] = [
         SOURCE_CONNECTIVITY,
         DESTINATION_CONNECTIVITY,
         SERVER_VERSIONS,
@@ -86,6 +88,7 @@ pub mod ids {
         CHARSETS_COLLATIONS,
         DESTINATION_LOCAL_INFILE,
         MAX_ALLOWED_PACKET,
+        AUTOINC_LOCK_MODE,
         FOREIGN_KEYS,
         DESTINATION_TRIGGERS,
         LOWER_CASE_TABLE_NAMES,

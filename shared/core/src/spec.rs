@@ -461,6 +461,13 @@ pub struct Channel {
     /// Verify every chunk (row count and checksum).
     #[serde(default = "default_verify")]
     pub verify: bool,
+    /// Chunks of any one table copied at once (1..=64). Unset: no limit but `workers`, except
+    /// for tables with an AUTO_INCREMENT column on a destination whose
+    /// `innodb_autoinc_lock_mode` is below 2 (MariaDB's and MySQL 5.7's default), which are
+    /// copied one chunk at a time while the other workers take other tables' chunks: parallel
+    /// loads into one such table contend for its AUTO-INC lock (see BENCHMARKS.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_workers: Option<u32>,
 }
 
 fn default_workers() -> u32 {
@@ -481,6 +488,7 @@ impl Default for Channel {
             workers: default_workers(),
             chunk_mb: default_chunk_mb(),
             verify: default_verify(),
+            table_workers: None,
         }
     }
 }

@@ -259,7 +259,23 @@ pub struct StepRecord {
         with = "jiff::fmt::serde::timestamp::second::optional"
     )]
     pub expires_at: Option<Timestamp>,
+    /// A step that copies several small tables: the parts committed so far (a retry copies only
+    /// the others), then all of them. Empty for a one-chunk step, and on earlier versions' records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<PartDone>,
     pub version: u64,
+}
+
+/// One committed part of a step that copies several small tables (each part one table's one
+/// chunk): its own rows, bytes and checksum, as a one-chunk step records them on itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartDone {
+    /// Its position in the step's payload.
+    pub index: u32,
+    pub rows: u64,
+    pub bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
 }
 
 /// Per-table counters of a run, added to atomically by each chunk.

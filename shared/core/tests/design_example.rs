@@ -99,7 +99,8 @@ fn design_example_parses_with_expected_values() {
         Channel {
             workers: 4,
             chunk_mb: 64,
-            verify: true
+            verify: true,
+            table_workers: None,
         }
     );
 }

@@ -394,9 +394,20 @@ fn channel_ranges() {
             "between 1 and 1024",
         );
     }
+    for bad in [0, 65] {
+        only_error(
+            &with(|v| v["channel"]["table_workers"] = json!(bad)),
+            "channel.table_workers",
+            "between 1 and 64",
+        );
+    }
     parse_ok(&with(|v| {
         v["channel"] = json!({"workers": 64, "chunk_mb": 1024, "verify": false})
     }));
+    parse_ok(&with(|v| {
+        v["channel"] = json!({"workers": 4, "table_workers": 1})
+    }));
+    parse_ok(&with(|v| v["channel"]["table_workers"] = json!(64)));
 }
 
 // ---- all problems at once ----

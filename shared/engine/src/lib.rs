@@ -3,6 +3,7 @@
 //! Everything that touches the user's MySQL/MariaDB servers.
 //!
 //! ## Layout
+//! - [`batch`]: read-only statements for many tables sent several to a round trip.
 //! - [`connect`]: endpoint options (TLS, timeouts, no unix-socket detour), a bounded-time connect
 //!   that tells a closed port, a host that never answers, a silent listener and a wrong password
 //!   apart, and the server's flavour and version.
@@ -19,6 +20,7 @@
 //! - [`error`]: the engine's errors ([`ConnectError`], and [`CopyError`] which wraps it); every
 //!   message names the endpoint or the table and the fix, never a secret.
 
+pub mod batch;
 pub mod connect;
 pub mod copy;
 pub mod crash;

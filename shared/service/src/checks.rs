@@ -10,12 +10,12 @@ use std::time::Instant;
 
 use tidemark_core::Policy;
 use tidemark_core::ports::StoreError;
-use tidemark_core::state::{StepKind, StepRecord, StepStatus};
+use tidemark_core::state::{StepKind, StepStatus};
 use tidemark_engine::copy::{Checksum, CopyEndpoints, check_committed};
 
 use crate::context::Ctx;
 use crate::error::ServiceError;
-use crate::payload::{ChunkPayload, StepChecksum, decode};
+use crate::payload::{ChunkPayload, ChunkWork, StepChecksum, decode};
 
 /// Whether a policy's chunks commit before the destination's side of their checksum is
 /// compared, leaving the comparison to Finalize, which runs it while the tables' secondary
@@ -45,8 +45,22 @@ pub(crate) async fn check_deferred(
         .iter()
         .filter(|s| s.kind == StepKind::Chunk && s.status == StepStatus::Done)
     {
-        if let Some(source) = pending_check(s) {
-            pending.push((decode(s)?, source));
+        let parts = decode::<ChunkWork>(s)?.into_parts();
+        if s.parts.is_empty() {
+            // One chunk: its checksum is the step's own.
+            if let (Some(source), Some(part)) = (
+                pending_check(s.checksum.as_deref()),
+                parts.into_iter().next(),
+            ) {
+                pending.push((part, source));
+            }
+            continue;
+        }
+        for done in &s.parts {
+            let part = usize::try_from(done.index).ok().and_then(|i| parts.get(i));
+            if let (Some(source), Some(part)) = (pending_check(done.checksum.as_deref()), part) {
+                pending.push((part.clone(), source));
+            }
         }
     }
     if pending.is_empty() {
@@ -89,10 +103,11 @@ pub(crate) async fn check_deferred(
     Ok(())
 }
 
-/// The source's side of a done chunk's checksum when its destination side is still to be
-/// compared. A record that does not parse (an older format) was compared before its commit.
-fn pending_check(step: &StepRecord) -> Option<Checksum> {
-    let recorded: StepChecksum = serde_json::from_str(step.checksum.as_deref()?).ok()?;
+/// The source's side of a done chunk's checksum (as its step recorded it) when its destination
+/// side is still to be compared. A record that does not parse (an older format) was compared
+/// before its commit.
+fn pending_check(checksum: Option<&str>) -> Option<Checksum> {
+    let recorded: StepChecksum = serde_json::from_str(checksum?).ok()?;
     recorded.pending.then_some(Checksum {
         rows: recorded.rows,
         sum: recorded.sum,
@@ -109,7 +124,7 @@ fn poisoned() -> ServiceError {
 #[cfg(test)]
 mod tests {
     use jiff::Timestamp;
-    use tidemark_core::state::RunKey;
+    use tidemark_core::state::{RunKey, StepRecord};
 
     use super::*;
     use crate::payload::step;
@@ -134,7 +149,7 @@ mod tests {
         };
         let text = serde_json::to_string(&pending).expect("json");
         assert_eq!(
-            pending_check(&done_chunk(Some(&text))),
+            pending_check(done_chunk(Some(&text)).checksum.as_deref()),
             Some(Checksum {
                 rows: 3,
                 sum: "12345678901".into()
@@ -145,17 +160,28 @@ mod tests {
             ..pending
         })
         .expect("json");
-        assert_eq!(pending_check(&done_chunk(Some(&compared))), None);
+        assert_eq!(
+            pending_check(done_chunk(Some(&compared)).checksum.as_deref()),
+            None
+        );
         // Verification off, and the format of records written before checks could be deferred
         // (compared before their commit).
-        assert_eq!(pending_check(&done_chunk(None)), None);
+        assert_eq!(pending_check(done_chunk(None).checksum.as_deref()), None);
         assert_eq!(
-            pending_check(&done_chunk(Some(r#"Checksum { rows: 3, sum: "1" }"#))),
+            pending_check(
+                done_chunk(Some(r#"Checksum { rows: 3, sum: "1" }"#))
+                    .checksum
+                    .as_deref()
+            ),
             None
         );
         // Written without the flag: compared before its commit.
         assert_eq!(
-            pending_check(&done_chunk(Some(r#"{"rows":3,"sum":"1"}"#))),
+            pending_check(
+                done_chunk(Some(r#"{"rows":3,"sum":"1"}"#))
+                    .checksum
+                    .as_deref()
+            ),
             None
         );
     }

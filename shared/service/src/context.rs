@@ -2,6 +2,7 @@
 //! it reports, and [`Ctx`], the run's record and endpoints as a step sees them. A leaf below the
 //! steps, the policies and the driver.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -10,8 +11,8 @@ use tidemark_core::ports::{Clock, StateStore, StoreError};
 use tidemark_core::state::{RunKey, RunPhase, RunRecord, RunStatus, RunTrigger};
 use tidemark_core::{DatabaseSelection, MigrationType, TaskSpec};
 use tidemark_engine::copy::{
-    CopyEndpoints, RowWindow, TableCopySpec, TablePlan as EnginePlan, chunk_bytes, plan_table,
-    plan_table_in_window,
+    CopyEndpoints, RowWindow, SourcePlan, TableCopySpec, TablePlan as EnginePlan, chunk_bytes,
+    destinations_empty, plan_sources as plan_sources_at_once, plan_table_in_window,
 };
 use tidemark_engine::schema::{SchemaPlan, TablePlan};
 use tidemark_engine::{ConnectOptions, connect, plan_from_source};
@@ -150,16 +151,39 @@ impl<'a> Ctx<'a> {
         on_event: &'a Events,
     ) -> Result<Ctx<'a>, ServiceError> {
         let run = store.get_run(key).await?;
-        let expires_at = run.as_ref().and_then(|r| r.expires_at);
-        let record = match run.map(|r| r.plan) {
-            Some(serde_json::Value::Object(map)) => map,
+        Ok(Ctx::of_run(
+            store,
+            clock,
+            key,
+            input,
+            on_event,
+            run.as_ref(),
+        ))
+    }
+
+    /// A run's context from its record as the caller just read it.
+    pub fn of_run(
+        store: &'a dyn StateStore,
+        clock: &'a dyn Clock,
+        key: &'a RunKey,
+        input: &'a CycleInput<'a>,
+        on_event: &'a Events,
+        run: Option<&RunRecord>,
+    ) -> Ctx<'a> {
+        let expires_at = run.and_then(|r| r.expires_at);
+        let record = match run.map(|r| &r.plan) {
+            Some(serde_json::Value::Object(map)) => map.clone(),
             _ => serde_json::Map::new(),
         };
-        let warnings = record
+        let mut warnings: Vec<String> = record
             .get("warnings")
             .and_then(|w| serde_json::from_value(w.clone()).ok())
             .unwrap_or_default();
-        Ok(Ctx {
+        if omitted_warnings(&record) > 0 {
+            // The line that counts them (see `Ctx::recorded_warnings`).
+            warnings.pop();
+        }
+        Ctx {
             store,
             clock,
             key,
@@ -170,7 +194,7 @@ impl<'a> Ctx<'a> {
             warnings,
             record,
             expires_at,
-        })
+        }
     }
 
     /// Records the run's end: succeeded, or failed with the error (unless it already ended —
@@ -180,7 +204,7 @@ impl<'a> Ctx<'a> {
         outcome: &Result<T, E>,
     ) -> Result<RunRecord, ServiceError> {
         self.record
-            .insert("warnings".into(), serde_json::json!(self.warnings));
+            .insert("warnings".into(), self.recorded_warnings());
         let record = serde_json::Value::Object(self.record.clone());
         let now = self.clock.now();
         update_run(self.store, self.key, |run| {
@@ -218,12 +242,34 @@ impl<'a> Ctx<'a> {
         self.spec().migration_types.contains(&MigrationType::Data)
     }
 
+    /// A warning for the run's report (and its log). The run keeps the first
+    /// [`MAX_RECORDED_WARNINGS`] and counts the others: a thousand tables without a key must not
+    /// grow the run's record past DynamoDB's 400 KB item limit. Every one is logged.
     pub fn warn(&mut self, warning: String) {
         if self.warnings.contains(&warning) {
             return;
         }
         (self.on_event)(CycleEvent::Warning(warning.clone()));
+        if self.warnings.len() >= MAX_RECORDED_WARNINGS {
+            let omitted = omitted_warnings(&self.record) + 1;
+            self.record
+                .insert("warnings_omitted".into(), serde_json::json!(omitted));
+            return;
+        }
         self.warnings.push(warning);
+    }
+
+    /// The warnings as the run's record keeps them: the first ones, and a line counting the
+    /// rest.
+    fn recorded_warnings(&self) -> serde_json::Value {
+        let omitted = omitted_warnings(&self.record);
+        let mut list = self.warnings.clone();
+        if omitted > 0 {
+            list.push(format!(
+                "{omitted} more warnings are not kept with the run; its log has every one"
+            ));
+        }
+        serde_json::json!(list)
     }
 
     /// Moves the run to `phase` unless it is there already (several chunk steps start at once):
@@ -260,7 +306,7 @@ impl<'a> Ctx<'a> {
     /// dies leaves it and the next step, in whatever process, starts from it.
     pub async fn save_record(&mut self) -> Result<(), ServiceError> {
         self.record
-            .insert("warnings".into(), serde_json::json!(self.warnings));
+            .insert("warnings".into(), self.recorded_warnings());
         let plan = serde_json::Value::Object(self.record.clone());
         let now = self.clock.now();
         update_run(self.store, self.key, |r| {
@@ -301,6 +347,16 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// The most warnings a run's record keeps (see [`Ctx::warn`]).
+pub(crate) const MAX_RECORDED_WARNINGS: usize = 100;
+
+fn omitted_warnings(record: &serde_json::Map<String, serde_json::Value>) -> u64 {
+    record
+        .get("warnings_omitted")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0)
+}
+
 /// One table to copy, and the window of an incremental run (`None`: the whole table).
 pub(crate) struct CopyJob<'a> {
     pub table: &'a TablePlan,
@@ -327,42 +383,126 @@ pub(crate) async fn plan_copy(
     endpoints: &CopyEndpoints,
     jobs: &[CopyJob<'_>],
 ) -> Result<(Vec<EnginePlan>, Vec<TableEntry>), ServiceError> {
+    let planned = plan_sources(ctx, endpoints, jobs).await?;
+    finish_plans(ctx, endpoints, jobs, planned, &HashSet::new()).await
+}
+
+/// `db.table` of a table on the source.
+pub(crate) fn source_name(table: &TablePlan) -> String {
+    format!("{}.{}", table.source_database, table.source_table)
+}
+
+fn copy_spec(table: &TablePlan) -> TableCopySpec {
+    TableCopySpec {
+        source_db: table.source_database.clone(),
+        source_table: table.source_table.clone(),
+        dest_db: table.target_database.clone(),
+        dest_table: table.target_table.clone(),
+        columns: Some(
+            table
+                .columns
+                .iter()
+                .filter(|c| !c.generated)
+                .map(|c| (c.source.clone(), c.target.clone()))
+                .collect(),
+        ),
+    }
+}
+
+/// The source side of the jobs' plans, in order: shapes and chunks, read for every full-copy
+/// table at once (a few round trips for a database of a thousand tables); nothing on the
+/// destination is read, so it can run before the tables are created.
+pub(crate) async fn plan_sources(
+    ctx: &Ctx<'_>,
+    endpoints: &CopyEndpoints,
+    jobs: &[CopyJob<'_>],
+) -> Result<Vec<SourcePlan>, ServiceError> {
+    if !ctx.with_data() {
+        return Ok(Vec::new());
+    }
+    let target = chunk_bytes(ctx.spec().channel.chunk_mb);
+    let full: Vec<TableCopySpec> = jobs
+        .iter()
+        .filter(|j| j.window.is_none())
+        .map(|j| copy_spec(j.table))
+        .collect();
+    let mut full = plan_sources_at_once(endpoints, &full, target)
+        .await?
+        .into_iter();
+    let mut out = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match &job.window {
+            None => out.extend(full.next()),
+            Some(window) => {
+                let plan =
+                    plan_table_in_window(endpoints, &copy_spec(job.table), target, window).await?;
+                out.push(SourcePlan {
+                    shape: plan.shape,
+                    chunks: plan.chunks,
+                    estimated_bytes: 0,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The full-copy jobs planned as one chunk (`db.table` on the source): their secondary indexes
+/// are best created with the table (see `SchemaPlan::inline_indexes`).
+pub(crate) fn one_chunk_tables(jobs: &[CopyJob<'_>], planned: &[SourcePlan]) -> HashSet<String> {
+    jobs.iter()
+        .zip(planned)
+        .filter(|(job, plan)| job.window.is_none() && plan.chunks.len() == 1)
+        .map(|(job, _)| source_name(job.table))
+        .collect()
+}
+
+/// The jobs' plans completed once their destination tables exist: whether each is empty (one
+/// batch of reads), and each table's entry in the run's report; `inline` names the tables
+/// created with their secondary indexes.
+pub(crate) async fn finish_plans(
+    ctx: &mut Ctx<'_>,
+    endpoints: &CopyEndpoints,
+    jobs: &[CopyJob<'_>],
+    planned: Vec<SourcePlan>,
+    inline: &HashSet<String>,
+) -> Result<(Vec<EnginePlan>, Vec<TableEntry>), ServiceError> {
     if !ctx.with_data() {
         return Ok((Vec::new(), Vec::new()));
     }
-    let target = chunk_bytes(ctx.spec().channel.chunk_mb);
+    let full: Vec<(String, String)> = jobs
+        .iter()
+        .filter(|j| j.window.is_none())
+        .map(|j| {
+            (
+                j.table.target_database.clone(),
+                j.table.target_table.clone(),
+            )
+        })
+        .collect();
+    let mut empty = destinations_empty(endpoints, &full).await?.into_iter();
     let mut plans = Vec::with_capacity(jobs.len());
     let mut entries = Vec::with_capacity(jobs.len());
-    for job in jobs {
+    for (job, planned) in jobs.iter().zip(planned) {
         let table = job.table;
-        let copy_spec = TableCopySpec {
-            source_db: table.source_database.clone(),
-            source_table: table.source_table.clone(),
-            dest_db: table.target_database.clone(),
-            dest_table: table.target_table.clone(),
-            columns: Some(
-                table
-                    .columns
-                    .iter()
-                    .filter(|c| !c.generated)
-                    .map(|c| (c.source.clone(), c.target.clone()))
-                    .collect(),
-            ),
-        };
-        let table_plan = match &job.window {
-            Some(window) => plan_table_in_window(endpoints, &copy_spec, target, window).await?,
-            None => plan_table(endpoints, &copy_spec, target).await?,
+        let table_plan = EnginePlan {
+            shape: planned.shape,
+            chunks: planned.chunks,
+            dest_was_empty: job.window.is_none() && empty.next().unwrap_or(false),
+            estimated_bytes: planned.estimated_bytes,
         };
         if let Some(warning) = &table_plan.shape.key_warning {
             ctx.warn(warning.clone());
         }
+        let name = source_name(table);
         entries.push(TableEntry {
-            table: format!("{}.{}", table.source_database, table.source_table),
             dest_table: format!("{}.{}", table.target_database, table.target_table),
             chunks: u32::try_from(table_plan.chunks.len()).unwrap_or(u32::MAX),
             estimated_rows: table_plan.chunks.iter().map(|c| c.estimated_rows).sum(),
             upsert: job.window.is_some(),
             warning: table_plan.shape.key_warning.clone(),
+            indexes_inline: inline.contains(&name),
+            table: name,
         });
         plans.push(table_plan);
     }
@@ -393,5 +533,89 @@ pub(crate) fn new_run(
         plan: serde_json::Value::Null,
         expires_at,
         version: 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tidemark_core::ports::SystemClock;
+    use tidemark_local::MemoryStore;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_run_keeps_its_first_warnings_and_counts_the_rest_under_the_item_limit() {
+        let spec = serde_json::json!({
+            "name": "t",
+            "source": { "host": "127.0.0.1", "port": 1, "user": "u", "password": "p" },
+            "destination": { "host": "127.0.0.1", "port": 2, "user": "u", "password": "p" },
+            "policy": { "mode": "resync" },
+            "schedule": { "cycle": "day", "at": "02:30", "time_zone": "UTC",
+                          "start": "2026-12-01", "end": "2027-11-30" },
+            "objects": [ { "database": "shop" } ]
+        });
+        let spec = tidemark_core::parse_task_spec(&spec.to_string()).expect("spec");
+        let (store, clock) = (MemoryStore::new(), SystemClock);
+        let key = RunKey {
+            task_id: "t".into(),
+            scheduled_time: clock.now(),
+        };
+        let run = new_run(
+            &key,
+            RunTrigger::Manual,
+            RunStatus::Running,
+            clock.now(),
+            None,
+        );
+        assert!(store.create_run(&run).await.expect("run"));
+        let input = CycleInput::with_passwords(
+            "t",
+            &spec,
+            key.scheduled_time,
+            RunTrigger::Manual,
+            (SecretString::from("p"), SecretString::from("p")),
+        );
+        let logged = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&logged);
+        let events: Events = Arc::new(move |_| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
+        let mut ctx = Ctx::new(&store, &clock, &key, &input, &events)
+            .await
+            .expect("ctx");
+        // A thousand tables without a usable key, each with its warning (~250 bytes).
+        for i in 0..1000 {
+            ctx.warn(format!(
+                "table `{}`.`{}` has no usable primary or unique NOT NULL key: it is copied as \
+                 one stream, which must finish in one go; add a primary key to split it",
+                "d".repeat(64),
+                format!("t{i}_").repeat(12)
+            ));
+        }
+        ctx.save_record().await.expect("saved");
+        let stored = store.get_run(&key).await.expect("read").expect("run");
+        assert!(serde_json::to_string(&stored).expect("json").len() < 64 * 1024);
+        let warnings = stored.plan["warnings"].as_array().expect("warnings");
+        assert_eq!(warnings.len(), MAX_RECORDED_WARNINGS + 1);
+        let last = warnings.last().and_then(|w| w.as_str()).unwrap_or_default();
+        assert!(last.starts_with("900 more warnings"), "{last}");
+        assert_eq!(logged.load(std::sync::atomic::Ordering::Relaxed), 1000);
+        // The next step reads them back as they were, and keeps counting.
+        let mut next = Ctx::new(&store, &clock, &key, &input, &events)
+            .await
+            .expect("ctx");
+        assert_eq!(next.warnings.len(), MAX_RECORDED_WARNINGS);
+        next.warn("one more".into());
+        next.save_record().await.expect("saved");
+        let stored = store.get_run(&key).await.expect("read").expect("run");
+        let warnings = stored.plan["warnings"].as_array().expect("warnings");
+        assert!(
+            warnings
+                .last()
+                .and_then(|w| w.as_str())
+                .unwrap_or_default()
+                .starts_with("901 more"),
+            "{warnings:?}"
+        );
     }
 }

@@ -89,6 +89,7 @@ pub fn step(run: &RunKey, n: u32) -> StepRecord {
         finished_at: None,
         queued_at: Some(jiff::Timestamp::from_second(1_790_000_100).expect("time")),
         expires_at: None,
+        parts: Vec::new(),
         version: 1,
     }
 }

@@ -34,6 +34,7 @@ mod steps_queue;
 mod store_dynamodb;
 mod store_memory;
 mod store_sqlite;
+mod table_workers;
 mod template_ops;
 mod tls;
 mod workspace;

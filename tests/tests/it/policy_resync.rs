@@ -295,3 +295,75 @@ async fn many_tables_have_their_indexes_built_side_by_side_exactly_as_the_source
         .await;
     src.exec(&[&format!("DROP DATABASE `{db}`")]).await;
 }
+
+/// A table copied as one chunk is created with its secondary indexes (Finalize builds none for
+/// it); a table of several chunks gets them after its load, as before. Both end up with exactly
+/// the source's indexes and rows, on the first cycle and on a repeated one.
+#[tokio::test]
+async fn a_one_chunk_table_is_created_with_its_indexes_and_a_bigger_one_gets_them_after_its_load() {
+    use tidemark_core::ports::StateStore;
+    use tidemark_core::state::{RunKey, StepKind};
+
+    let db = unique_name("rs_inl_src");
+    let target = unique_name("rs_inl");
+    let src = source();
+    let mut setup = vec![format!("CREATE DATABASE `{db}`")];
+    for (table, rows) in [("small", 300), ("big", 20_000)] {
+        setup.push(format!(
+            "CREATE TABLE `{db}`.{table} (id INT PRIMARY KEY, a INT NOT NULL, b VARCHAR(40), \
+             body VARCHAR(200), KEY ix_a (a), UNIQUE KEY ux_b (b), FULLTEXT KEY ft (body))"
+        ));
+        setup.push(format!(
+            "INSERT INTO `{db}`.{table} SELECT seq, seq % 13, CONCAT('b', seq), \
+             REPEAT(CONCAT('w', seq % 50, ' '), 30) FROM `{db}`.seq_1_to_{rows}"
+        ));
+    }
+    let refs: Vec<&str> = setup.iter().map(String::as_str).collect();
+    src.exec(&refs).await;
+    // 1 MB chunks: the big table (about 4 MB) is several.
+    let spec = spec(
+        &src,
+        serde_json::json!({"mode": "resync"}),
+        serde_json::json!([{ "database": db, "rename": target }]),
+        "UTC",
+    );
+    let store = SqliteStore::in_memory().expect("store");
+    let expected = index_list(&src, &db).await;
+    for at in ["2026-12-01T02:30:00Z", "2026-12-02T02:30:00Z"] {
+        cycle(&store, "task-inline", &spec, &src, at)
+            .await
+            .unwrap_or_else(|e| panic!("cycle at {at} failed: {e}"));
+        assert_eq!(index_list(&destination(), &target).await, expected, "{at}");
+        for table in ["small", "big"] {
+            assert_eq!(
+                rows_hash(&destination(), &target, table, "id, a, b, body").await,
+                rows_hash(&src, &db, table, "id, a, b, body").await,
+                "{table} at {at}"
+            );
+        }
+        let key = RunKey {
+            task_id: "task-inline".into(),
+            scheduled_time: at.parse().expect("time"),
+        };
+        let steps = store.list_steps(&key).await.expect("steps");
+        let finalize = steps
+            .iter()
+            .find(|s| s.kind == StepKind::Finalize)
+            .expect("the Finalize step");
+        let inline = |table: &str| {
+            finalize.payload["tables"]
+                .as_array()
+                .expect("tables")
+                .iter()
+                .find(|t| t["table"] == format!("{db}.{table}"))
+                .map(|t| t["indexes_inline"] == true)
+        };
+        assert_eq!(inline("small"), Some(true), "{}", finalize.payload);
+        assert_eq!(inline("big"), Some(false), "{}", finalize.payload);
+        assert_eq!(working_tables(&target).await, 0);
+    }
+    destination()
+        .exec(&[&format!("DROP DATABASE `{target}`")])
+        .await;
+    src.exec(&[&format!("DROP DATABASE `{db}`")]).await;
+}

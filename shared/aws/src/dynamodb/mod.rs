@@ -38,6 +38,8 @@ pub use table::{create_table, create_table_waiting};
 
 /// How many conditional step writes `put_steps` keeps in flight.
 const PUT_STEPS_CONCURRENCY: usize = 16;
+/// How many tables' counters `add_progress_many` adds to at once.
+const PROGRESS_AT_ONCE: usize = 16;
 
 /// The DynamoDB state store. Cheap to clone (the SDK client is shared).
 #[derive(Clone)]
@@ -454,6 +456,31 @@ impl StateStore for DynamoDbStore {
             .await
             .map_err(|e| store_error(failure("UpdateItem", &e)))?;
         Ok(())
+    }
+
+    /// Each table's counters are an item of their own, added to atomically; they are written
+    /// [`PROGRESS_AT_ONCE`] at a time rather than one after the other.
+    async fn add_progress_many(
+        &self,
+        run: &RunKey,
+        deltas: &[(String, ProgressDelta)],
+        expires_at: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        use futures_util::StreamExt;
+        let mut pending = deltas.iter();
+        let mut writes = futures_util::stream::FuturesUnordered::new();
+        loop {
+            while writes.len() < PROGRESS_AT_ONCE {
+                let Some((table, delta)) = pending.next() else {
+                    break;
+                };
+                writes.push(self.add_progress(run, table, delta, expires_at));
+            }
+            match writes.next().await {
+                Some(written) => written?,
+                None => return Ok(()),
+            }
+        }
     }
 
     async fn list_progress(&self, run: &RunKey) -> Result<Vec<TableProgress>, StoreError> {

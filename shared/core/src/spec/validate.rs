@@ -458,6 +458,17 @@ fn check_channel(spec: &TaskSpec, e: &mut Errors) {
             ),
         );
     }
+    if let Some(n) = c.table_workers
+        && !(1..=64).contains(&n)
+    {
+        e.add(
+            "channel.table_workers",
+            format!(
+                "`table_workers` must be between 1 and 64; got {n} (leave it out to let the \
+                 destination's innodb_autoinc_lock_mode decide)"
+            ),
+        );
+    }
 }
 
 #[cfg(test)]

@@ -334,6 +334,7 @@ mod tests {
             ],
             key: None,
             key_warning: None,
+            auto_increment: false,
         }
     }
 

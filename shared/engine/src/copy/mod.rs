@@ -6,6 +6,7 @@
 //!   [`TableShape`] out).
 //! - [`range`]: exact, serializable key values and `(lower, upper]` key ranges as SQL.
 //! - [`plan`]: the chunk planner, walking the key on the source ([`Chunk`]).
+//! - [`plan_many`]: the same questions asked of many tables at once, a few round trips in all.
 //! - [`session`]: both sides' pools and session settings ([`CopyEndpoints`]).
 //! - `pooled`: a pool's [`Session`], timed while idle so one idle too long is pinged first.
 //! - [`encode`]: the rows as bulk parameter batches, as LOAD DATA's byte stream, or as INSERTs.
@@ -24,6 +25,7 @@
 pub mod chunk;
 pub mod encode;
 pub mod plan;
+pub mod plan_many;
 mod pooled;
 pub mod range;
 pub mod runner;
@@ -38,6 +40,7 @@ pub use chunk::{ChunkOptions, ChunkProgress, ChunkReport, WriteMethod, copy_chun
 pub use plan::{
     Chunk, RowWindow, by_size, chunk_bytes, plan_chunks, plan_chunks_split, plan_window_chunks,
 };
+pub use plan_many::{SourcePlan, destinations_empty, plan_sources};
 pub use pooled::Session;
 pub use range::{KeyBound, KeyRange, KeyValue};
 pub use runner::{

@@ -324,16 +324,55 @@ async fn rows_per_chunk(
     shape: &TableShape,
     target_bytes: u64,
 ) -> Result<Option<u64>, CopyError> {
+    let display = shape.spec.display();
+    let sampled: Option<(u64, String)> = source
+        .query_first(sample_sql(shape))
+        .await
+        .map_err(|e| CopyError::source_sql(&display, "sampling row sizes", e))?;
+    let (rows, bytes) = sampled.unwrap_or((0, "0".into()));
+    Ok(Sample::of(rows, &bytes).rows_per_chunk(target_bytes))
+}
+
+/// The first rows of a table in key order (at most [`SAMPLE_ROWS`]): how many, and their size
+/// as LOAD DATA would carry them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sample {
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+impl Sample {
+    /// From the sample query's two values (the sum comes back as a DECIMAL's text).
+    pub(crate) fn of(rows: u64, bytes: &str) -> Sample {
+        let bytes = bytes.split('.').next().unwrap_or("0").parse().unwrap_or(0);
+        Sample { rows, bytes }
+    }
+
+    /// Every row of the table was in the sample: it holds fewer than [`SAMPLE_ROWS`].
+    pub(crate) fn is_whole_table(&self) -> bool {
+        self.rows < u64::from(SAMPLE_ROWS)
+    }
+
+    pub(crate) fn rows_per_chunk(&self, target_bytes: u64) -> Option<u64> {
+        if self.rows == 0 {
+            return None;
+        }
+        let avg = (self.bytes / self.rows).max(1);
+        Some((target_bytes / avg).max(1))
+    }
+}
+
+/// The size sample of a keyed table: `COUNT(*), SUM(row length)` of its first
+/// [`SAMPLE_ROWS`] rows in key order.
+pub(crate) fn sample_sql(shape: &TableShape) -> String {
     let spec = &shape.spec;
-    let key = shape.key_columns();
     let table = qualified(&spec.source_db, &spec.source_table);
-    let names: Vec<&str> = key.iter().map(|c| c.source_name.as_str()).collect();
-    let order_by = names
+    let order_by = shape
+        .key_columns()
         .iter()
-        .map(|n| quote_ident(n))
+        .map(|c| quote_ident(&c.source_name))
         .collect::<Vec<_>>()
         .join(", ");
-
     // Average row size, as LOAD DATA will carry it: every field plus a separator.
     let row_len = shape
         .columns
@@ -341,23 +380,43 @@ async fn rows_per_chunk(
         .map(|c| format!("COALESCE(LENGTH({}), 2)", c.read_expr()))
         .collect::<Vec<_>>()
         .join(" + ");
-    let sample_sql = format!(
+    format!(
         "SELECT COUNT(*), COALESCE(SUM(len), 0) FROM \
          (SELECT {row_len} + {} AS len FROM {table} ORDER BY {order_by} LIMIT {SAMPLE_ROWS}) s",
         shape.columns.len()
-    );
-    let display = spec.display();
-    let sampled: Option<(u64, String)> = source
-        .query_first(sample_sql)
-        .await
-        .map_err(|e| CopyError::source_sql(&display, "sampling row sizes", e))?;
-    let (rows, bytes) = sampled.unwrap_or((0, "0".into()));
-    let bytes: u64 = bytes.split('.').next().unwrap_or("0").parse().unwrap_or(0);
-    if rows == 0 {
-        return Ok(None);
-    }
-    let avg = (bytes / rows).max(1);
-    Ok(Some((target_bytes / avg).max(1)))
+    )
+}
+
+/// The key of row `rows_per_chunk` in key order: the first chunk's end, or no row when the
+/// whole table fits one chunk.
+pub(crate) fn first_boundary_sql(shape: &TableShape, rows_per_chunk: u64) -> Vec<u8> {
+    let spec = &shape.spec;
+    let key = shape.key_columns();
+    let select_key = key
+        .iter()
+        .map(|c| c.read_expr())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let order_by = key
+        .iter()
+        .map(|c| quote_ident(&c.source_name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {select_key} FROM {} ORDER BY {order_by} LIMIT 1 OFFSET {}",
+        qualified(&spec.source_db, &spec.source_table),
+        rows_per_chunk.saturating_sub(1)
+    )
+    .into_bytes()
+}
+
+/// The server's estimate of a whole table's rows (EXPLAIN: no row is read).
+pub(crate) fn explain_sql(shape: &TableShape) -> Vec<u8> {
+    format!(
+        "EXPLAIN SELECT 1 FROM {}",
+        qualified(&shape.spec.source_db, &shape.spec.source_table)
+    )
+    .into_bytes()
 }
 
 /// Plans the chunks of an incremental run: the rows of `window`, in chunks of about

@@ -32,6 +32,10 @@ pub struct TablePlan {
     pub chunks: Vec<Chunk>,
     /// An empty destination table copied as one chunk is loaded with `unique_checks = 0`.
     pub dest_was_empty: bool,
+    /// The bytes its rows are expected to carry (0 when not estimated): several small tables
+    /// share a step up to a chunk's worth.
+    #[serde(default)]
+    pub estimated_bytes: u64,
 }
 
 /// Reads a table's shape, plans its chunks of about `target_bytes` (see
@@ -62,6 +66,7 @@ pub async fn plan_table(
         shape,
         chunks,
         dest_was_empty: any.is_none(),
+        estimated_bytes: 0,
     })
 }
 
@@ -80,6 +85,7 @@ pub async fn plan_table_in_window(
         shape,
         chunks,
         dest_was_empty: false,
+        estimated_bytes: 0,
     })
 }
 

@@ -144,6 +144,10 @@ pub struct TableShape {
     pub key: Option<Vec<usize>>,
     /// Why there is no key, for the run report and the precheck.
     pub key_warning: Option<String>,
+    /// It has an AUTO_INCREMENT column: parallel loads into it contend for the table's AUTO-INC
+    /// lock where `innodb_autoinc_lock_mode` is below 2. Absent in earlier versions' payloads.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto_increment: bool,
 }
 
 impl TableShape {
@@ -178,25 +182,48 @@ fn kind_of(data_type: &str, charset: Option<String>) -> ColumnKind {
     }
 }
 
+/// A row of [`COLUMNS_SQL`]: name, data type, character set, nullable, extra, generated.
+pub(crate) type ColumnRow = (String, String, Option<String>, String, String, String);
+/// A row of [`KEYS_SQL`]: index, column, non-unique.
+pub(crate) type IndexRow = (String, String, i64);
+
+/// A table's columns, in order (its schema and name follow, bound or escaped).
+pub(crate) const COLUMNS_SQL: &str = "SELECT COLUMN_NAME, LOWER(DATA_TYPE), CHARACTER_SET_NAME, \
+     IS_NULLABLE, UPPER(EXTRA), IS_GENERATED FROM information_schema.COLUMNS \
+     WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION";
+/// A table's index columns, the primary key's first.
+pub(crate) const KEYS_SQL: &str = "SELECT INDEX_NAME, COLUMN_NAME, NON_UNIQUE \
+     FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
+     ORDER BY INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX";
+
 /// Reads the table's written columns and key on the source.
 pub async fn read_shape(source: &mut Conn, spec: &TableCopySpec) -> Result<TableShape, CopyError> {
     let table = spec.display();
-    let sql_err = |e| CopyError::source_sql(&table, "reading the table's columns", e);
-    type ColumnRow = (String, String, Option<String>, String, String, String);
     let rows: Vec<ColumnRow> = source
-        .exec(
-            "SELECT COLUMN_NAME, LOWER(DATA_TYPE), CHARACTER_SET_NAME, IS_NULLABLE, \
-             UPPER(EXTRA), IS_GENERATED \
-             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
-             ORDER BY ORDINAL_POSITION",
-            (&spec.source_db, &spec.source_table),
-        )
+        .exec(COLUMNS_SQL, (&spec.source_db, &spec.source_table))
         .await
-        .map_err(sql_err)?;
+        .map_err(|e| CopyError::source_sql(&table, "reading the table's columns", e))?;
+    let index_rows: Vec<IndexRow> = source
+        .exec(KEYS_SQL, (&spec.source_db, &spec.source_table))
+        .await
+        .map_err(|e| CopyError::source_sql(&table, "reading the table's keys", e))?;
+    shape_of(spec, rows, &index_rows)
+}
+
+/// The shape of `spec` from its [`COLUMNS_SQL`] and [`KEYS_SQL`] rows.
+pub(crate) fn shape_of(
+    spec: &TableCopySpec,
+    rows: Vec<ColumnRow>,
+    index_rows: &[IndexRow],
+) -> Result<TableShape, CopyError> {
+    let table = spec.display();
     if rows.is_empty() {
         return Err(CopyError::TableNotFound { table });
     }
     let mut written = Vec::new();
+    let auto_increment = rows
+        .iter()
+        .any(|(_, _, _, _, extra, _)| extra.contains("AUTO_INCREMENT"));
     for (name, data_type, charset, nullable, extra, generated) in rows {
         // Generated columns (and system-versioning's ROW START/END) are computed, never written.
         if generated.eq_ignore_ascii_case("ALWAYS")
@@ -234,22 +261,13 @@ pub async fn read_shape(source: &mut Conn, spec: &TableCopySpec) -> Result<Table
             picked
         }
     };
-
-    let index_rows: Vec<(String, String, i64)> = source
-        .exec(
-            "SELECT INDEX_NAME, COLUMN_NAME, NON_UNIQUE FROM information_schema.STATISTICS \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
-             ORDER BY INDEX_NAME = 'PRIMARY' DESC, INDEX_NAME, SEQ_IN_INDEX",
-            (&spec.source_db, &spec.source_table),
-        )
-        .await
-        .map_err(|e| CopyError::source_sql(&table, "reading the table's keys", e))?;
-    let (key, key_warning) = choose_key(&table, &columns, &index_rows);
+    let (key, key_warning) = choose_key(&table, &columns, index_rows);
     Ok(TableShape {
         spec: spec.clone(),
         columns,
         key,
         key_warning,
+        auto_increment,
     })
 }
 

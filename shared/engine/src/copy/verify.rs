@@ -425,6 +425,7 @@ mod tests {
             columns,
             key: Some(vec![0]),
             key_warning: None,
+            auto_increment: false,
         }
     }
 

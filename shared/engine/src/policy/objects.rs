@@ -71,6 +71,32 @@ pub async fn drop_tables(conn: &mut Conn, tables: &[(String, String)]) -> Result
         .map_err(PolicyError::sql("dropping the tables", list))
 }
 
+/// Drops those of `tables` that exist (listed once per database first): a `DROP TABLE IF
+/// EXISTS` of an absent table still costs the server work per name, and after a failure most
+/// working tables usually are not there.
+pub async fn drop_present_tables(
+    conn: &mut Conn,
+    tables: &[(String, String)],
+) -> Result<(), PolicyError> {
+    let mut present: std::collections::HashMap<&str, HashSet<String>> = Default::default();
+    for (db, _) in tables {
+        if !present.contains_key(db.as_str()) {
+            let found = existing_tables(conn, db).await?;
+            present.insert(db, found.into_iter().map(|t| t.to_lowercase()).collect());
+        }
+    }
+    let doomed: Vec<(String, String)> = tables
+        .iter()
+        .filter(|(db, t)| {
+            present
+                .get(db.as_str())
+                .is_some_and(|set| set.contains(&t.to_lowercase()))
+        })
+        .cloned()
+        .collect();
+    drop_tables(conn, &doomed).await
+}
+
 /// One table of a resync swap: the live table, its loaded shadow, and the name the previous copy
 /// takes until it is dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]

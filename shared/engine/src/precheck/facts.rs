@@ -41,6 +41,11 @@ pub struct ServerVariables {
     pub sql_mode: String,
     pub time_zone: String,
     pub system_time_zone: String,
+    /// `innodb_autoinc_lock_mode`: 0 or 1 take a table-level AUTO-INC lock for some inserts; 2
+    /// ("interleaved") never does.
+    pub innodb_autoinc_lock_mode: u64,
+    /// `binlog_format` (upper case): mode 2 is unsafe for a `STATEMENT` binary log.
+    pub binlog_format: String,
     /// Where the server runs: a plain server takes `SET GLOBAL`; RDS and Aurora take changes
     /// through parameter groups only (and refuse `SUPER`).
     pub hosting: Hosting,
@@ -133,6 +138,8 @@ pub struct TableFacts {
     pub largest_row_bytes: Option<u64>,
     /// Whether the table holds any row (read on the destination only).
     pub has_rows: Option<bool>,
+    /// Whether a column is AUTO_INCREMENT.
+    pub auto_increment: bool,
 }
 
 /// One column.

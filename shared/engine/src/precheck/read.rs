@@ -74,13 +74,16 @@ pub async fn read_facts(
         String,
         String,
         String,
+        u64,
+        String,
     );
     let vars: Option<Vars> = r
         .conn
         .query_first(
             "SELECT CURRENT_USER(), @@lower_case_table_names, @@local_infile, \
              @@max_allowed_packet, @@log_bin, @@log_bin_trust_function_creators, @@sql_mode, \
-             @@time_zone, @@system_time_zone, COALESCE(@@basedir, '')",
+             @@time_zone, @@system_time_zone, COALESCE(@@basedir, ''), \
+             @@innodb_autoinc_lock_mode, UPPER(@@binlog_format)",
         )
         .await
         .map_err(r.err("server variables"))?;
@@ -95,6 +98,8 @@ pub async fn read_facts(
         tz,
         system_tz,
         basedir,
+        autoinc_lock_mode,
+        binlog_format,
     )) = vars
     else {
         return Err(r.err("server variables")(mysql_async::Error::Other(
@@ -170,6 +175,8 @@ pub async fn read_facts(
         sql_mode,
         time_zone: tz,
         system_time_zone: system_tz,
+        innodb_autoinc_lock_mode: autoinc_lock_mode,
+        binlog_format,
         hosting,
     };
     let mut facts = ServerFacts {
@@ -265,20 +272,22 @@ impl Reader<'_> {
             String,
             Option<String>,
             Option<String>,
+            String,
         );
         let columns: Vec<ColumnRow> = self
             .conn
             .exec(
                 "SELECT TABLE_NAME, COLUMN_NAME, LOWER(DATA_TYPE), IS_NULLABLE, \
-                 LOWER(CHARACTER_SET_NAME), LOWER(COLLATION_NAME) \
+                 LOWER(CHARACTER_SET_NAME), LOWER(COLLATION_NAME), UPPER(EXTRA) \
                  FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? \
                  ORDER BY TABLE_NAME, ORDINAL_POSITION",
                 (db,),
             )
             .await
             .map_err(self.err("columns"))?;
-        for (table, name, data_type, nullable, charset, collation) in columns {
+        for (table, name, data_type, nullable, charset, collation, extra) in columns {
             if let Some(t) = tables.iter_mut().find(|t| t.name == table) {
+                t.auto_increment |= extra.contains("AUTO_INCREMENT");
                 t.columns.push(ColumnFacts {
                     name,
                     data_type,

@@ -225,17 +225,29 @@ async fn read_database(
         triggers: Vec::new(),
         routines: Vec::new(),
     };
-    for rel in names
+    // Every selected table's SHOW CREATE TABLE, many to a round trip.
+    let tables: Vec<&RelationNames> = names
         .relations
         .iter()
         .filter(|r| r.kind == RelationKind::Table)
-    {
-        let qualified = quote_qualified(name, &rel.source);
-        let row: Option<(String, String)> = conn
-            .query_first(format!("SHOW CREATE TABLE {qualified}"))
-            .await
-            .map_err(read_err(format!("table {qualified}")))?;
-        let Some((_, create_sql)) = row else {
+        .collect();
+    let statements: Vec<Vec<u8>> = tables
+        .iter()
+        .map(|rel| format!("SHOW CREATE TABLE {}", quote_qualified(name, &rel.source)).into_bytes())
+        .collect();
+    let shown = crate::batch::read_all(conn, &statements)
+        .await
+        .map_err(|e| {
+            let qualified = quote_qualified(name, &tables[e.index].source);
+            read_err(format!("table {qualified}"))(e.error)
+        })?;
+    for (rel, rows) in tables.iter().zip(shown) {
+        let create_sql = rows
+            .into_iter()
+            .next()
+            .and_then(|row| row.get_opt::<String, usize>(1))
+            .and_then(Result::ok);
+        let Some(create_sql) = create_sql else {
             return Err(SchemaError::TableNotFound {
                 database: name.clone(),
                 table: rel.source.clone(),

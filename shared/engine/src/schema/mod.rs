@@ -40,8 +40,8 @@ pub use catalog::{SourceSchema, read_source_schema};
 pub use error::SchemaError;
 pub use names::NameMap;
 pub use plan::{
-    ColumnPlan, DdlStatement, MappingWarning, ObjectKind, ObjectRef, Phase, SchemaPlan,
-    SessionVars, TablePlan,
+    ColumnPlan, DdlStatement, InlineCreate, MappingWarning, ObjectKind, ObjectRef, Phase,
+    SchemaPlan, SessionVars, TablePlan,
 };
 pub use planner::plan_schema;
 pub use quote::{quote_ident, quote_qualified, quote_string};

@@ -12,7 +12,9 @@ use std::collections::HashSet;
 use super::catalog::SourceSchema;
 use super::error::SchemaError;
 use super::objects::{ObjectDdl, routine_ddl, trigger_ddl, view_ddl};
-use super::plan::{DdlStatement, MappingWarning, ObjectKind, ObjectRef, Phase, SchemaPlan};
+use super::plan::{
+    DdlStatement, InlineCreate, MappingWarning, ObjectKind, ObjectRef, Phase, SchemaPlan,
+};
 use super::quote::{quote_ident, quote_qualified};
 use super::table::parse_create_table;
 use super::table_ddl::table_ddl;
@@ -73,6 +75,16 @@ pub fn plan_schema(source: &SourceSchema) -> Result<SchemaPlan, SchemaError> {
             indexes.append(&mut ddl.indexes);
             foreign_keys.append(&mut ddl.foreign_keys);
             plan.warnings.append(&mut ddl.warnings);
+            if let (Some(sql), Some(table)) = (ddl.inline_create.take(), &ddl.plan) {
+                plan.inline.push(InlineCreate {
+                    table: ObjectRef::new(
+                        ObjectKind::Table,
+                        &table.target_database,
+                        &table.target_table,
+                    ),
+                    sql,
+                });
+            }
             plan.tables.extend(ddl.plan.take());
         }
         for routine in &db.routines {
@@ -176,5 +188,68 @@ mod tests {
         );
         // 0 <-> 1.
         assert_eq!(dependency_order(&[vec![1], vec![0]]), [1, 0]);
+    }
+
+    #[test]
+    fn a_table_can_be_created_with_its_secondary_indexes_but_not_its_fulltext_ones() {
+        use crate::schema::catalog::{SourceDatabase, SourceTable};
+        use crate::schema::names::{DatabaseNames, NameMap, RelationKind, RelationNames};
+        let create = "CREATE TABLE `t` (\n  `id` bigint(20) NOT NULL AUTO_INCREMENT,\n  \
+            `a` int(11) NOT NULL,\n  `b` varchar(64) NOT NULL,\n  PRIMARY KEY (`id`),\n  \
+            UNIQUE KEY `ub` (`b`),\n  KEY `ix_a` (`a`),\n  FULLTEXT KEY `fb` (`b`)\n) \
+            ENGINE=InnoDB DEFAULT CHARSET=utf8mb4";
+        let schema = SourceSchema {
+            databases: vec![SourceDatabase {
+                name: "s".into(),
+                charset: "utf8mb4".into(),
+                collation: "utf8mb4_general_ci".into(),
+                tables: vec![SourceTable {
+                    name: "t".into(),
+                    create_sql: create.into(),
+                }],
+                views: Vec::new(),
+                triggers: Vec::new(),
+                routines: Vec::new(),
+            }],
+            names: NameMap {
+                databases: vec![DatabaseNames {
+                    source: "s".into(),
+                    target: "d".into(),
+                    relations: vec![RelationNames {
+                        source: "t".into(),
+                        target: "t2".into(),
+                        kind: RelationKind::Table,
+                        columns: None,
+                    }],
+                }],
+            },
+            warnings: Vec::new(),
+        };
+        let mut plan = plan_schema(&schema).expect("plan");
+        let deferred = plan.statements[1].sql.clone();
+        assert!(
+            !deferred.contains("ix_a") && deferred.contains("PRIMARY KEY"),
+            "{deferred}"
+        );
+        assert_eq!(plan.inline_indexes(|_| true), 1);
+        let create = &plan.statements[1].sql;
+        assert!(create.starts_with("CREATE TABLE `d`.`t2`"), "{create}");
+        for key in [
+            "PRIMARY KEY (`id`)",
+            "UNIQUE KEY `ub` (`b`)",
+            "KEY `ix_a` (`a`)",
+        ] {
+            assert!(create.contains(key), "{key} missing: {create}");
+        }
+        assert!(
+            create.ends_with("ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"),
+            "{create}"
+        );
+        let post: Vec<&str> = plan
+            .phase(Phase::PostData)
+            .map(|s| s.sql.as_str())
+            .collect();
+        assert_eq!(post.len(), 1, "{post:?}");
+        assert!(post[0].contains("ADD FULLTEXT KEY `fb`"), "{post:?}");
     }
 }

@@ -24,6 +24,10 @@ pub struct TableDdl {
     pub foreign_keys: Vec<DdlStatement>,
     pub warnings: Vec<MappingWarning>,
     pub plan: Option<TablePlan>,
+    /// The `CREATE TABLE` with the secondary (non-FULLTEXT) indexes inline, when it has any:
+    /// for a table small enough that keeping them during its load costs less than the ALTER
+    /// that would add them after it.
+    pub inline_create: Option<String>,
     /// Source (database, table) of the tables its foreign keys reference, for ordering.
     pub references: Vec<(String, String)>,
 }
@@ -198,39 +202,58 @@ pub fn table_ddl(
         }
     }
 
+    let secondary: Vec<String> = keys
+        .iter()
+        .enumerate()
+        .filter(|(i, k)| Some(*i) != auto_key && k.key_kind() != Some(KeyKind::Fulltext))
+        .map(|(_, k)| render_columns(k, &target_of))
+        .collect();
     let mut body: Vec<String> = columns_sql;
     body.extend(pre_keys);
-    body.extend(checks_sql);
-    let mut create = format!("CREATE TABLE {target_table} (\n  {}\n)", body.join(",\n  "));
-    if !def.options.is_empty() {
-        create.push(' ');
-        create.push_str(&render(&def.options));
-    }
-    if !def.partition.is_empty() {
-        let missing = def
-            .partition_column_slots
-            .iter()
-            .filter_map(|&i| def.partition[i].ident_value())
-            .find(|c| target_of(c).is_none());
-        match missing {
-            Some(missing) => warn(
-                &mut out,
-                ObjectKind::Partitioning,
-                &rel.source,
-                format!(
-                    "the partitioning uses column {}, which is not selected; the table is created without partitions",
-                    quote_ident(&missing)
-                ),
-            ),
-            None => {
-                create.push('\n');
-                create.push_str(&render_slots(
-                    &def.partition,
-                    &def.partition_column_slots,
-                    &target_of,
-                ));
+    let create_with = |keys: &[String], out: &mut TableDdl| {
+        let mut parts = body.clone();
+        parts.extend(keys.iter().cloned());
+        parts.extend(checks_sql.iter().cloned());
+        let mut create = format!(
+            "CREATE TABLE {target_table} (\n  {}\n)",
+            parts.join(",\n  ")
+        );
+        if !def.options.is_empty() {
+            create.push(' ');
+            create.push_str(&render(&def.options));
+        }
+        if !def.partition.is_empty() {
+            let missing = def
+                .partition_column_slots
+                .iter()
+                .filter_map(|&i| def.partition[i].ident_value())
+                .find(|c| target_of(c).is_none());
+            match missing {
+                Some(missing) => {
+                    let message = format!(
+                        "the partitioning uses column {}, which is not selected; the table is created without partitions",
+                        quote_ident(&missing)
+                    );
+                    // Said once, of the form the plan executes by default.
+                    if keys.is_empty() {
+                        warn(out, ObjectKind::Partitioning, &rel.source, message);
+                    }
+                }
+                None => {
+                    create.push('\n');
+                    create.push_str(&render_slots(
+                        &def.partition,
+                        &def.partition_column_slots,
+                        &target_of,
+                    ));
+                }
             }
         }
+        create
+    };
+    let create = create_with(&[], &mut out);
+    if !secondary.is_empty() {
+        out.inline_create = Some(create_with(&secondary, &mut out));
     }
     let table_ref = ObjectRef::new(ObjectKind::Table, &db.target, &rel.target);
     out.pre_data.push(DdlStatement {
@@ -240,17 +263,12 @@ pub fn table_ddl(
         session: None,
     });
 
-    let secondary: Vec<String> = keys
-        .iter()
-        .enumerate()
-        .filter(|(i, k)| Some(*i) != auto_key && k.key_kind() != Some(KeyKind::Fulltext))
-        .map(|(_, k)| format!("ADD {}", render_columns(k, &target_of)))
-        .collect();
     if !secondary.is_empty() {
+        let adds: Vec<String> = secondary.iter().map(|k| format!("ADD {k}")).collect();
         out.indexes.push(DdlStatement {
             phase: Phase::PostData,
             object: ObjectRef::new(ObjectKind::Indexes, &db.target, &rel.target),
-            sql: format!("ALTER TABLE {target_table}\n  {}", secondary.join(",\n  ")),
+            sql: format!("ALTER TABLE {target_table}\n  {}", adds.join(",\n  ")),
             session: None,
         });
     }

@@ -349,37 +349,27 @@ impl StateStore for SqliteStore {
         delta: &ProgressDelta,
         expires_at: Option<Timestamp>,
     ) -> Result<(), StoreError> {
+        let (pk, table, delta) = (run_pk(run), table.to_owned(), delta.clone());
         let expires_at = seconds(expires_at);
-        let (pk, sk, table, delta) = (
-            run_pk(run),
-            format!("TABLE#{table}"),
-            table.to_owned(),
-            delta.clone(),
-        );
+        self.with(move |c| add_one(c, &pk, &table, &delta, expires_at))
+            .await
+    }
+
+    /// One transaction for all of them.
+    async fn add_progress_many(
+        &self,
+        run: &RunKey,
+        deltas: &[(String, ProgressDelta)],
+        expires_at: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        let (pk, deltas) = (run_pk(run), deltas.to_vec());
+        let expires_at = seconds(expires_at);
         self.with(move |c| {
-            let (version, mut progress) = match get(c, &pk, &sk)? {
-                Some((v, b)) => (v, decode::<TableProgress>(&b)?),
-                None => (
-                    0,
-                    TableProgress {
-                        table,
-                        ..TableProgress::default()
-                    },
-                ),
-            };
-            progress.rows += delta.rows;
-            progress.bytes += delta.bytes;
-            progress.chunks_done += delta.chunks_done;
-            progress.elapsed_ms += delta.elapsed_ms;
-            progress.verified += delta.verified;
-            progress.mismatched += delta.mismatched;
-            let body = encode(&progress)?;
-            if version == 0 {
-                insert(c, &pk, &sk, 1, &body, expires_at)?;
-            } else {
-                replace(c, &pk, &sk, version, &body, || sk.clone())?;
+            let tx = c.transaction().map_err(sql)?;
+            for (table, delta) in &deltas {
+                add_one(&tx, &pk, table, delta, expires_at)?;
             }
-            Ok(())
+            tx.commit().map_err(sql)
         })
         .await
     }
@@ -427,6 +417,40 @@ impl StateStore for SqliteStore {
         })
         .await
     }
+}
+
+/// Adds `delta` to a table's counters (created at zero first).
+fn add_one(
+    c: &Connection,
+    pk: &str,
+    table: &str,
+    delta: &ProgressDelta,
+    expires_at: Option<i64>,
+) -> Result<(), StoreError> {
+    let sk = format!("TABLE#{table}");
+    let (version, mut progress) = match get(c, pk, &sk)? {
+        Some((v, b)) => (v, decode::<TableProgress>(&b)?),
+        None => (
+            0,
+            TableProgress {
+                table: table.to_owned(),
+                ..TableProgress::default()
+            },
+        ),
+    };
+    progress.rows += delta.rows;
+    progress.bytes += delta.bytes;
+    progress.chunks_done += delta.chunks_done;
+    progress.elapsed_ms += delta.elapsed_ms;
+    progress.verified += delta.verified;
+    progress.mismatched += delta.mismatched;
+    let body = encode(&progress)?;
+    if version == 0 {
+        insert(c, pk, &sk, 1, &body, expires_at)?;
+    } else {
+        replace(c, pk, &sk, version, &body, || sk.clone())?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

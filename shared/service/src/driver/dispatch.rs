@@ -10,11 +10,32 @@
 //! has; [`Driver::dispatch`], which reads every step, serves the Schema step's end, duplicates
 //! and the sweep, and puts the count right where a crash left it behind.
 
-use tidemark_core::state::{RunKey, RunStatus, StepKind, StepRecord, StepStatus};
+use std::collections::{HashMap, HashSet};
+
+use tidemark_core::state::{RunKey, RunRecord, RunStatus, StepKind, StepRecord, StepStatus};
 
 use super::Driver;
 use crate::error::ServiceError;
 use crate::steps;
+
+/// The run's per-table caps on chunks in flight (`channel.table_workers`, as the Schema step
+/// settled them: `db.table` -> cap), recorded on the run; empty when no table is capped.
+pub(crate) fn table_caps(run: &RunRecord) -> HashMap<String, u32> {
+    run.plan
+        .get(TABLE_CAPS)
+        .and_then(|caps| serde_json::from_value(caps.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// Where the run records its caps.
+pub(crate) const TABLE_CAPS: &str = "table_workers";
+
+/// The capped table a chunk step copies, if it is one (a step of several small tables never
+/// is: they are one chunk each).
+fn capped_table<'c>(caps: &'c HashMap<String, u32>, step: &StepRecord) -> Option<&'c str> {
+    let table = step.payload.get("table")?.as_str()?;
+    caps.get_key_value(table).map(|(t, _)| t.as_str())
+}
 
 /// What a sweep did to one run.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -30,24 +51,36 @@ impl Driver<'_> {
     /// (once) when every chunk is done. `true` when the run is being cancelled (nothing is
     /// sent; the caller settles the cancel): read here, so no step reads the run again for it.
     pub(crate) async fn dispatch(&self, key: &RunKey, workers: u32) -> Result<bool, ServiceError> {
-        match self.store.get_run(key).await? {
-            Some(run) if run.status.takes_steps() => {}
+        let run = match self.store.get_run(key).await? {
+            Some(run) if run.status.takes_steps() => run,
             run => return Ok(run.is_some_and(|r| r.status == RunStatus::Cancelling)),
-        }
+        };
         let list = self.store.list_steps(key).await?;
-        let Some(finalize) = steps::finalize_of(&list) else {
-            return Ok(false);
+        self.dispatch_from(key, workers, &run, &list).await?;
+        Ok(false)
+    }
+
+    /// [`Driver::dispatch`] from the run and its steps as read (possibly a moment ago: another
+    /// worker may have sent some of them since, which the conditional writes find).
+    pub(super) async fn dispatch_from(
+        &self,
+        key: &RunKey,
+        workers: u32,
+        run: &RunRecord,
+        list: &[StepRecord],
+    ) -> Result<(), ServiceError> {
+        let Some(finalize) = steps::finalize_of(list) else {
+            return Ok(());
         };
         let chunks = || list.iter().filter(|s| s.kind == StepKind::Chunk);
         if chunks().all(|s| s.status == StepStatus::Done) {
             if finalize.status == StepStatus::Pending && self.mark_queued(finalize.clone()).await? {
                 self.send(key, finalize.n, None).await?;
             }
-            return Ok(false);
+            return Ok(());
         }
-        let in_flight = chunks()
-            .filter(|s| matches!(s.status, StepStatus::Queued | StepStatus::Leased))
-            .count();
+        let flying = |s: &&StepRecord| matches!(s.status, StepStatus::Queued | StepStatus::Leased);
+        let in_flight = chunks().filter(flying).count();
         let mut room = usize::try_from(workers.max(1))
             .unwrap_or(1)
             .saturating_sub(in_flight);
@@ -56,23 +89,50 @@ impl Driver<'_> {
             .map(|s| s.n)
             .max()
             .unwrap_or(0);
+        // `channel.table_workers`: a table at its cap waits; later steps of other tables go. A
+        // capped table's steps are taken lowest number first, and a lost race for one (another
+        // worker sent it) ends this dispatch's sending for that table: two workers dispatching
+        // at once from views that each count the table below its cap then try the same steps,
+        // and the conditional writes let each go once, so the cap holds.
+        let caps = table_caps(run);
+        let mut per_table: HashMap<&str, u32> = HashMap::new();
+        for s in chunks().filter(flying) {
+            if let Some(table) = capped_table(&caps, s) {
+                *per_table.entry(table).or_default() += 1;
+            }
+        }
+        let mut raced: HashSet<&str> = HashSet::new();
         for step in chunks().filter(|s| s.status == StepStatus::Pending) {
             if room == 0 {
                 break;
             }
+            let table = capped_table(&caps, step);
+            if let Some(table) = table
+                && (raced.contains(table)
+                    || per_table.get(table).copied().unwrap_or(0) >= caps[table])
+            {
+                continue;
+            }
             if self.mark_queued(step.clone()).await? {
                 self.send(key, step.n, None).await?;
                 room -= 1;
+                if let Some(table) = table {
+                    *per_table.entry(table).or_default() += 1;
+                }
+            } else if let Some(table) = table {
+                raced.insert(table);
             }
             highest = highest.max(step.n);
         }
         self.count_dispatched(key, highest).await?;
-        Ok(false)
+        Ok(())
     }
 
     /// After a chunk's end: the next chunk in number order if the run has room for it, or
-    /// Finalize (once) when every chunk is done. Reads the run record, not the steps. `true`
-    /// when the run is being cancelled, as for [`Driver::dispatch`].
+    /// Finalize (once) when every chunk is done. Reads the run record, not the steps; the write
+    /// that counts the chunk sent also moves the run's heartbeat, which is otherwise written
+    /// only when older than a third of a step's lease (a chunk step's end does not write it on
+    /// its own). `true` when the run is being cancelled, as for [`Driver::dispatch`].
     pub(crate) async fn dispatch_next(
         &self,
         key: &RunKey,
@@ -85,14 +145,22 @@ impl Driver<'_> {
             if !run.status.takes_steps() {
                 return Ok(run.status == RunStatus::Cancelling);
             }
+            if !table_caps(&run).is_empty() {
+                // Steps go out of number order past a table at its cap: the steps say which.
+                return self.dispatch(key, workers).await;
+            }
+            let now = self.clock.now();
             if run.chunks_done >= run.chunks_total {
+                self.beat(key, &run).await?;
                 break (run, None);
             }
             let in_flight = run.chunks_dispatched.saturating_sub(run.chunks_done);
             if run.chunks_dispatched >= run.chunks_total || in_flight >= workers.max(1) {
+                self.beat(key, &run).await?;
                 return Ok(false);
             }
             run.chunks_dispatched += 1;
+            run.heartbeat = now;
             match self.store.update_run(&run).await {
                 Ok(_) => {
                     let n = run.chunks_dispatched;
@@ -112,6 +180,23 @@ impl Driver<'_> {
             self.send(key, n, None).await?;
         }
         Ok(false)
+    }
+
+    /// Moves the run's heartbeat if it is older than a third of a step's lease (as a lease
+    /// renewal would): a stalled run is still told from a live one, with a write per few steps
+    /// rather than per step.
+    async fn beat(
+        &self,
+        key: &RunKey,
+        run: &tidemark_core::state::RunRecord,
+    ) -> Result<(), ServiceError> {
+        let now = self.clock.now();
+        let every = jiff::SignedDuration::try_from(self.config.step_lease / 3).unwrap_or_default();
+        if now.duration_since(run.heartbeat) < every {
+            return Ok(());
+        }
+        crate::context::update_run(self.store, key, |r| r.heartbeat = r.heartbeat.max(now)).await?;
+        Ok(())
     }
 
     /// Records that the chunks up to `highest` were sent (the count never goes back).

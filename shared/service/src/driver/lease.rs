@@ -52,9 +52,14 @@ impl<'a> Lease<'a> {
         SignedDuration::try_from(self.config.step_lease).unwrap_or(SignedDuration::from_secs(60))
     }
 
-    /// Claims the step: `None` when it is done, failed, or held by a live lease.
-    pub async fn claim(&self, ctx: &Ctx<'_>) -> Result<Option<StepRecord>, ServiceError> {
-        steps::claim(ctx, self.n, &self.config.owner, self.length()).await
+    /// Claims the step, as `read` found it: `None` when it is done, failed, or held by a live
+    /// lease.
+    pub async fn claim(
+        &self,
+        ctx: &Ctx<'_>,
+        read: StepRecord,
+    ) -> Result<Option<StepRecord>, ServiceError> {
+        steps::claim(ctx, read, &self.config.owner, self.length()).await
     }
 
     /// Runs `work`, renewing the lease every third of its length and, when `cancellable`,

@@ -134,10 +134,13 @@ impl StateStore for MeteredStore<'_> {
         &self,
         task_id: &str,
         at: Timestamp,
+        expires_at: Option<Timestamp>,
         report: &serde_json::Value,
     ) -> Result<(), StoreError> {
         self.count(Call::Other, 1);
-        self.inner.put_precheck(task_id, at, report).await
+        self.inner
+            .put_precheck(task_id, at, expires_at, report)
+            .await
     }
     async fn latest_precheck(
         &self,
@@ -191,9 +194,19 @@ impl StateStore for MeteredStore<'_> {
         run: &RunKey,
         table: &str,
         delta: &ProgressDelta,
+        expires_at: Option<Timestamp>,
     ) -> Result<(), StoreError> {
         self.count(Call::AddProgress, 1);
-        self.inner.add_progress(run, table, delta).await
+        self.inner.add_progress(run, table, delta, expires_at).await
+    }
+    async fn add_progress_many(
+        &self,
+        run: &RunKey,
+        deltas: &[(String, ProgressDelta)],
+        expires_at: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        self.count(Call::AddProgress, deltas.len());
+        self.inner.add_progress_many(run, deltas, expires_at).await
     }
     async fn list_progress(&self, run: &RunKey) -> Result<Vec<TableProgress>, StoreError> {
         let progress = self.inner.list_progress(run).await;

@@ -50,6 +50,7 @@ use tidemark_core::state::{RunKey, RunPhase, RunStatus, StepKind, StepRecord, St
 use tidemark_engine::ConnectOptions;
 
 pub use config::DriverConfig;
+pub(crate) use dispatch::TABLE_CAPS;
 pub use pools::EndpointPools;
 
 use crate::context::{Ctx, CycleEvent, CycleInput, Events, update_run};
@@ -222,9 +223,9 @@ impl Driver<'_> {
             source: subject.source.clone(),
             destination: subject.destination.clone(),
         };
-        let mut ctx = Ctx::new(self.store, self.clock, key, &input, events).await?;
+        let mut ctx = Ctx::of_run(self.store, self.clock, key, &input, events, Some(&run));
         let lease = lease::Lease::new(self.store, self.clock, self.config, key, message.step);
-        let Some(claimed) = lease.claim(&ctx).await? else {
+        let Some(claimed) = lease.claim(&ctx, record).await? else {
             return Ok(Handled::of(StepOutcome::Ignored(
                 "another worker holds the step",
             )));
@@ -236,7 +237,7 @@ impl Driver<'_> {
         let work = async {
             match claimed.kind {
                 StepKind::Schema => self.schema_step(&mut ctx, claimed, workers).await,
-                StepKind::Chunk => self.chunk_step(&mut ctx, claimed, workers).await,
+                StepKind::Chunk => self.chunk_step(&mut ctx, claimed, workers, run.phase).await,
                 StepKind::Finalize => self.finalize_step(&mut ctx, claimed).await,
             }
         };
@@ -293,13 +294,16 @@ impl Driver<'_> {
         ctx: &mut Ctx<'_>,
         record: StepRecord,
         workers: u32,
+        phase: Option<RunPhase>,
     ) -> Result<Handled, ServiceError> {
-        if ctx.store.get_run(ctx.key).await?.and_then(|r| r.phase) != Some(RunPhase::Copying) {
+        // The run's phase as this message found it: the first chunk steps move it.
+        if phase != Some(RunPhase::Copying) {
             ctx.enter_phase(RunPhase::Copying).await?;
         }
+        let mut record = record;
         let copied = async {
             let endpoints = self.pools.get(ctx, workers).await?;
-            steps::chunk(ctx, &endpoints, record.clone()).await
+            steps::chunk(ctx, &endpoints, &mut record).await
         }
         .await;
         match copied {

@@ -27,9 +27,7 @@ use tidemark_engine::policy::incremental::{
     SavedTrigger, check_columns, destination_columns, read_window, restore_triggers,
     set_aside_triggers,
 };
-use tidemark_engine::schema::{
-    DdlStatement, ObjectKind, OnExisting, Phase, SchemaPlan, TablePlan, apply_statements,
-};
+use tidemark_engine::schema::{DdlStatement, ObjectKind, OnExisting, Phase, SchemaPlan, TablePlan};
 
 use tidemark_engine::copy::CopyEndpoints;
 use tidemark_engine::crash;
@@ -157,7 +155,13 @@ pub(crate) async fn prepare(
     let everything_first = firsts.len() == runs.len();
     if ctx.with_schema() && !firsts.is_empty() {
         let pre = first_cycle_ddl(&plan, Phase::PreData, &firsts, everything_first);
-        apply_statements(&mut dst, &pre.iter().collect::<Vec<_>>(), OnExisting::Keep).await?;
+        super::apply_pre_data(
+            ctx,
+            &mut dst,
+            &pre.iter().collect::<Vec<_>>(),
+            OnExisting::Keep,
+        )
+        .await?;
     }
     // Test hook: the windows are recorded and first-cycle tables exist; nothing is set aside.
     crash::point("schema.pre_data");

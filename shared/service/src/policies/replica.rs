@@ -3,19 +3,21 @@
 //! failed run drops its own half-made replica and `keep_replicas` drops only replicas this task
 //! recorded, never another database.
 
+use std::collections::HashSet;
+
 use tidemark_core::MultiReplicaPolicy;
 use tidemark_core::policy::{ReplicaPlan, replica_database_name, replicas_to_drop};
 use tidemark_core::state::{RunRecord, RunStatus};
 use tidemark_core::{DatabaseSelection, TaskSpec};
+use tidemark_engine::Phase;
 use tidemark_engine::copy::{CopyEndpoints, TablePlan as EnginePlan};
 use tidemark_engine::crash;
 use tidemark_engine::policy::PolicyError;
 use tidemark_engine::policy::objects::{database_exists, drop_database};
 use tidemark_engine::schema::{DdlStatement, OnExisting};
-use tidemark_engine::{Phase, apply};
 
 use super::invalid;
-use crate::context::{CopyJob, Ctx, plan_copy};
+use crate::context::{CopyJob, Ctx, finish_plans, one_chunk_tables, plan_sources, source_name};
 use crate::error::ServiceError;
 use crate::payload::{Finish, Prepared, TableEntry};
 
@@ -89,21 +91,31 @@ async fn load(
     objects: &[DatabaseSelection],
     dst: &mut mysql_async::Conn,
 ) -> Result<(Vec<EnginePlan>, Vec<TableEntry>), ServiceError> {
-    let plan = ctx.read_plan(objects).await?;
-    if ctx.with_schema() {
-        apply(dst, &plan, Phase::PreData).await?;
-    }
-    // Test hook: the replicas' tables exist, no chunk is planned.
-    crash::point("schema.pre_data");
-    let jobs: Vec<CopyJob<'_>> = plan
-        .tables
+    let mut plan = ctx.read_plan(objects).await?;
+    // The chunks are planned first, on the source alone: a table of one chunk is created with
+    // its secondary indexes, the others get them after their load.
+    let tables = plan.tables.clone();
+    let jobs: Vec<CopyJob<'_>> = tables
         .iter()
         .map(|table| CopyJob {
             table,
             window: None,
         })
         .collect();
-    plan_copy(ctx, endpoints, &jobs).await
+    let planned = plan_sources(ctx, endpoints, &jobs).await?;
+    let inline = if ctx.with_schema() {
+        one_chunk_tables(&jobs, &planned)
+    } else {
+        HashSet::new()
+    };
+    if ctx.with_schema() {
+        plan.inline_indexes(|t| inline.contains(&source_name(t)));
+        let pre: Vec<&DdlStatement> = plan.phase(Phase::PreData).collect();
+        super::apply_pre_data(ctx, dst, &pre, OnExisting::Fail).await?;
+    }
+    // Test hook: the replicas' tables exist, no chunk is planned.
+    crash::point("schema.pre_data");
+    finish_plans(ctx, endpoints, &jobs, planned, &inline).await
 }
 
 /// The Finalize step: the post-data DDL (objects an earlier attempt of this step made are kept),
@@ -113,11 +125,19 @@ pub(crate) async fn finalize(
     policy: &MultiReplicaPolicy,
     replicas: &[String],
     retry: bool,
+    tables: &[TableEntry],
 ) -> Result<(), ServiceError> {
     let objects = replica_objects(ctx.spec(), ctx.key.scheduled_time)?;
     let mut dst = ctx.destination_conn().await?;
     if ctx.with_schema() {
-        let plan = ctx.read_plan(&objects).await?;
+        let mut plan = ctx.read_plan(&objects).await?;
+        // The tables the Schema step created with their secondary indexes get none now.
+        let inline: HashSet<&str> = tables
+            .iter()
+            .filter(|t| t.indexes_inline)
+            .map(|t| t.table.as_str())
+            .collect();
+        plan.inline_indexes(|t| inline.contains(source_name(t).as_str()));
         let post: Vec<&DdlStatement> = plan.phase(Phase::PostData).collect();
         let on_existing = if retry {
             OnExisting::Keep

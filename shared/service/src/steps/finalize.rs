@@ -14,7 +14,7 @@ use tidemark_engine::crash;
 use super::record::settle;
 use crate::context::{Ctx, TableOutcome, update_run};
 use crate::error::ServiceError;
-use crate::payload::{Finish, TableEntry, finalize_payload};
+use crate::payload::{Finish, TableEntry, copied_parts, finalize_payload};
 
 /// A claimed Finalize step's work: the policy's ending, then the tables' report from the chunk
 /// steps (each counted once, whatever number of times it ran).
@@ -29,10 +29,11 @@ pub(crate) async fn finalize(
     let retry = record.attempts > 1;
     match (&ctx.spec().policy.clone(), &payload.finish) {
         (Policy::MultiReplica(policy), Finish::Replica { replicas }) => {
-            crate::policies::replica::finalize(ctx, policy, replicas, retry).await?;
+            crate::policies::replica::finalize(ctx, policy, replicas, retry, &payload.tables)
+                .await?;
         }
         (Policy::Resync(_), Finish::Resync { .. }) => {
-            crate::policies::resync::finalize(ctx, retry).await?;
+            crate::policies::resync::finalize(ctx, retry, &payload.tables).await?;
         }
         (
             Policy::Incremental(_),
@@ -74,16 +75,16 @@ async fn reconcile_counters(ctx: &Ctx<'_>, steps: &[StepRecord]) -> Result<(), S
         .filter(|s| s.kind == StepKind::Chunk && s.status == StepStatus::Done)
     {
         done += 1;
-        let Some(table) = s.payload.get("table").and_then(|t| t.as_str()) else {
-            continue;
-        };
-        let sum = sums.entry(table.to_owned()).or_default();
-        sum.rows += s.rows;
-        sum.bytes += s.bytes;
-        sum.chunks_done += 1;
-        sum.verified += u32::from(s.checksum.is_some());
+        for (table, rows, bytes, checksum) in copied_parts(s) {
+            let sum = sums.entry(table).or_default();
+            sum.rows += rows;
+            sum.bytes += bytes;
+            sum.chunks_done += 1;
+            sum.verified += u32::from(checksum.is_some());
+        }
     }
     let current = ctx.store.list_progress(ctx.key).await?;
+    let mut additions: Vec<(String, ProgressDelta)> = Vec::new();
     for (table, sum) in &sums {
         let have = current.iter().find(|p| &p.table == table);
         let missing = ProgressDelta {
@@ -102,11 +103,13 @@ async fn reconcile_counters(ctx: &Ctx<'_>, steps: &[StepRecord]) -> Result<(), S
         // Chunks whose check Finalize deferred are counted verified here, once it passed.
         if missing.rows > 0 || missing.bytes > 0 || missing.chunks_done > 0 || missing.verified > 0
         {
-            ctx.store
-                .add_progress(ctx.key, table, &missing, ctx.expires_at)
-                .await?;
+            additions.push((table.clone(), missing));
         }
     }
+    // One write for them all where the store can (a thousand tables' deferred checks).
+    ctx.store
+        .add_progress_many(ctx.key, &additions, ctx.expires_at)
+        .await?;
     let run = ctx.store.get_run(ctx.key).await?;
     if run.is_some_and(|r| r.chunks_done != done) {
         update_run(ctx.store, ctx.key, |r| r.chunks_done = done).await?;
@@ -122,24 +125,24 @@ pub(crate) fn outcomes(
 ) -> Vec<TableOutcome> {
     // Per table: rows, bytes, chunks, and the span from its first chunk's start to its last
     // chunk's end (chunks run in parallel, possibly in several processes).
+    // (A part of a step that copied several tables is timed by its step.)
     type Sums = (u64, u64, u32, Option<(Timestamp, Timestamp)>);
-    let mut sums: HashMap<&str, Sums> = HashMap::new();
+    let mut sums: HashMap<String, Sums> = HashMap::new();
     for s in steps
         .iter()
         .filter(|s| s.kind == StepKind::Chunk && s.status == StepStatus::Done)
     {
-        let Some(table) = s.payload.get("table").and_then(|t| t.as_str()) else {
-            continue;
-        };
-        let entry = sums.entry(table).or_default();
-        entry.0 += s.rows;
-        entry.1 += s.bytes;
-        entry.2 += 1;
-        if let (Some(start), Some(end)) = (s.started_at, s.finished_at) {
-            entry.3 = Some(match entry.3 {
-                Some((first, last)) => (first.min(start), last.max(end)),
-                None => (start, end),
-            });
+        for (table, rows, bytes, _) in copied_parts(s) {
+            let entry = sums.entry(table).or_default();
+            entry.0 += rows;
+            entry.1 += bytes;
+            entry.2 += 1;
+            if let (Some(start), Some(end)) = (s.started_at, s.finished_at) {
+                entry.3 = Some(match entry.3 {
+                    Some((first, last)) => (first.min(start), last.max(end)),
+                    None => (start, end),
+                });
+            }
         }
     }
     let verify = ctx.spec().channel.verify;

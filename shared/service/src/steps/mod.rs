@@ -7,7 +7,8 @@
 //!                         written as the steps below — the Finalize step last, so its presence
 //!                         says the plan is complete
 //! STEP#1..=N    Chunk     one key range of one table, copied and verified in one transaction
-//!                         (a retry clears the range first; an incremental chunk only upserts)
+//!                         (a retry clears the range first; an incremental chunk only upserts);
+//!                         or several small tables' one chunk each, one after the other
 //! STEP#N+1      Finalize  the policy's ending (indexes, swap, foreign keys, views, routines,
 //!                         triggers, watermarks, old replicas), then the run's report
 //! ```
@@ -23,10 +24,14 @@
 //! - [`record`]: claims (short leases), settling, giving a step back.
 //! - [`schema`], [`chunk`], [`finalize`]: one file per step's work; the driver decides what
 //!   follows each ([`crate::driver`]).
+//! - [`grouping`]: which chunks share a Chunk step (many small tables do).
+//! - [`caps`]: `channel.table_workers`, each table's cap on chunks in flight.
 //! - The payloads they carry are in [`crate::payload`].
 
+mod caps;
 mod chunk;
 mod finalize;
+mod grouping;
 mod record;
 mod schema;
 

@@ -25,22 +25,49 @@ pub(crate) async fn ensure_schema_step(
     Ok(())
 }
 
-/// Claims step `n` for `owner` with a lease of `lease`: the claimed record, or `None` when it is
-/// done, failed, or held by a live lease of someone else (a lost race included).
+/// Claims a step for `owner` with a lease of `lease`, from the record as the caller read it:
+/// the claimed record, or `None` when it is done, failed, or held by a live lease of someone
+/// else. A record that changed since it was read is read again, once.
 pub(crate) async fn claim(
     ctx: &Ctx<'_>,
-    n: u32,
+    read: StepRecord,
     owner: &str,
     lease: SignedDuration,
 ) -> Result<Option<StepRecord>, ServiceError> {
+    let n = read.n;
+    match claim_as_read(ctx, read, owner, lease).await? {
+        Claim::Stale => match ctx.store.get_step(ctx.key, n).await? {
+            Some(fresh) => match claim_as_read(ctx, fresh, owner, lease).await? {
+                Claim::Claimed(record) => Ok(Some(record)),
+                Claim::Stale | Claim::Not => Ok(None),
+            },
+            None => Ok(None),
+        },
+        Claim::Claimed(record) => Ok(Some(record)),
+        Claim::Not => Ok(None),
+    }
+}
+
+enum Claim {
+    Claimed(StepRecord),
+    /// Done, failed, or held by a live lease.
+    Not,
+    /// The record changed since it was read.
+    Stale,
+}
+
+async fn claim_as_read(
+    ctx: &Ctx<'_>,
+    mut record: StepRecord,
+    owner: &str,
+    lease: SignedDuration,
+) -> Result<Claim, ServiceError> {
     let now = ctx.clock.now();
-    let Some(mut record) = ctx.store.get_step(ctx.key, n).await? else {
-        return Ok(None);
-    };
+    let n = record.n;
     match record.status {
-        StepStatus::Done | StepStatus::Failed => return Ok(None),
+        StepStatus::Done | StepStatus::Failed => return Ok(Claim::Not),
         StepStatus::Leased if record.lease_until.is_some_and(|until| until > now) => {
-            return Ok(None);
+            return Ok(Claim::Not);
         }
         StepStatus::Pending | StepStatus::Queued | StepStatus::Leased => {}
     }
@@ -57,9 +84,9 @@ pub(crate) async fn claim(
     match ctx.store.update_step(&record).await {
         Ok(version) => {
             record.version = version;
-            Ok(Some(record))
+            Ok(Claim::Claimed(record))
         }
-        Err(e) if e.is_conflict() => Ok(None),
+        Err(e) if e.is_conflict() => Ok(Claim::Stale),
         Err(e) => Err(e.into()),
     }
 }

@@ -4,12 +4,12 @@ use std::collections::HashMap;
 
 use tidemark_core::Policy;
 use tidemark_core::state::{RunPhase, StepKind, StepRecord};
-use tidemark_engine::copy::{CopyEndpoints, by_size, unique_checks_off};
+use tidemark_engine::copy::{CopyEndpoints, chunk_bytes};
 use tidemark_engine::crash;
 
 use crate::context::{Ctx, update_run};
 use crate::error::ServiceError;
-use crate::payload::{ChunkPayload, FinalizePayload, SCHEMA_STEP, encode, step};
+use crate::payload::{FinalizePayload, SCHEMA_STEP, encode, encode_finalize, step};
 
 /// The Schema step's work: the policy's preparation, then the chunk and Finalize steps written
 /// (the Finalize step last). Returns the number of chunks. A run taken over after a crash may
@@ -26,30 +26,24 @@ pub(crate) async fn schema(
             crate::policies::incremental::prepare(ctx, endpoints, &policy).await?
         }
     };
+    super::caps::settle_caps(ctx, endpoints, &prepared.plans, &prepared.tables).await?;
     // Test hook: the policy prepared the destination, no step is written yet.
     crash::point("schema.planned");
-    let mut payloads = Vec::new();
-    for (plan, entry) in prepared.plans.iter().zip(&prepared.tables) {
-        for chunk in &plan.chunks {
-            payloads.push(ChunkPayload {
-                table: entry.table.clone(),
-                shape: plan.shape.clone(),
-                chunk: chunk.clone(),
-                unique_checks_off: unique_checks_off(plan, chunk),
-            });
-        }
-    }
-    // Steps run in number order: the largest chunks first, the short ones at the end.
-    by_size(&mut payloads, |p| p.chunk.estimated_rows);
+    let planned = super::grouping::chunk_steps(
+        &prepared.plans,
+        &prepared.tables,
+        ctx.spec().channel.workers,
+        chunk_bytes(ctx.spec().channel.chunk_mb),
+    )?;
     let chunks: Vec<StepRecord> = (1..)
-        .zip(&payloads)
-        .map(|(n, p)| {
+        .zip(&planned)
+        .map(|(n, s)| {
             Ok(step(
                 ctx.key,
                 ctx.expires_at,
                 n,
                 StepKind::Chunk,
-                encode(p)?,
+                encode(&s.work)?,
             ))
         })
         .collect::<Result<_, ServiceError>>()?;
@@ -59,7 +53,7 @@ pub(crate) async fn schema(
         ctx.expires_at,
         total + 1,
         StepKind::Finalize,
-        encode(&FinalizePayload {
+        encode_finalize(&FinalizePayload {
             tables: prepared.tables,
             finish: prepared.finish,
         })?,

@@ -145,7 +145,7 @@ impl Deployment {
             .send()
             .await
             .expect("the schedule group");
-        let mut vars = vec![
+        let vars = vec![
             (TABLE, table),
             (STEP_QUEUE_URL, step_url),
             (PRECHECK_QUEUE_URL, precheck_url),

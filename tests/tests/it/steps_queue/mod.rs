@@ -434,6 +434,7 @@ async fn drain_one(rig: &Rig) -> Option<StepOutcome> {
     Some(outcome)
 }
 
+mod batches;
 mod cancel;
 mod compat;
 mod dispatch;

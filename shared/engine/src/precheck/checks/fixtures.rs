@@ -42,6 +42,8 @@ pub fn mariadb() -> ServerFacts {
             sql_mode: "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION".into(),
             time_zone: "SYSTEM".into(),
             system_time_zone: "UTC".into(),
+            innodb_autoinc_lock_mode: 1,
+            binlog_format: "MIXED".into(),
             hosting: Hosting::Plain,
         },
         charsets: set(&["ascii", "binary", "latin1", "utf8mb3", "utf8mb4"]),
@@ -147,6 +149,7 @@ pub fn shop() -> SchemaFacts {
         foreign_keys: Vec::new(),
         largest_row_bytes: Some(65_535),
         has_rows: None,
+        auto_increment: false,
     };
     SchemaFacts {
         name: "shop".into(),

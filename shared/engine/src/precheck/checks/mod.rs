@@ -1,6 +1,7 @@
 //! The checks: pure functions of the spec, both servers' facts, the mapping warnings and the time.
 //! One module per concern; [`run_checks`] lists them in report order ([`ids::ALL`]).
 
+mod autoinc;
 mod binlog;
 mod charsets;
 mod connectivity;
@@ -75,7 +76,7 @@ pub type Check = fn(&CheckInput<'_>) -> Result<CheckResult, CheckResult>;
 
 /// Every check after the two connectivity checks, in report order.
 pub fn run_checks(input: &CheckInput<'_>) -> Vec<CheckResult> {
-    let checks: [Check; 20] = [
+    let checks: [Check; 21] = [
         servers::server_versions,
         privileges::source_privileges,
         privileges::destination_privileges,
@@ -92,6 +93,7 @@ pub fn run_checks(input: &CheckInput<'_>) -> Vec<CheckResult> {
         charsets::charsets_collations,
         servers::destination_local_infile,
         servers::max_allowed_packet,
+        autoinc::autoinc_lock_mode,
         destination::foreign_keys,
         destination::destination_triggers,
         servers::lower_case_table_names,

@@ -2,6 +2,7 @@
 //! dispatched and what the sweep repairs here; what each step's message does when it is a
 //! duplicate, comes too close to the deadline or finds its run cancelled, in a file per step.
 
+mod caps;
 mod chunk;
 mod finalize;
 mod schema;
