@@ -204,8 +204,8 @@ fn every_function_crate_builds_the_binary_the_template_names() {
 }
 
 #[test]
-fn the_readme_lists_every_driver_variable_with_its_default() {
-    let readme = repo_file("README.md");
+fn the_deploy_guide_lists_every_driver_variable_with_its_default() {
+    let readme = repo_file("infra/DEPLOY.md");
     let timings = |config: tidemark_service::DriverConfig| tidemark_service::DriverConfig {
         owner: String::new(),
         ..config
@@ -215,11 +215,15 @@ fn the_readme_lists_every_driver_variable_with_its_default() {
         let row = readme
             .lines()
             .find_map(|l| l.strip_prefix(&format!("| `{name}` | ")))
-            .unwrap_or_else(|| panic!("the README's table has no row for {name}"));
+            .unwrap_or_else(|| panic!("infra/DEPLOY.md's table has no row for {name}"));
         let default = row.split(" |").next().unwrap_or_default().to_owned();
         let set = driver_config(&|n: &str| (n == name).then(|| default.clone()), "t")
-            .unwrap_or_else(|e| panic!("{name}'s default in the README: {e}"));
-        assert_eq!(timings(set), defaults, "{name}'s default in the README");
+            .unwrap_or_else(|e| panic!("{name}'s default in infra/DEPLOY.md: {e}"));
+        assert_eq!(
+            timings(set),
+            defaults,
+            "{name}'s default in infra/DEPLOY.md"
+        );
     }
 }
 

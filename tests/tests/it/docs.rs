@@ -1,4 +1,4 @@
-//! The docs are tested: every JSON block in the README is a fixture of the parser it stands for —
+//! The docs are tested: every JSON block in the README and infra/DEPLOY.md is a fixture of the parser it stands for —
 //! a ```` ```json ```` block is a task spec that must parse and validate, a ```` ```json secret ````
 //! block a Secrets Manager secret that the secret store must read (through the emulator) — and
 //! the RDS quick start's list of VPC endpoints is the functions' AWS services.
@@ -41,8 +41,15 @@ pub(crate) fn blocks(markdown: &str, lang: &str) -> Vec<Block> {
     found
 }
 
+/// The README and the AWS guide it links to (infra/DEPLOY.md), one after the other.
 pub(crate) fn readme() -> String {
-    std::fs::read_to_string(repo_dir().join("README.md")).expect("read README.md")
+    ["README.md", "infra/DEPLOY.md"]
+        .iter()
+        .map(|f| {
+            std::fs::read_to_string(repo_dir().join(f)).unwrap_or_else(|e| panic!("read {f}: {e}"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[test]

@@ -36,7 +36,7 @@ pub const RECORD_RETENTION_DAYS: &str = "TIDEMARK_RECORD_RETENTION_DAYS";
 /// (on AWS the sweep is run-cycle's, on its own schedule).
 pub const SWEEP_SECONDS: &str = "TIDEMARK_SWEEP_SECONDS";
 
-/// Every optional variable of the driver (the README lists them with their defaults).
+/// Every optional variable of the driver (infra/DEPLOY.md lists them with their defaults).
 pub const DRIVER_VARIABLES: [&str; 11] = [
     WORKER_TIMEOUT_SECONDS,
     STEP_BUDGET_SECONDS,
