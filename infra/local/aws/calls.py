@@ -9,6 +9,7 @@ dynamodb:TransactWriteItems is authorized as the PutItem/UpdateItem/DeleteItem/C
 of each item's table, sqs:SendMessageBatch as sqs:SendMessage, lambda:Invoke as
 lambda:InvokeFunction). `implied(resp, body)` is what AWS then does with the caller's (or a passed
 role's) permissions: kms:Decrypt / kms:GenerateDataKey on a secret's customer-managed key,
+secretsmanager:TagResource for a secret created with tags,
 iam:PassRole for a schedule's role, and the schedule role's own target invocation and dead-letter
 send (these carry "role_arn": they are evaluated against that role, not the caller).
 """
@@ -240,6 +241,10 @@ def implied(resp, checks):
     out = []
     if service == "secretsmanager":
         key_id, secret_arn = None, checks[0]["resources"][0] if checks else "*"
+        if api == "CreateSecret" and p.get("Tags"):
+            # "To add tags to the secret, you must also have secretsmanager:TagResource" (the
+            # CreateSecret reference's required permissions).
+            out.append(dict(_one("secretsmanager:TagResource", [secret_arn]), why="CreateSecret with tags"))
         if api == "CreateSecret":
             key_id = p.get("KmsKeyId")
         elif p.get("SecretId"):

@@ -18,7 +18,8 @@
 // (the same lookup of the secret's tags on AWS; the simulator's data lacks the former).
 //
 // PROBES.jsonl: hypothetical calls, {"function" (or "role": logical id), "action", "resources",
-// "context"?, "expect": "allowed"|"denied"}, evaluated against the first stack.
+// "context"?, "expect": "allowed"|"denied"}, evaluated against the first stack. A probe expected
+// allowed stands for a call on a path no scenario reaches: --necessity counts it as a call.
 //
 // Prints {"verdicts": [...], "denied": n, "unexpected": n, ...} as JSON; exit 1 if a call or an
 // implied call is denied, or a probe is not as expected. --necessity adds "necessity": for each
@@ -290,6 +291,9 @@ async function main() {
       const verdict = entry ? await evaluate(entry[1], e) : { result: 'error', error: `no role for ${probe.function || probe.role}` }
       const allowed = verdict.result === 'Allowed'
       probes.push({ ...probe, resource, ...verdict, as_expected: probe.expect ? allowed === (probe.expect === 'allowed') : allowed })
+      // A call the code makes on a path no scenario reaches (expected allowed) needs its
+      // statement as a recorded call does.
+      if (allowed && probe.expect !== 'denied') stacks[0].judged.push({ ...e, ...verdict })
     }
   }
   const denied = verdicts.filter((v) => v.result !== 'Allowed')

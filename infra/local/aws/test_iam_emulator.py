@@ -108,8 +108,11 @@ class Recorder(unittest.TestCase):
         manage.create_schedule(Name="task-1", GroupName=cls.group, ScheduleExpression="cron(0 3 * * ? *)",
                                FlexibleTimeWindow={"Mode": "OFF"}, Target=cls.target)
         manage.get_schedule(Name="task-1", GroupName=cls.group)
+        cls.tagged = s.client("secretsmanager", "CreateTaskFunction").create_secret(
+            Name=f"tidemark/{s.stage}/t1/source", SecretString="p", Tags=[{"Key": "tidemark:task-id", "Value": "t1"}])["ARN"]
         cls.worker_calls = s.calls("RunWorkerFunction")
         cls.manage_calls = s.calls("ManageTaskFunction")
+        cls.create_calls = s.calls("CreateTaskFunction")
 
     def one(self, calls, api, **match):
         found = [c for c in calls if c["api"] == api and all(c.get(k) == v for k, v in match.items())]
@@ -123,6 +126,12 @@ class Recorder(unittest.TestCase):
         self.assertEqual((decrypt["action"], decrypt["resources"]), ("kms:Decrypt", [self.s.key_arn]))
         self.assertEqual(decrypt["context"]["kms:ViaService"], "secretsmanager.us-east-1.amazonaws.com")
         self.assertEqual(decrypt["context"]["kms:EncryptionContext:SecretARN"], self.secret)
+
+    def test_a_secret_created_with_tags_implies_tag_resource_on_it(self):
+        line = self.one(self.create_calls, "secretsmanager:CreateSecret")
+        self.assertEqual((line["resources"], line["error"]), ([self.tagged], None))
+        self.assertEqual([(i["action"], i["resources"]) for i in line["implied"]],
+                         [("secretsmanager:TagResource", [self.tagged])])
 
     def test_a_secret_under_the_aws_managed_key_implies_no_kms_call(self):
         line = [c for c in self.worker_calls if c["api"] == "secretsmanager:GetSecretValue"

@@ -19,11 +19,19 @@ def statements(stack, role, policy_name):
 
 
 def with_statements(stack, role, keep, add=()):
-    """A copy of the stack whose role keeps the statements `keep` says yes to, plus `add`."""
+    """A copy of the stack whose role keeps the statements `keep` says yes to (of its inline
+    policies and of the stack's own managed policies, which it may have attached), plus `add`."""
     out = copy.deepcopy(stack)
     policies = out["Resources"][role]["Properties"]["Policies"]
     for policy in policies:
         policy["PolicyDocument"]["Statement"] = [s for s in policy["PolicyDocument"]["Statement"] if keep(s)]
+    for resource in out["Resources"].values():
+        if resource["Type"] == "AWS::IAM::ManagedPolicy":
+            document = resource["Properties"]["PolicyDocument"]
+            if isinstance(document, str):  # a document built with !Sub is JSON text
+                document = json.loads(document)
+            document["Statement"] = [s for s in document["Statement"] if keep(s)]
+            resource["Properties"]["PolicyDocument"] = document
     policies.append({"PolicyName": "added", "PolicyDocument": {"Version": "2012-10-17", "Statement": list(add)}})
     return out
 
@@ -122,13 +130,16 @@ class Simulate(unittest.TestCase):
         code, report = self.simulate({"RunWorkerFunction"}, None, "--necessity")
         self.assertEqual(code, 1)  # RunWorkerFunction's record here needs few of its statements
         by_id = {(n["role"], n["policy"], n["statement"]): n for n in report["necessity"]}
-        secrets = by_id[("RunWorkerFunctionRole", "RunWorkerFunctionRolePolicy2", 0)]
+        # The stack's own managed policy: its AllowedSecretArns statement (rds/*) allows the read.
+        secrets = by_id[("RunWorkerFunctionRole", "SecretReadPolicy", 1)]
         self.assertEqual(secrets["needed_by"], [f"secretsmanager:GetSecretValue {self.plain}"])
-        self.assertTrue(by_id[("RunWorkerFunctionRole", "RunWorkerFunctionRolePolicy2", 2)]["unused"])
-        crud = by_id[("RunWorkerFunctionRole", "RunWorkerFunctionRolePolicy0", 0)]
-        self.assertFalse(crud["unused"])
-        self.assertIn("dynamodb:Scan", crud["unused_actions"])
-        self.assertNotIn("dynamodb:GetItem", crud["unused_actions"])
+        self.assertTrue(by_id[("RunWorkerFunctionRole", "SecretReadPolicy", 0)]["unused"])
+        # The schedules statement: nothing here reads or deletes a schedule as run-worker.
+        self.assertTrue(by_id[("RunWorkerFunctionRole", "RunWorkerFunctionRolePolicy3", 1)]["unused"])
+        table = by_id[("RunWorkerFunctionRole", "RunWorkerFunctionRolePolicy0", 0)]
+        self.assertFalse(table["unused"])
+        self.assertIn("dynamodb:Query", table["unused_actions"])
+        self.assertNotIn("dynamodb:GetItem", table["unused_actions"])
         # The schedule SAM makes for the sweep: its role's one statement serves the template.
         sweep = by_id[("RunCycleFunctionSweepRole", "RunCycleFunctionSweepLambdaPolicy", 0)]
         self.assertFalse(sweep["unused"])

@@ -129,11 +129,13 @@ pub struct StackFiles {
     pub creds_json: PathBuf,
 }
 
-/// `simulate.mjs` over every recorded call of `stacks`' keys (with `--necessity`, also which
-/// statements no call needs): its exit code and its JSON report.
+/// `simulate.mjs` over every recorded call of `stacks`' keys and the `probes` (calls on paths no
+/// scenario reaches, JSON lines; see simulate.mjs), with `--necessity` also which statements,
+/// actions and resources no call needs: its exit code and its JSON report.
 pub fn simulate(
     calls: &Path,
     stacks: &[StackFiles],
+    probes: Option<&Path>,
     necessity: bool,
 ) -> Result<(i32, Value), String> {
     let mut command = std::process::Command::new("node");
@@ -151,6 +153,9 @@ pub fn simulate(
         std::process::id()
     ));
     command.arg("--calls").arg(calls).arg("--out").arg(&out);
+    if let Some(probes) = probes {
+        command.arg("--probe").arg(probes);
+    }
     if necessity {
         command.arg("--necessity");
     }

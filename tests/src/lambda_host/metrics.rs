@@ -13,9 +13,9 @@ pub fn metric_sum(doc: &StackDoc, logs: &LogSink, namespace: &str, name: &str) -
     let mut sum = 0.0;
     for (id, filter) in doc.of_kind("AWS::Logs::MetricFilter") {
         let group = filter.prop("LogGroupName").as_str().unwrap_or_default();
-        let Some(function) = function_of_group(doc, group) else {
-            continue;
-        };
+        // A filter on a group no function logs to would never count: the template is wrong.
+        let function = function_of_group(doc, group)
+            .unwrap_or_else(|| panic!("{id}: no function logs to log group {group:?}"));
         let pattern = filter.prop("FilterPattern").as_str().unwrap_or_default();
         let pattern =
             FilterPattern::parse(pattern).unwrap_or_else(|e| panic!("{id}'s FilterPattern: {e}"));
@@ -69,10 +69,15 @@ pub fn alarm_rings(doc: &StackDoc, logs: &LogSink, logical_id: &str) -> bool {
     }
 }
 
-/// The logical id of the function whose log group is `group` (`/aws/lambda/<name>`).
+/// The logical id of the function whose log group is `group`.
 fn function_of_group(doc: &StackDoc, group: &str) -> Option<String> {
-    let name = group.strip_prefix("/aws/lambda/")?;
+    // A function logs to its `LoggingConfig.LogGroup`, else to Lambda's default group.
     doc.of_kind("AWS::Lambda::Function")
-        .find(|(_, r)| r.physical_id == name)
+        .find(
+            |(_, r)| match r.prop("LoggingConfig")["LogGroup"].as_str() {
+                Some(own) => own == group,
+                None => group.strip_prefix("/aws/lambda/") == Some(r.physical_id.as_str()),
+            },
+        )
         .map(|(id, _)| id.to_owned())
 }

@@ -72,6 +72,23 @@ pub async fn resync_reloads_each_cycle() {
     let task = s.settled_task(&id).await;
     assert_eq!(task["status"], "scheduled", "{task}");
     assert_eq!(task["last_run"]["status"], "succeeded", "{task}");
+    // What an operator reads: the task among the stage's tasks, its two runs, a run's tables.
+    let (status, tasks) = s.stack.http("GET", "/tasks?limit=100", None).await;
+    assert_eq!(status, 200, "{tasks}");
+    let listed = tasks["items"].as_array().expect("a list of tasks");
+    assert!(listed.iter().any(|t| t["id"] == id.as_str()), "{tasks}");
+    let (status, runs) = s
+        .stack
+        .http("GET", &format!("/tasks/{id}/runs"), None)
+        .await;
+    assert_eq!(status, 200, "{runs}");
+    assert_eq!(runs["items"].as_array().map(Vec::len), Some(2), "{runs}");
+    let (status, one) = s
+        .stack
+        .http("GET", &format!("/tasks/{id}/runs/{at}"), None)
+        .await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["id"], at.as_str(), "{one}");
     s.finish().await;
 }
 
