@@ -54,7 +54,7 @@ pub(crate) struct ChunkPayload {
 #[serde(untagged)]
 pub(crate) enum ChunkWork {
     Batch { batch: Vec<ChunkPayload> },
-    One(ChunkPayload),
+    One(Box<ChunkPayload>),
 }
 
 impl ChunkWork {
@@ -62,7 +62,7 @@ impl ChunkWork {
     pub(crate) fn into_parts(self) -> Vec<ChunkPayload> {
         match self {
             ChunkWork::Batch { batch } => batch,
-            ChunkWork::One(one) => vec![one],
+            ChunkWork::One(one) => vec![*one],
         }
     }
 }

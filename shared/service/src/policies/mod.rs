@@ -78,8 +78,7 @@ pub(crate) const MAX_DDL_SESSIONS: usize = 8;
 pub(crate) fn ddl_sessions(ctx: &Ctx<'_>, tables: usize) -> usize {
     let workers = usize::try_from(ctx.spec().channel.workers).unwrap_or(1);
     workers
-        .max(DDL_SESSIONS)
-        .min(MAX_DDL_SESSIONS)
+        .clamp(DDL_SESSIONS, MAX_DDL_SESSIONS)
         .min(tables.max(1))
 }
 

@@ -53,7 +53,7 @@ pub(crate) fn chunk_steps(
             } else {
                 steps.push(StepWork {
                     estimated_rows: chunk.estimated_rows,
-                    work: ChunkWork::One(payload),
+                    work: ChunkWork::One(Box::new(payload)),
                 });
             }
         }
@@ -63,7 +63,7 @@ pub(crate) fn chunk_steps(
     if per_step == 1 {
         steps.extend(singles.into_iter().map(|(payload, _)| StepWork {
             estimated_rows: payload.chunk.estimated_rows,
-            work: ChunkWork::One(payload),
+            work: ChunkWork::One(Box::new(payload)),
         }));
     } else {
         by_size(&mut singles, |(_, bytes)| *bytes);
@@ -94,7 +94,7 @@ pub(crate) fn chunk_steps(
 fn batched(mut batch: Vec<ChunkPayload>) -> StepWork {
     let estimated_rows = batch.iter().map(|p| p.chunk.estimated_rows).sum();
     let work = match (batch.len(), batch.pop()) {
-        (1, Some(one)) => ChunkWork::One(one),
+        (1, Some(one)) => ChunkWork::One(Box::new(one)),
         (_, last) => {
             batch.extend(last);
             ChunkWork::Batch { batch }

@@ -38,18 +38,18 @@ pub(crate) async fn claim(
     match claim_as_read(ctx, read, owner, lease).await? {
         Claim::Stale => match ctx.store.get_step(ctx.key, n).await? {
             Some(fresh) => match claim_as_read(ctx, fresh, owner, lease).await? {
-                Claim::Claimed(record) => Ok(Some(record)),
+                Claim::Claimed(record) => Ok(Some(*record)),
                 Claim::Stale | Claim::Not => Ok(None),
             },
             None => Ok(None),
         },
-        Claim::Claimed(record) => Ok(Some(record)),
+        Claim::Claimed(record) => Ok(Some(*record)),
         Claim::Not => Ok(None),
     }
 }
 
 enum Claim {
-    Claimed(StepRecord),
+    Claimed(Box<StepRecord>),
     /// Done, failed, or held by a live lease.
     Not,
     /// The record changed since it was read.
@@ -84,7 +84,7 @@ async fn claim_as_read(
     match ctx.store.update_step(&record).await {
         Ok(version) => {
             record.version = version;
-            Ok(Claim::Claimed(record))
+            Ok(Claim::Claimed(Box::new(record)))
         }
         Err(e) if e.is_conflict() => Ok(Claim::Stale),
         Err(e) => Err(e.into()),
