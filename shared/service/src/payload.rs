@@ -67,6 +67,10 @@ impl ChunkWork {
     }
 }
 
+/// Where a run's record keeps its per-table caps on chunks in flight (`channel.table_workers`):
+/// the Schema step writes them, the driver's dispatch reads them.
+pub(crate) const TABLE_CAPS: &str = "table_workers";
+
 /// What a done Chunk step copied, per table: `(db.table, rows, bytes, checksum)` — the step's
 /// own figures for a one-chunk step, each part's for a batch. Read from the JSON without
 /// decoding the shapes (Finalize reads every step of a thousand-table run).

@@ -16,6 +16,7 @@ use tidemark_core::state::{RunKey, RunRecord, RunStatus, StepKind, StepRecord, S
 
 use super::Driver;
 use crate::error::ServiceError;
+use crate::payload::TABLE_CAPS;
 use crate::steps;
 
 /// The run's per-table caps on chunks in flight (`channel.table_workers`, as the Schema step
@@ -26,9 +27,6 @@ pub(crate) fn table_caps(run: &RunRecord) -> HashMap<String, u32> {
         .and_then(|caps| serde_json::from_value(caps.clone()).ok())
         .unwrap_or_default()
 }
-
-/// Where the run records its caps.
-pub(crate) const TABLE_CAPS: &str = "table_workers";
 
 /// The capped table a chunk step copies, if it is one (a step of several small tables never
 /// is: they are one chunk each).

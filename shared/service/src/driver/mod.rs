@@ -50,7 +50,6 @@ use tidemark_core::state::{RunKey, RunPhase, RunStatus, StepKind, StepRecord, St
 use tidemark_engine::ConnectOptions;
 
 pub use config::DriverConfig;
-pub(crate) use dispatch::TABLE_CAPS;
 pub use pools::EndpointPools;
 
 use crate::context::{Ctx, CycleEvent, CycleInput, Events, update_run};

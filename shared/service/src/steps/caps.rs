@@ -1,6 +1,6 @@
 //! `channel.table_workers`: how many chunks of one table may be in flight, settled by the Schema
 //! step for the tables of more than one chunk and recorded on the run, where the dispatch reads
-//! it ([`crate::driver`]).
+//! it (the driver's dispatch).
 //!
 //! Left out of the spec, the destination decides: where its `innodb_autoinc_lock_mode` is below 2
 //! (MariaDB's default, and MySQL 5.7's), a table with an AUTO_INCREMENT column is loaded one
@@ -14,9 +14,8 @@ use mysql_async::prelude::Queryable;
 use tidemark_engine::copy::{CopyEndpoints, TablePlan};
 
 use crate::context::Ctx;
-use crate::driver::TABLE_CAPS;
 use crate::error::ServiceError;
-use crate::payload::TableEntry;
+use crate::payload::{TABLE_CAPS, TableEntry};
 
 /// Records on the run (not saved yet: the Schema step saves its record before any dispatch) the
 /// cap of each table of several chunks whose cap is below `channel.workers`, and the
