@@ -91,11 +91,24 @@ pub async fn a_worker_killed_mid_chunk_is_resumed_from_its_step() {
     let id = s.create(&body).await;
     s.start(&id).await;
     s.fire(&id, AT).await;
-    s.run_when(&id, AT, |run| run.phase == Some(RunPhase::Copying))
-        .await;
+    s.run_when(&id, AT, |run| {
+        run.phase == Some(RunPhase::Copying) && run.chunks_done >= 1
+    })
+    .await;
+    // The next chunk waits on the shadow table: the worker is killed while it loads, however
+    // fast chunks go on this machine.
+    let shadow = destination()
+        .query_one(&format!(
+            "SELECT TABLE_NAME FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = '{target}' AND TABLE_NAME LIKE '\\_tm\\_s\\_%'"
+        ))
+        .await
+        .expect("the shadow table");
+    let lock = s.lock_table(&target, &shadow).await;
     let worker = s.stack.function("RunWorkerFunction");
     s.chunk_at_work().await;
     assert!(worker.kill_busy(), "no worker to kill");
+    lock.release().await;
     let run = s.ended_run(&id, AT).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(worker.stats.crashes.load(Ordering::Relaxed), 1);
