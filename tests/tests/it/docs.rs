@@ -130,13 +130,7 @@ fn the_block_extractor_finds_blocks_with_their_info() {
 /// templates and the actions' service prefixes. `iam:PassRole` is checked by the scheduler on
 /// its side and `kms:Decrypt` made by Secrets Manager: neither is a call of the function's.
 fn services_of(template: &str, function: &str) -> BTreeSet<String> {
-    let header = format!("  {function}:");
-    let body: Vec<&str> = template
-        .lines()
-        .skip_while(|l| *l != header)
-        .skip(1)
-        .take_while(|l| l.is_empty() || l.starts_with("   "))
-        .collect();
+    let body = block(template, function);
     let policies = body
         .iter()
         .skip_while(|l| l.trim() != "Policies:")
@@ -148,16 +142,60 @@ fn services_of(template: &str, function: &str) -> BTreeSet<String> {
         } else if line.starts_with("SQS") {
             services.insert("sqs".to_owned());
         }
+        // The stack's own managed policies the function attaches (`!Ref SecretReadPolicy`, also
+        // inside an `!If`): their actions count as the function's.
+        for word in line.split(|c: char| !c.is_ascii_alphanumeric()) {
+            if word.ends_with("Policy") && word != "Policy" {
+                services.extend(managed_policy_services(template, word));
+            }
+        }
         let actions = line.strip_prefix("Action:").unwrap_or(line).trim();
-        if let Some((service, _)) = actions.split_once(':')
-            && !service.contains(' ')
-            && service.chars().all(|c| c.is_ascii_lowercase())
-            && !["iam", "kms"].contains(&service)
-        {
-            services.insert(service.to_owned());
+        if let Some(service) = service_of_action(actions) {
+            services.insert(service);
         }
     }
     services
+}
+
+/// The lines of the template's resource `id` (empty when there is none).
+fn block<'a>(template: &'a str, id: &str) -> Vec<&'a str> {
+    let header = format!("  {id}:");
+    template
+        .lines()
+        .skip_while(|l| *l != header)
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with("   "))
+        .collect()
+}
+
+/// The service of an action (`secretsmanager:GetSecretValue`), but not IAM's or KMS's (no
+/// endpoint of theirs is called).
+fn service_of_action(action: &str) -> Option<String> {
+    let (service, rest) = action
+        .trim_matches(|c| c == '"' || c == '[')
+        .split_once(':')?;
+    (!service.is_empty()
+        && !service.contains(' ')
+        && service.chars().all(|c| c.is_ascii_lowercase())
+        && rest.starts_with(|c: char| c.is_ascii_uppercase())
+        && !["iam", "kms"].contains(&service))
+    .then(|| service.to_owned())
+}
+
+/// The services whose actions an `AWS::IAM::ManagedPolicy` of the template allows (its document
+/// in YAML or as JSON text).
+fn managed_policy_services(template: &str, id: &str) -> BTreeSet<String> {
+    let body = block(template, id);
+    if !body
+        .iter()
+        .any(|l| l.trim() == "Type: AWS::IAM::ManagedPolicy")
+    {
+        return BTreeSet::new();
+    }
+    body.iter()
+        .flat_map(|l| l.split([' ', ',']))
+        .filter_map(service_of_action)
+        .collect()
 }
 
 #[test]

@@ -150,6 +150,8 @@ fn every_taggable_resource_carries_the_stacks_tags_and_every_role_the_boundary()
                     "AWS::Logs::MetricFilter",
                     "AWS::SNS::Subscription",
                     "AWS::SQS::QueuePolicy",
+                    // CloudFormation's AWS::IAM::ManagedPolicy has no Tags property.
+                    "AWS::IAM::ManagedPolicy",
                 ]
                 .contains(kind),
             "is {kind} taggable? add it to one list"
