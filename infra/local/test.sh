@@ -21,11 +21,18 @@ trap '"$here/stack.sh" stop' EXIT
 # shellcheck disable=SC1091
 source "$TIDEMARK_STACK_DIR/env"
 
-step "cfn-lint template.yaml; sam validate --lint"
+step "cfn-lint template.yaml; sam validate --lint (for each Architecture)"
 TOOLS_DIR=${TIDEMARK_TOOLS_DIR:-$HOME/.cache/tidemark-tools}
-"$TOOLS_DIR/deploy/bin/cfn-lint" template.yaml
-# SAM CLI reports telemetry unless told not to; nothing here may leave this machine.
-SAM_CLI_TELEMETRY=0 "$TOOLS_DIR/deploy/bin/sam" validate --lint --template template.yaml --region us-east-1
+# Linters read a template's defaults: each architecture is linted as the default of a copy.
+lint_dir=$(mktemp -d)
+for arch in arm64 x86_64; do
+  sed '/^  Architecture:$/,/^  [A-Za-z]/ s/^    Default: .*/    Default: '"$arch"'/' template.yaml >"$lint_dir/template-$arch.yaml"
+  grep -q "^    Default: $arch\$" "$lint_dir/template-$arch.yaml" || { echo "test.sh: could not set Architecture=$arch" >&2; exit 1; }
+  "$TOOLS_DIR/deploy/bin/cfn-lint" "$lint_dir/template-$arch.yaml"
+  # SAM CLI reports telemetry unless told not to; nothing here may leave this machine.
+  SAM_CLI_TELEMETRY=0 "$TOOLS_DIR/deploy/bin/sam" validate --lint --template "$lint_dir/template-$arch.yaml" --region us-east-1
+done
+rm -rf "$lint_dir"
 
 step "the AWS suite's tools (infra/local/aws: translation, IAM emulator, simulator, schedules)"
 # unittest prints its closing line (OK / FAILED) and exits non-zero on a failure.
