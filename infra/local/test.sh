@@ -7,7 +7,8 @@ repo=$(cd "$here/../.." && pwd)
 cd "$repo"
 export TIDEMARK_STACK_DIR=${TIDEMARK_STACK_DIR:-$repo/.stack}
 
-step() { printf '\n==> %s\n' "$*" >&2; }
+# Each step's line says how long the command has run so far (the steps' times are the differences).
+step() { printf '\n==> [%dm%02ds] %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
 
 step "install what is missing"
 "$here/install.sh"
@@ -51,3 +52,4 @@ step "API property test: schemathesis against tidemark serve (loopback only)"
 # Where cargo put the binary: CARGO_TARGET_DIR and CARGO_BUILD_TARGET move it.
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
 "$here/api-fuzz.sh" "$target_dir/${CARGO_BUILD_TARGET:+$CARGO_BUILD_TARGET/}debug/tidemark"
+step "done: every step passed"
