@@ -153,13 +153,7 @@ pub async fn records_expire_and_expired_runs_are_not_shown() {
         .await;
     let target = s.target("aws_expiry_dw");
     let before = now_seconds();
-    let id = s
-        .create(&s.task(
-            json!({ "mode": "incremental", "lag_seconds": 0, "lookback_seconds": 60 }),
-            json!([{ "database": db, "rename": target,
-                     "tables": [{ "name": "ev", "timestamp_column": "updated_at" }] }]),
-        ))
-        .await;
+    let id = s.incremental_task(&db, &target).await;
     s.start(&id).await;
     for at in [AT, NEXT] {
         let run = s.cycle(&id, at).await;
