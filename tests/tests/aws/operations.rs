@@ -80,7 +80,9 @@ pub async fn twenty_chunks_stay_within_the_worker_bound() {
         peak <= bound as u64,
         "{peak} run-worker invocations at once, over the mapping's {bound}"
     );
-    assert!(peak >= 1, "no run-worker invocation");
+    // The 3-worker run alone asks for more than the bound: it was reached, so a host or a
+    // template that let more through would have been seen.
+    assert_eq!(peak, bound as u64, "the bound was never reached");
     s.finish().await;
 }
 
