@@ -92,6 +92,29 @@ pub struct FunctionStats {
     pub cold_starts: AtomicU64,
     pub timeouts: AtomicU64,
     pub crashes: AtomicU64,
+    /// Invocations that ended in a function error (AWS/Lambda's `Errors`): an error reply, a
+    /// timeout, a crash, a failed init.
+    pub errors: AtomicU64,
+    /// Invocations at work now, and the most there ever were at once.
+    pub in_flight: AtomicU64,
+    pub peak_in_flight: AtomicU64,
+}
+
+/// One invocation counted in [`FunctionStats::in_flight`] while it lives.
+struct InFlight<'a>(&'a FunctionStats);
+
+impl<'a> InFlight<'a> {
+    fn new(stats: &'a FunctionStats) -> InFlight<'a> {
+        let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        stats.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(stats)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A function under the host.
@@ -159,6 +182,7 @@ impl Function {
             return Outcome::Exited("the function is shut down".into());
         };
         self.stats.invocations.fetch_add(1, Ordering::Relaxed);
+        let _in_flight = InFlight::new(&self.stats);
         let warm = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let mut instance = match warm {
             Some(instance) => instance,
@@ -171,6 +195,7 @@ impl Function {
                         if let Ok(mut errors) = self.init_errors.lock() {
                             errors.push(reason.clone());
                         }
+                        self.stats.errors.fetch_add(1, Ordering::Relaxed);
                         return Outcome::InitFailed(reason);
                     }
                 }
@@ -197,19 +222,24 @@ impl Function {
                 }
                 match reply {
                     Reply::Response(body) => Outcome::Response(json_or_text(&body)),
-                    Reply::Error { error_type, body } => Outcome::Error {
-                        error_type,
-                        body: json_or_text(&body),
-                    },
+                    Reply::Error { error_type, body } => {
+                        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                        Outcome::Error {
+                            error_type,
+                            body: json_or_text(&body),
+                        }
+                    }
                 }
             }
             Ended::TimedOut => {
                 self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 self.platform_line(instance.id, request_id, "timeout");
                 Outcome::TimedOut
             }
             Ended::Exited(status) => {
                 self.stats.crashes.fetch_add(1, Ordering::Relaxed);
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 self.platform_line(instance.id, request_id, &format!("failure ({status})"));
                 Outcome::Exited(status)
             }

@@ -43,6 +43,8 @@ pub struct StackOptions {
     pub scale: Option<TimeScale>,
     /// Event source mappings (logical ids) that do not poll, as if disabled.
     pub disabled_mappings: Vec<String>,
+    /// Template parameters over their defaults (`WorkerMaxConcurrency`, `LogRetentionDays`).
+    pub parameters: Vec<(String, String)>,
 }
 
 impl Default for StackOptions {
@@ -54,6 +56,7 @@ impl Default for StackOptions {
             allow_hosts: "127.0.0.1/32,::1".into(),
             scale: None,
             disabled_mappings: Vec::new(),
+            parameters: Vec::new(),
         }
     }
 }
@@ -88,42 +91,61 @@ impl Drop for AwsStack {
 /// The account of every stack (NAMES.json's).
 pub const ACCOUNT: &str = "123456789012";
 
-/// The template rendered once for the placeholder names.
-static RENDERED: OnceCell<Value> = OnceCell::const_new();
+/// The template rendered once per distinct parameter set, for the placeholder names.
+type Renders = Vec<(Vec<(String, String)>, Arc<OnceCell<Value>>)>;
+static RENDERED: Mutex<Renders> = Mutex::new(Vec::new());
 
-async fn rendered(sqs_endpoint: &str, allow_hosts: &str) -> Value {
+async fn rendered(sqs_endpoint: &str, allow_hosts: &str, set: &[(String, String)]) -> Value {
+    let mut parameters = json!({
+        "StageName": STAGE_TOKEN,
+        "AllowHosts": allow_hosts,
+        // The users' own secrets a task may name: RDS's, as the scenarios make them.
+        "AllowedSecretArns": format!("arn:aws:secretsmanager:{}:{ACCOUNT}:secret:rds!*", super::REGION),
+    });
+    for (key, value) in set {
+        parameters[key] = json!(value);
+    }
     let names = json!({
         "stack_name": STACK_TOKEN,
         "region": super::REGION,
         "account": ACCOUNT,
-        "parameters": {
-            "StageName": STAGE_TOKEN,
-            "AllowHosts": allow_hosts,
-            // The users' own secrets a task may name: RDS's, as the scenarios make them.
-            "AllowedSecretArns": format!("arn:aws:secretsmanager:{}:{ACCOUNT}:secret:rds!*", super::REGION),
-        },
+        "parameters": parameters,
         "sqs_endpoint": sqs_endpoint,
     });
-    RENDERED
-        .get_or_init(|| async move {
-            let dir = stack_dir().join("aws-suite");
-            std::fs::create_dir_all(&dir).expect("the suite's directory");
-            tokio::task::spawn_blocking(move || {
-                let repo = repo_dir();
-                StackDoc::render(
-                    &tools_python(),
-                    &repo.join("infra/local/aws/stack.py"),
-                    &repo.join("template.yaml"),
-                    &names,
-                    &dir,
-                )
-            })
-            .await
-            .expect("the render")
-            .unwrap_or_else(|e| panic!("{e}"))
+    // Each parameter set renders once, in a directory of its own (names.json, stack.json).
+    let (cell, index) = {
+        let mut renders = RENDERED.lock().expect("the renders");
+        let index = match renders.iter().position(|(p, _)| p.as_slice() == set) {
+            Some(i) => i,
+            None => {
+                renders.push((set.to_vec(), Arc::new(OnceCell::new())));
+                renders.len() - 1
+            }
+        };
+        (Arc::clone(&renders[index].1), index)
+    };
+    cell.get_or_init(|| async move {
+        let mut dir = stack_dir().join("aws-suite");
+        if index > 0 {
+            dir = dir.join(format!("render-{index}"));
+        }
+        std::fs::create_dir_all(&dir).expect("the suite's directory");
+        tokio::task::spawn_blocking(move || {
+            let repo = repo_dir();
+            StackDoc::render(
+                &tools_python(),
+                &repo.join("infra/local/aws/stack.py"),
+                &repo.join("template.yaml"),
+                &names,
+                &dir,
+            )
         })
         .await
-        .clone()
+        .expect("the render")
+        .unwrap_or_else(|e| panic!("{e}"))
+    })
+    .await
+    .clone()
 }
 
 /// Every stack this process deployed, for the simulator.
@@ -151,7 +173,7 @@ impl AwsStack {
     /// functions ready, event sources polling.
     pub async fn deploy(options: StackOptions) -> AwsStack {
         let iam = IamEmulator::from_stack_env();
-        let rendered = rendered(&iam.endpoint, &options.allow_hosts).await;
+        let rendered = rendered(&iam.endpoint, &options.allow_hosts, &options.parameters).await;
         let id = unique_id();
         let (name, stage) = (format!("tm-{id}"), format!("s{id}"));
         let doc = StackDoc::for_names(&rendered, &name, &stage).unwrap_or_else(|e| panic!("{e}"));
@@ -480,7 +502,25 @@ impl AwsStack {
 
     /// Whether an alarm of the template would be in ALARM on the functions' logs so far.
     pub fn alarm_rings(&self, logical_id: &str) -> bool {
-        metrics::alarm_rings(&self.doc, &self.logs, logical_id)
+        metrics::alarm_rings(
+            &self.doc,
+            &self.logs,
+            &|f, m| self.lambda_metric(f, m),
+            logical_id,
+        )
+    }
+
+    /// AWS/Lambda's metric `name` of function `logical_id` so far, from the host's counts. The
+    /// host never throttles (an invocation over a function's bound waits for a slot), so its
+    /// `Throttles` are 0.
+    pub fn lambda_metric(&self, logical_id: &str, name: &str) -> f64 {
+        let stats = &self.function(logical_id).stats;
+        match name {
+            "Errors" => stats.errors.load(Ordering::Relaxed) as f64,
+            "Invocations" => stats.invocations.load(Ordering::Relaxed) as f64,
+            "Throttles" => 0.0,
+            other => panic!("AWS/Lambda's {other} is not counted by the host"),
+        }
     }
 
     /// The credentials of the role with ARN `arn`.

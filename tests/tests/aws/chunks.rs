@@ -112,6 +112,8 @@ pub async fn a_worker_killed_mid_chunk_is_resumed_from_its_step() {
     let run = s.ended_run(&id, AT).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(worker.stats.crashes.load(Ordering::Relaxed), 1);
+    // The crash is an error of AWS/Lambda's: run-worker's errors alarm rings.
+    assert!(s.stack.alarm_rings("RunWorkerErrorsAlarm"));
     assert_eq!(run["chunks_done"], run["chunks_total"], "{run}");
     assert_eq!(rows_of(&run), 5_000, "each chunk counted once: {run}");
     assert_eq!(

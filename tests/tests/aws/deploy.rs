@@ -123,6 +123,9 @@ pub async fn a_function_is_frozen_between_invocations_and_killed_at_its_timeout(
         1
     );
     assert!(precheck.idle_pids().is_empty(), "the timed-out one is gone");
+    // The timeout is an error of AWS/Lambda's: precheck's errors alarm rings, manage-task's not.
+    assert!(stack.alarm_rings("PrecheckErrorsAlarm"));
+    assert!(!stack.alarm_rings("ManageTaskErrorsAlarm"));
     let closed = json!({ "host": "127.0.0.1", "port": 1, "user": "u", "password": "p",
                          "connect_timeout_seconds": 1 });
     let (status, body) = stack

@@ -12,6 +12,7 @@
 mod chunks;
 mod deploy;
 mod iam;
+mod operations;
 mod policies;
 mod runs;
 mod schedules;
@@ -84,6 +85,18 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     (
         "stalls::cleanups_with_nothing_in_flight_are_done_at_once_by_manage_task",
         || Box::pin(stalls::cleanups_with_nothing_in_flight_are_done_at_once_by_manage_task()),
+    ),
+    (
+        "operations::twenty_chunks_stay_within_the_worker_bound",
+        || Box::pin(operations::twenty_chunks_stay_within_the_worker_bound()),
+    ),
+    (
+        "operations::records_expire_and_expired_runs_are_not_shown",
+        || Box::pin(operations::records_expire_and_expired_runs_are_not_shown()),
+    ),
+    (
+        "operations::log_groups_keep_logs_and_each_function_has_an_errors_alarm",
+        || Box::pin(operations::log_groups_keep_logs_and_each_function_has_an_errors_alarm()),
     ),
 ];
 

@@ -182,13 +182,7 @@ pub async fn incremental_carries_changes_over_two_cycles() {
         )
         .await;
     let target = s.target("aws_incr_dw");
-    let id = s
-        .create(&s.task(
-            json!({ "mode": "incremental", "lag_seconds": 0, "lookback_seconds": 60 }),
-            json!([{ "database": db, "rename": target,
-                     "tables": [{ "name": "ev", "timestamp_column": "updated_at" }] }]),
-        ))
-        .await;
+    let id = s.incremental_task(&db, &target).await;
     s.start(&id).await;
     let columns = "id, v, updated_at";
     let run = s.cycle(&id, FIRST).await;

@@ -98,6 +98,17 @@ impl Scenario {
         })
     }
 
+    /// An incremental task copying `db`'s table `ev` by its `updated_at` to `target`, created:
+    /// its id.
+    pub async fn incremental_task(&self, db: &str, target: &str) -> String {
+        self.create(&self.task(
+            json!({ "mode": "incremental", "lag_seconds": 0, "lookback_seconds": 60 }),
+            json!([{ "database": db, "rename": target,
+                     "tables": [{ "name": "ev", "timestamp_column": "updated_at" }] }]),
+        ))
+        .await
+    }
+
     /// `POST /tasks`: the new task's id.
     pub async fn create(&self, body: &Value) -> String {
         let (status, created) = self
