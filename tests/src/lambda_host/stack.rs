@@ -43,6 +43,12 @@ pub struct StackOptions {
     pub scale: Option<TimeScale>,
     /// Event source mappings (logical ids) that do not poll, as if disabled.
     pub disabled_mappings: Vec<String>,
+    /// Template parameters over the suite's own (`SecretKmsKeyArns`): each distinct set is
+    /// rendered once.
+    pub parameters: Vec<(String, String)>,
+    /// Whether the suite's checks after the scenarios judge this stack's calls. A stack deployed
+    /// for its calls to be refused (a key its policies do not name) is judged by its scenario.
+    pub judged_after: bool,
 }
 
 impl Default for StackOptions {
@@ -54,6 +60,8 @@ impl Default for StackOptions {
             allow_hosts: "127.0.0.1/32,::1".into(),
             scale: None,
             disabled_mappings: Vec::new(),
+            parameters: Vec::new(),
+            judged_after: true,
         }
     }
 }
@@ -88,42 +96,60 @@ impl Drop for AwsStack {
 /// The account of every stack (NAMES.json's).
 pub const ACCOUNT: &str = "123456789012";
 
-/// The template rendered once for the placeholder names.
-static RENDERED: OnceCell<Value> = OnceCell::const_new();
+/// The template rendered for the placeholder names, once per distinct set of parameters (each
+/// in a directory of its own, `aws-suite/render-<n>`, the first in `aws-suite`).
+type Rendered = (PathBuf, Arc<OnceCell<Value>>);
+static RENDERED: Mutex<BTreeMap<String, Rendered>> = Mutex::new(BTreeMap::new());
 
-async fn rendered(sqs_endpoint: &str, allow_hosts: &str) -> Value {
+async fn rendered(sqs_endpoint: &str, options: &StackOptions) -> Value {
+    let mut parameters = json!({
+        "StageName": STAGE_TOKEN,
+        "AllowHosts": options.allow_hosts,
+        // The users' own secrets a task may name: RDS's, as the scenarios make them.
+        "AllowedSecretArns": format!("arn:aws:secretsmanager:{}:{ACCOUNT}:secret:rds!*", super::REGION),
+    });
+    for (name, value) in &options.parameters {
+        parameters[name] = json!(value);
+    }
     let names = json!({
         "stack_name": STACK_TOKEN,
         "region": super::REGION,
         "account": ACCOUNT,
-        "parameters": {
-            "StageName": STAGE_TOKEN,
-            "AllowHosts": allow_hosts,
-            // The users' own secrets a task may name: RDS's, as the scenarios make them.
-            "AllowedSecretArns": format!("arn:aws:secretsmanager:{}:{ACCOUNT}:secret:rds!*", super::REGION),
-        },
+        "parameters": parameters,
         "sqs_endpoint": sqs_endpoint,
     });
-    RENDERED
-        .get_or_init(|| async move {
-            let dir = stack_dir().join("aws-suite");
-            std::fs::create_dir_all(&dir).expect("the suite's directory");
-            tokio::task::spawn_blocking(move || {
-                let repo = repo_dir();
-                StackDoc::render(
-                    &tools_python(),
-                    &repo.join("infra/local/aws/stack.py"),
-                    &repo.join("template.yaml"),
-                    &names,
-                    &dir,
-                )
-            })
-            .await
-            .expect("the render")
-            .unwrap_or_else(|e| panic!("{e}"))
+    let (dir, cell) = {
+        let mut cells = RENDERED.lock().unwrap_or_else(|e| e.into_inner());
+        let n = cells.len();
+        let (dir, cell) = cells.entry(names.to_string()).or_insert_with(|| {
+            let suite = stack_dir().join("aws-suite");
+            let dir = if n == 0 {
+                suite
+            } else {
+                suite.join(format!("render-{n}"))
+            };
+            (dir, Arc::default())
+        });
+        (dir.clone(), Arc::clone(cell))
+    };
+    cell.get_or_init(|| async move {
+        std::fs::create_dir_all(&dir).expect("the suite's directory");
+        tokio::task::spawn_blocking(move || {
+            let repo = repo_dir();
+            StackDoc::render(
+                &tools_python(),
+                &repo.join("infra/local/aws/stack.py"),
+                &repo.join("template.yaml"),
+                &names,
+                &dir,
+            )
         })
         .await
-        .clone()
+        .expect("the render")
+        .unwrap_or_else(|e| panic!("{e}"))
+    })
+    .await
+    .clone()
 }
 
 /// Every stack this process deployed, for the simulator.
@@ -151,7 +177,7 @@ impl AwsStack {
     /// functions ready, event sources polling.
     pub async fn deploy(options: StackOptions) -> AwsStack {
         let iam = IamEmulator::from_stack_env();
-        let rendered = rendered(&iam.endpoint, &options.allow_hosts).await;
+        let rendered = rendered(&iam.endpoint, &options).await;
         let id = unique_id();
         let (name, stage) = (format!("tm-{id}"), format!("s{id}"));
         let doc = StackDoc::for_names(&rendered, &name, &stage).unwrap_or_else(|e| panic!("{e}"));
@@ -180,7 +206,9 @@ impl AwsStack {
         };
         let ((), roles) = tokio::join!(create_resources(&doc, &sdk, scale), load);
         let roles = roles.expect("roles.py").unwrap_or_else(|e| panic!("{e}"));
-        if let Ok(mut deployed) = DEPLOYED.lock() {
+        if options.judged_after
+            && let Ok(mut deployed) = DEPLOYED.lock()
+        {
             deployed.push(files);
         }
 

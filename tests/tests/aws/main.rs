@@ -15,6 +15,7 @@ mod iam;
 mod policies;
 mod runs;
 mod schedules;
+mod secrets;
 mod stalls;
 mod support;
 
@@ -84,6 +85,22 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     (
         "stalls::cleanups_with_nothing_in_flight_are_done_at_once_by_manage_task",
         || Box::pin(stalls::cleanups_with_nothing_in_flight_are_done_at_once_by_manage_task()),
+    ),
+    (
+        "secrets::a_secret_outside_the_scope_is_refused_before_any_read",
+        || Box::pin(secrets::a_secret_outside_the_scope_is_refused_before_any_read()),
+    ),
+    (
+        "secrets::a_secret_under_a_named_customer_key_is_read",
+        || Box::pin(secrets::a_secret_under_a_named_customer_key_is_read()),
+    ),
+    (
+        "secrets::a_secret_under_an_unnamed_customer_key_is_refused",
+        || Box::pin(secrets::a_secret_under_an_unnamed_customer_key_is_refused()),
+    ),
+    (
+        "secrets::a_rotation_to_the_other_user_keeps_the_runs_working",
+        || Box::pin(secrets::a_rotation_to_the_other_user_keeps_the_runs_working()),
     ),
 ];
 
