@@ -13,7 +13,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use tidemark_tests::harness::fixtures::{rows_hash, user};
 use tidemark_tests::harness::{Server, destination, source, unique_name};
-use tidemark_tests::lambda_host::iam::{StackFiles, simulate};
+use tidemark_tests::lambda_host::iam::{IamEmulator, StackFiles, simulate};
 use tidemark_tests::lambda_host::{AwsStack, StackOptions};
 
 use crate::support::Scenario;
@@ -52,6 +52,81 @@ fn task_with_secret(s: &Scenario, secret: &str, db: &str) -> (Value, String) {
     body["destination"] =
         json!({ "host": s.writer.host, "port": s.writer.port, "password_secret": secret });
     (body, target)
+}
+
+/// A task over a new table copied once with `secret` as the destination's login: the task's
+/// id, the source database and the destination's.
+async fn copied_once(s: &Scenario, secret: &str, tag: &str) -> (String, String, String) {
+    let db = s
+        .source_db(
+            tag,
+            &[
+                "CREATE TABLE t (id INT PRIMARY KEY)",
+                "INSERT INTO t VALUES (1), (2), (3)",
+            ],
+        )
+        .await;
+    let (body, target) = task_with_secret(s, secret, &db);
+    let id = s.create(&body).await;
+    s.start(&id).await;
+    let run = s.cycle(&id, FIRST).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    same_rows(&db, &target).await;
+    (id, db, target)
+}
+
+async fn same_rows(db: &str, target: &str) {
+    assert_eq!(
+        rows_hash(&destination(), target, "t", "id").await,
+        rows_hash(&source(), db, "t", "id").await
+    );
+}
+
+/// A customer-managed key made in the emulator, a scenario on a stack whose `SecretKmsKeyArns`
+/// names it or not, and the writer's login in a secret under it, in scope by its ARN: the key
+/// and the secret. A stack that does not name the key is judged by its scenario, not by the
+/// suite's check that every recorded call is allowed: its refused read is meant.
+async fn under_a_key(named: bool) -> (Scenario, String, String) {
+    let key = IamEmulator::from_stack_env()
+        .create_key("the users' secrets")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let options = if named {
+        StackOptions {
+            parameters: vec![("SecretKmsKeyArns".into(), key.clone())],
+            ..StackOptions::default()
+        }
+    } else {
+        StackOptions {
+            judged_after: false,
+            ..StackOptions::default()
+        }
+    };
+    let s = Scenario::with(options).await;
+    let name = format!("rds!{}", unique_name("kms"));
+    let secret = login_secret(&s.stack, &name, &s.writer, Some(&key)).await;
+    (s, key, secret)
+}
+
+/// The recorded `GetSecretValue` calls on `secret` by `stack`'s functions.
+fn reads(stack: &AwsStack, secret: &str) -> Vec<Value> {
+    recorded_calls(stack)
+        .into_iter()
+        .filter(|c| c["api"] == "secretsmanager:GetSecretValue" && on(c, secret))
+        .collect()
+}
+
+/// `POST /tasks` for a task whose destination logs in with `secret`, refused with a 422
+/// `secret_not_allowed` naming the field: the answer.
+async fn refused_task(s: &Scenario, secret: &str, tag: &str) -> Value {
+    let (body, _) = task_with_secret(s, secret, tag);
+    let (status, refused) = s
+        .stack
+        .http("POST", "/tasks", Some(&body.to_string()))
+        .await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["error"]["code"], "secret_not_allowed", "{refused}");
+    assert_eq!(refused["error"]["field"], "destination.password_secret");
+    refused
 }
 
 /// The calls the emulator recorded with a key of one of `stack`'s roles.
@@ -135,14 +210,7 @@ pub async fn a_secret_outside_the_scope_is_refused_before_any_read() {
     // Not `rds!...`: outside the suite's AllowedSecretArns.
     let name = format!("payroll!{}", unique_name("db"));
     let secret = login_secret(&s.stack, &name, &s.writer, None).await;
-    let (body, _) = task_with_secret(&s, &secret, "aws_scope");
-    let (status, refused) = s
-        .stack
-        .http("POST", "/tasks", Some(&body.to_string()))
-        .await;
-    assert_eq!(status, 422, "{refused}");
-    assert_eq!(refused["error"]["code"], "secret_not_allowed", "{refused}");
-    assert_eq!(refused["error"]["field"], "destination.password_secret");
+    refused_task(&s, &secret, "aws_scope").await;
     // No function called Secrets Manager on it: nothing was read, not even described.
     let touched: Vec<Value> = recorded_calls(&s.stack)
         .into_iter()
@@ -163,45 +231,10 @@ pub async fn a_secret_outside_the_scope_is_refused_before_any_read() {
 }
 
 pub async fn a_secret_under_a_named_customer_key_is_read() {
-    let iam = tidemark_tests::lambda_host::iam::IamEmulator::from_stack_env();
-    let key = iam
-        .create_key("the users' secrets")
-        .unwrap_or_else(|e| panic!("{e}"));
-    let s = Scenario::with(StackOptions {
-        parameters: vec![("SecretKmsKeyArns".into(), key.clone())],
-        ..StackOptions::default()
-    })
-    .await;
-    let secret = login_secret(
-        &s.stack,
-        &format!("rds!{}", unique_name("kms")),
-        &s.writer,
-        Some(&key),
-    )
-    .await;
-    let db = s
-        .source_db(
-            "aws_kms",
-            &[
-                "CREATE TABLE t (id INT PRIMARY KEY)",
-                "INSERT INTO t VALUES (1), (2), (3)",
-            ],
-        )
-        .await;
-    let (body, target) = task_with_secret(&s, &secret, &db);
-    let id = s.create(&body).await;
-    s.start(&id).await;
-    let run = s.cycle(&id, FIRST).await;
-    assert_eq!(run["status"], "succeeded", "{run}");
-    assert_eq!(
-        rows_hash(&destination(), &target, "t", "id").await,
-        rows_hash(&source(), &db, "t", "id").await
-    );
+    let (s, key, secret) = under_a_key(true).await;
+    copied_once(&s, &secret, "aws_kms").await;
     // The functions read it, each read decrypting with the key: allowed by the policies.
-    let reads: Vec<Value> = recorded_calls(&s.stack)
-        .into_iter()
-        .filter(|c| c["api"] == "secretsmanager:GetSecretValue" && on(c, &secret))
-        .collect();
+    let reads = reads(&s.stack, &secret);
     assert!(!reads.is_empty(), "no function read {secret}");
     assert!(
         reads.iter().all(|c| c["status"] == 200 && on(c, &key)),
@@ -226,35 +259,11 @@ pub async fn a_secret_under_a_named_customer_key_is_read() {
 }
 
 pub async fn a_secret_under_an_unnamed_customer_key_is_refused() {
-    let iam = tidemark_tests::lambda_host::iam::IamEmulator::from_stack_env();
-    let key = iam
-        .create_key("a key the stack does not name")
-        .unwrap_or_else(|e| panic!("{e}"));
-    // The suite's parameters (no SecretKmsKeyArns); its refused read is judged here, not by the
-    // suite's check that every recorded call is allowed.
-    let s = Scenario::with(StackOptions {
-        judged_after: false,
-        ..StackOptions::default()
-    })
-    .await;
-    let secret = login_secret(
-        &s.stack,
-        &format!("rds!{}", unique_name("kms")),
-        &s.writer,
-        Some(&key),
-    )
-    .await;
-    let (body, _) = task_with_secret(&s, &secret, "aws_nokms");
+    // The suite's parameters: no SecretKmsKeyArns.
+    let (s, key, secret) = under_a_key(false).await;
     // Creating the task reads the secret (its username): the emulator refuses the implied
     // kms:Decrypt, and the service answers naming the secret, never its password.
-    let (status, refused) = s
-        .stack
-        .http("POST", "/tasks", Some(&body.to_string()))
-        .await;
-    assert_eq!(status, 422, "{refused}");
-    assert_eq!(refused["error"]["code"], "secret_not_allowed", "{refused}");
-    assert_eq!(refused["error"]["field"], "destination.password_secret");
-    let text = refused.to_string();
+    let text = refused_task(&s, &secret, "aws_nokms").await.to_string();
     // The fix said: the key named in SecretKmsKeyArns.
     assert!(
         text.contains(&secret) && text.contains("SecretKmsKeyArns"),
@@ -264,10 +273,7 @@ pub async fn a_secret_under_an_unnamed_customer_key_is_refused() {
         !text.contains(s.writer.password().expose_secret()),
         "{text}"
     );
-    let reads: Vec<Value> = recorded_calls(&s.stack)
-        .into_iter()
-        .filter(|c| c["api"] == "secretsmanager:GetSecretValue" && on(c, &secret))
-        .collect();
+    let reads = reads(&s.stack, &secret);
     assert!(!reads.is_empty(), "no function tried to read {secret}");
     assert!(
         reads.iter().all(|c| c["status"] != 200 && on(c, &key)),
@@ -298,20 +304,7 @@ pub async fn a_secret_under_an_unnamed_customer_key_is_refused() {
 pub async fn a_rotation_to_the_other_user_keeps_the_runs_working() {
     let s = Scenario::new().await;
     let secret = s.user_secret(&s.writer).await;
-    let db = s
-        .source_db(
-            "aws_rotate",
-            &[
-                "CREATE TABLE t (id INT PRIMARY KEY)",
-                "INSERT INTO t VALUES (1), (2), (3)",
-            ],
-        )
-        .await;
-    let (body, target) = task_with_secret(&s, &secret, &db);
-    let id = s.create(&body).await;
-    s.start(&id).await;
-    let run = s.cycle(&id, FIRST).await;
-    assert_eq!(run["status"], "succeeded", "{run}");
+    let (id, db, target) = copied_once(&s, &secret, "aws_rotate").await;
 
     // Rotated as RDS alternates users: a second user with the same grants, the secret's new
     // version naming it. The first user's password then changes and its sessions end, as the
@@ -356,18 +349,9 @@ pub async fn a_rotation_to_the_other_user_keeps_the_runs_working() {
 
     let worker = s.stack.function("RunWorkerFunction");
     let cold = worker.stats.cold_starts.load(Ordering::Relaxed);
-    let (status, run) = s
-        .stack
-        .http("POST", &format!("/tasks/{id}/runs"), None)
-        .await;
-    assert_eq!(status, 202, "{run}");
-    let at = run["id"].as_str().expect("the run's id").to_owned();
-    let run = s.ended_run(&id, &at).await;
+    let (_, run) = s.run_now(&id).await;
     assert_eq!(run["status"], "succeeded", "{run}");
-    assert_eq!(
-        rows_hash(&destination(), &target, "t", "id").await,
-        rows_hash(&source(), &db, "t", "id").await
-    );
+    same_rows(&db, &target).await;
     assert_eq!(
         worker.stats.cold_starts.load(Ordering::Relaxed),
         cold,
