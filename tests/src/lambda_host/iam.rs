@@ -122,6 +122,35 @@ impl IamEmulator {
     }
 }
 
+impl IamEmulator {
+    /// A customer-managed KMS key made in the emulator with the administrator's key: its ARN.
+    pub fn create_key(&self, description: &str) -> Result<String, String> {
+        let script = concat!(
+            "import boto3, sys; ",
+            "print(boto3.client('kms', endpoint_url=sys.argv[1], region_name=sys.argv[4], ",
+            "aws_access_key_id=sys.argv[2], aws_secret_access_key=sys.argv[3])",
+            ".create_key(Description=sys.argv[5])['KeyMetadata']['Arn'])"
+        );
+        let output = std::process::Command::new(super::setup::tools_python())
+            .arg("-c")
+            .arg(script)
+            .arg(&self.endpoint)
+            .arg(&self.admin.access_key_id)
+            .arg(&self.admin.secret_access_key)
+            .arg(super::REGION)
+            .arg(description)
+            .output()
+            .map_err(|e| format!("cannot run python: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "kms:CreateKey failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+}
+
 /// One deployed stack's documents, for the simulator.
 #[derive(Debug, Clone)]
 pub struct StackFiles {

@@ -43,8 +43,12 @@ pub struct StackOptions {
     pub scale: Option<TimeScale>,
     /// Event source mappings (logical ids) that do not poll, as if disabled.
     pub disabled_mappings: Vec<String>,
-    /// Template parameters over their defaults (`WorkerMaxConcurrency`, `LogRetentionDays`).
+    /// Template parameters over the suite's own (`SecretKmsKeyArns`, `WorkerMaxConcurrency`,
+    /// `LogRetentionDays`): each distinct set is rendered once.
     pub parameters: Vec<(String, String)>,
+    /// Whether the suite's checks after the scenarios judge this stack's calls. A stack deployed
+    /// for its calls to be refused (a key its policies do not name) is judged by its scenario.
+    pub judged_after: bool,
 }
 
 impl Default for StackOptions {
@@ -57,6 +61,7 @@ impl Default for StackOptions {
             scale: None,
             disabled_mappings: Vec::new(),
             parameters: Vec::new(),
+            judged_after: true,
         }
     }
 }
@@ -91,19 +96,20 @@ impl Drop for AwsStack {
 /// The account of every stack (NAMES.json's).
 pub const ACCOUNT: &str = "123456789012";
 
-/// The template rendered once per distinct parameter set, for the placeholder names.
-type Renders = Vec<(Vec<(String, String)>, Arc<OnceCell<Value>>)>;
-static RENDERED: Mutex<Renders> = Mutex::new(Vec::new());
+/// The template rendered for the placeholder names, once per distinct set of parameters (each
+/// in a directory of its own, `aws-suite/render-<n>`, the first in `aws-suite`).
+type Rendered = (PathBuf, Arc<OnceCell<Value>>);
+static RENDERED: Mutex<BTreeMap<String, Rendered>> = Mutex::new(BTreeMap::new());
 
-async fn rendered(sqs_endpoint: &str, allow_hosts: &str, set: &[(String, String)]) -> Value {
+async fn rendered(sqs_endpoint: &str, options: &StackOptions) -> Value {
     let mut parameters = json!({
         "StageName": STAGE_TOKEN,
-        "AllowHosts": allow_hosts,
+        "AllowHosts": options.allow_hosts,
         // The users' own secrets a task may name: RDS's, as the scenarios make them.
         "AllowedSecretArns": format!("arn:aws:secretsmanager:{}:{ACCOUNT}:secret:rds!*", super::REGION),
     });
-    for (key, value) in set {
-        parameters[key] = json!(value);
+    for (name, value) in &options.parameters {
+        parameters[name] = json!(value);
     }
     let names = json!({
         "stack_name": STACK_TOKEN,
@@ -112,23 +118,21 @@ async fn rendered(sqs_endpoint: &str, allow_hosts: &str, set: &[(String, String)
         "parameters": parameters,
         "sqs_endpoint": sqs_endpoint,
     });
-    // Each parameter set renders once, in a directory of its own (names.json, stack.json).
-    let (cell, index) = {
-        let mut renders = RENDERED.lock().expect("the renders");
-        let index = match renders.iter().position(|(p, _)| p.as_slice() == set) {
-            Some(i) => i,
-            None => {
-                renders.push((set.to_vec(), Arc::new(OnceCell::new())));
-                renders.len() - 1
-            }
-        };
-        (Arc::clone(&renders[index].1), index)
+    let (dir, cell) = {
+        let mut cells = RENDERED.lock().unwrap_or_else(|e| e.into_inner());
+        let n = cells.len();
+        let (dir, cell) = cells.entry(names.to_string()).or_insert_with(|| {
+            let suite = stack_dir().join("aws-suite");
+            let dir = if n == 0 {
+                suite
+            } else {
+                suite.join(format!("render-{n}"))
+            };
+            (dir, Arc::default())
+        });
+        (dir.clone(), Arc::clone(cell))
     };
     cell.get_or_init(|| async move {
-        let mut dir = stack_dir().join("aws-suite");
-        if index > 0 {
-            dir = dir.join(format!("render-{index}"));
-        }
         std::fs::create_dir_all(&dir).expect("the suite's directory");
         tokio::task::spawn_blocking(move || {
             let repo = repo_dir();
@@ -173,7 +177,7 @@ impl AwsStack {
     /// functions ready, event sources polling.
     pub async fn deploy(options: StackOptions) -> AwsStack {
         let iam = IamEmulator::from_stack_env();
-        let rendered = rendered(&iam.endpoint, &options.allow_hosts, &options.parameters).await;
+        let rendered = rendered(&iam.endpoint, &options).await;
         let id = unique_id();
         let (name, stage) = (format!("tm-{id}"), format!("s{id}"));
         let doc = StackDoc::for_names(&rendered, &name, &stage).unwrap_or_else(|e| panic!("{e}"));
@@ -202,7 +206,9 @@ impl AwsStack {
         };
         let ((), roles) = tokio::join!(create_resources(&doc, &sdk, scale), load);
         let roles = roles.expect("roles.py").unwrap_or_else(|e| panic!("{e}"));
-        if let Ok(mut deployed) = DEPLOYED.lock() {
+        if options.judged_after
+            && let Ok(mut deployed) = DEPLOYED.lock()
+        {
             deployed.push(files);
         }
 

@@ -16,6 +16,7 @@ mod operations;
 mod policies;
 mod runs;
 mod schedules;
+mod secrets;
 mod stalls;
 mod support;
 
@@ -97,6 +98,22 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     (
         "operations::log_groups_keep_logs_and_each_function_has_an_errors_alarm",
         || Box::pin(operations::log_groups_keep_logs_and_each_function_has_an_errors_alarm()),
+    ),
+    (
+        "secrets::a_secret_outside_the_scope_is_refused_before_any_read",
+        || Box::pin(secrets::a_secret_outside_the_scope_is_refused_before_any_read()),
+    ),
+    (
+        "secrets::a_secret_under_a_named_customer_key_is_read",
+        || Box::pin(secrets::a_secret_under_a_named_customer_key_is_read()),
+    ),
+    (
+        "secrets::a_secret_under_an_unnamed_customer_key_is_refused",
+        || Box::pin(secrets::a_secret_under_an_unnamed_customer_key_is_refused()),
+    ),
+    (
+        "secrets::a_rotation_to_the_other_user_keeps_the_runs_working",
+        || Box::pin(secrets::a_rotation_to_the_other_user_keeps_the_runs_working()),
     ),
 ];
 

@@ -58,13 +58,7 @@ pub async fn resync_reloads_each_cycle() {
         ])
         .await;
     // The next cycle is run now, through the API: manage-task sends it to the step queue.
-    let (status, run) = s
-        .stack
-        .http("POST", &format!("/tasks/{id}/runs"), None)
-        .await;
-    assert_eq!(status, 202, "{run}");
-    let at = run["id"].as_str().expect("the run's id").to_owned();
-    let run = s.ended_run(&id, &at).await;
+    let (at, run) = s.run_now(&id).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["trigger"], "manual", "{run}");
     same("t", "id, v, HEX(f)").await;

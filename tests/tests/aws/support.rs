@@ -153,6 +153,19 @@ impl Scenario {
         assert_eq!(mine.len(), 1, "{id} is not due once at {at}: {report:?}");
     }
 
+    /// Runs the task's next cycle now, through the API (manage-task sends it to the step queue),
+    /// and waits for its run to end: the run's id and the run.
+    pub async fn run_now(&self, id: &str) -> (String, Value) {
+        let (status, run) = self
+            .stack
+            .http("POST", &format!("/tasks/{id}/runs"), None)
+            .await;
+        assert_eq!(status, 202, "{run}");
+        let at = run["id"].as_str().expect("the run's id").to_owned();
+        let run = self.ended_run(id, &at).await;
+        (at, run)
+    }
+
     /// `GET path` until `done(status, body)`; the last body.
     pub async fn until(&self, path: &str, done: impl Fn(u16, &Value) -> bool) -> Value {
         let started = Instant::now();
