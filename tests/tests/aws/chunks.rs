@@ -7,7 +7,6 @@
 use std::sync::atomic::Ordering;
 
 use serde_json::{Value, json};
-use tidemark_core::state::RunPhase;
 use tidemark_tests::harness::fixtures::rows_hash;
 use tidemark_tests::harness::{destination, source};
 
@@ -91,22 +90,10 @@ pub async fn a_worker_killed_mid_chunk_is_resumed_from_its_step() {
     let id = s.create(&body).await;
     s.start(&id).await;
     s.fire(&id, AT).await;
-    s.run_when(&id, AT, |run| {
-        run.phase == Some(RunPhase::Copying) && run.chunks_done >= 1
-    })
-    .await;
     // The next chunk waits on the shadow table: the worker is killed while it loads, however
     // fast chunks go on this machine.
-    let shadow = destination()
-        .query_one(&format!(
-            "SELECT TABLE_NAME FROM information_schema.TABLES \
-             WHERE TABLE_SCHEMA = '{target}' AND TABLE_NAME LIKE '\\_tm\\_s\\_%'"
-        ))
-        .await
-        .expect("the shadow table");
-    let lock = s.lock_table(&target, &shadow).await;
+    let lock = s.hold_next_chunk(&id, AT, &target).await;
     let worker = s.stack.function("RunWorkerFunction");
-    s.chunk_at_work().await;
     assert!(worker.kill_busy(), "no worker to kill");
     lock.release().await;
     let run = s.ended_run(&id, AT).await;

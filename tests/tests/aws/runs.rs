@@ -66,20 +66,8 @@ pub async fn a_run_cancelled_with_chunks_in_flight_is_cleaned_up() {
     let s = Scenario::new().await;
     let (id, _, target) = busy_task(&s, "aws_cancel", json!({ "mode": "resync" }), 8_000).await;
     s.fire(&id, AT).await;
-    s.run_when(&id, AT, |run| {
-        run.phase == Some(RunPhase::Copying) && run.chunks_done >= 1
-    })
-    .await;
     // The next chunks wait on the shadow table while the cancel comes.
-    let shadow = destination()
-        .query_one(&format!(
-            "SELECT TABLE_NAME FROM information_schema.TABLES \
-             WHERE TABLE_SCHEMA = '{target}' AND TABLE_NAME LIKE '\\_tm\\_s\\_%'"
-        ))
-        .await
-        .expect("the shadow table");
-    let lock = s.lock_table(&target, &shadow).await;
-    s.chunk_at_work().await;
+    let lock = s.hold_next_chunk(&id, AT, &target).await;
     let (status, body) = s
         .stack
         .http("POST", &format!("/tasks/{id}/runs/{AT}/cancel"), None)

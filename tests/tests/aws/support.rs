@@ -266,6 +266,26 @@ impl Scenario {
         TableLock(conn)
     }
 
+    /// Once the run at `at` copies and a chunk is done, holds the shadow table of `target` (a
+    /// resync's) so the next chunk waits on it, and returns when that chunk is at work: a chunk
+    /// is then in flight for as long as the lock is held, however fast chunks go.
+    pub async fn hold_next_chunk(&self, id: &str, at: &str, target: &str) -> TableLock {
+        self.run_when(id, at, |run| {
+            run.phase == Some(tidemark_core::state::RunPhase::Copying) && run.chunks_done >= 1
+        })
+        .await;
+        let shadow = destination()
+            .query_one(&format!(
+                "SELECT TABLE_NAME FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = '{target}' AND TABLE_NAME LIKE '\\_tm\\_s\\_%'"
+            ))
+            .await
+            .expect("the shadow table");
+        let lock = self.lock_table(target, &shadow).await;
+        self.chunk_at_work().await;
+        lock
+    }
+
     /// Fires the cycle at `at` and waits for its run to end.
     pub async fn cycle(&self, id: &str, at: &str) -> Value {
         self.fire(id, at).await;
