@@ -74,8 +74,8 @@ def sql(port, statements, fetch=False):
     return [line.split("\t") for line in out.stdout.splitlines()] if fetch else None
 
 
-SRC = int(os.environ.get("TIDEMARK_SOURCE_PORT", "33061"))
-DST = int(os.environ.get("TIDEMARK_DEST_PORT", "33062"))
+SRC = int(os.environ.get("TIDEMARK_SOURCE_PORT", "23061"))
+DST = int(os.environ.get("TIDEMARK_DEST_PORT", "23062"))
 
 
 class Serve:

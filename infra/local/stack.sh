@@ -10,8 +10,9 @@
 #   stack.sh status    one line a component; exit 3 when something is down
 #   stack.sh env       print the environment for clients (also written to $STACK_DIR/env)
 #
-# Ports: TIDEMARK_SOURCE_PORT (33061), TIDEMARK_DEST_PORT (33062), TIDEMARK_EMULATOR_PORT (45660),
-# TIDEMARK_IAM_EMULATOR_PORT (45661).
+# Ports: TIDEMARK_SOURCE_PORT (23061), TIDEMARK_DEST_PORT (23062), TIDEMARK_EMULATOR_PORT (24566),
+# TIDEMARK_IAM_EMULATOR_PORT (24567). The defaults are below Linux's ephemeral range
+# (32768-60999), where a client socket of the tests could already hold the port when a server starts.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -19,10 +20,10 @@ repo=$(cd "$here/../.." && pwd)
 export TIDEMARK_STACK_DIR=${TIDEMARK_STACK_DIR:-$repo/.stack}
 STACK_DIR=$TIDEMARK_STACK_DIR
 TOOLS_DIR=${TIDEMARK_TOOLS_DIR:-$HOME/.cache/tidemark-tools}
-SOURCE_PORT=${TIDEMARK_SOURCE_PORT:-33061}
-DEST_PORT=${TIDEMARK_DEST_PORT:-33062}
-EMULATOR_PORT=${TIDEMARK_EMULATOR_PORT:-45660}
-IAM_EMULATOR_PORT=${TIDEMARK_IAM_EMULATOR_PORT:-45661}
+SOURCE_PORT=${TIDEMARK_SOURCE_PORT:-23061}
+DEST_PORT=${TIDEMARK_DEST_PORT:-23062}
+EMULATOR_PORT=${TIDEMARK_EMULATOR_PORT:-24566}
+IAM_EMULATOR_PORT=${TIDEMARK_IAM_EMULATOR_PORT:-24567}
 instance=$here/mariadb-instance.sh
 
 log() { printf 'stack: %s\n' "$*" >&2; }

@@ -7,7 +7,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 
 use super::stack::StackEnv;
 
-/// The emulator's endpoint URL, e.g. `http://127.0.0.1:45660`.
+/// The emulator's endpoint URL, e.g. `http://127.0.0.1:24566`.
 pub fn emulator_endpoint() -> String {
     StackEnv::get().var("AWS_ENDPOINT_URL").to_owned()
 }
