@@ -37,9 +37,11 @@ def leftovers(node, path="$"):
     return found
 
 
-def render(**parameters):
+def render(stack_name=None, **parameters):
     names = json.loads(json.dumps(NAMES))
     names["parameters"].update(parameters)
+    if stack_name:
+        names["stack_name"] = stack_name
     with open(TEMPLATE) as f:
         return stack.render(f.read(), names)
 
@@ -55,6 +57,24 @@ class RenderTemplate(unittest.TestCase):
         with_both = render(AlarmEmail="ops@example.com", SubnetIds="subnet-1,subnet-2",
                            SecurityGroupIds="sg-1")
         self.assertEqual(leftovers(with_both), [])
+
+    def test_two_stacks_in_one_account_name_nothing_alike(self):
+        """Two deployments (other stack name, other StageName) side by side in one account and
+        region: every name the template fixes itself is a different one, so neither stack's
+        creation fails on the other's resource."""
+        fields = {"AWS::Lambda::Function": "FunctionName", "AWS::Scheduler::Schedule": "Name",
+                  "AWS::Scheduler::ScheduleGroup": "Name", "AWS::Logs::LogGroup": "LogGroupName",
+                  "AWS::IAM::Role": "RoleName", "AWS::SQS::Queue": "QueueName",
+                  "AWS::DynamoDB::Table": "TableName", "AWS::SNS::Topic": "TopicName"}
+
+        def fixed(out):
+            return {(r["Type"], r["Properties"][fields[r["Type"]]])
+                    for r in out["Resources"].values()
+                    if r["Type"] in fields and fields[r["Type"]] in r.get("Properties", {})}
+
+        one, other = fixed(self.out), fixed(render(stack_name="tm-b", StageName="b"))
+        self.assertTrue(any(kind == "AWS::Scheduler::Schedule" for kind, _ in one), one)
+        self.assertEqual(one & other, set())
 
     def test_functions_get_the_stacks_names(self):
         worker = self.res["RunWorkerFunction"]["Properties"]
