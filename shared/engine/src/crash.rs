@@ -55,6 +55,7 @@ pub const POINTS: &[&str] = &[
     "incremental.triggers_restored",
     "incremental.data_committed",
     "finalize.before_done",
+    "run.ended",
     "step.before_ack",
     "sweep.resend",
 ];

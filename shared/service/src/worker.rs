@@ -168,11 +168,23 @@ impl TaskService {
             self.settle_cancel(key).await;
         }
         if let Some(end) = handled.ended {
-            let failed = end.error.as_ref().map(ToString::to_string);
+            // Test hook: the run's end is recorded, its task not told yet.
+            tidemark_engine::crash::point("run.ended");
             if let (Some(run), Some(task)) = (
                 self.ports.store.get_run(key).await?,
                 self.ports.store.get_task(&key.task_id).await?,
             ) {
+                let failed = match &end.error {
+                    Some(e) => Some(e.to_string()),
+                    None if run.status == RunStatus::Failed => {
+                        Some(run.error.clone().unwrap_or_else(|| "the run failed".into()))
+                    }
+                    None => None,
+                };
+                if self.newer_run_in_flight(key).await {
+                    // A redelivered Finalize of an older run: the task belongs to the newer one.
+                    return Ok(handled.outcome);
+                }
                 if end.status == RunStatus::Failed && !end.cleaned_up {
                     // Failed outside its steps (a password unreadable): cleaned up here, where
                     // the task is at hand, or marked pending for the sweep.
@@ -183,6 +195,17 @@ impl TaskService {
             }
         }
         Ok(handled.outcome)
+    }
+
+    /// Whether a run of the task newer than `key` has not ended.
+    async fn newer_run_in_flight(&self, key: &RunKey) -> bool {
+        match self.ports.store.list_runs(&key.task_id, 1, None).await {
+            Ok(page) => page
+                .items
+                .first()
+                .is_some_and(|r| r.key.scheduled_time > key.scheduled_time && !r.status.is_final()),
+            Err(_) => false,
+        }
     }
 
     /// A step message the queue gave up on (the dead-letter queue): its run fails under the

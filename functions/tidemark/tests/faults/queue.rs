@@ -2,7 +2,8 @@
 //! recorded, what follows it sent — and its message's acknowledgement (`step.before_ack`); and in
 //! the sweep, between marking a step whose message was not taken queued again and sending that
 //! message (`sweep.resend`). Either way the restarted server takes the run over from its steps:
-//! nothing done is done again, nothing queued is lost.
+//! nothing done is done again, nothing queued is lost. And between a run's end and its task's
+//! update (`run.ended`): the redelivered Finalize tells the task.
 
 use std::os::unix::process::ExitStatusExt;
 use std::time::Duration;
@@ -75,6 +76,45 @@ async fn crash_after_a_chunk_is_recorded_before_its_message_is_acknowledged() {
     );
     scenario.verify(&task, &finished).await;
     none_redone(&at_crash, &chunk_steps(&data_dir, &task, &run).await);
+    serve.stop().await;
+    scenario.cleanup().await;
+}
+
+/// The process dies once the run's end is recorded and before its task is told (`run.ended`:
+/// the task still reads `running`). The Finalize step's message, never acknowledged, comes back
+/// to the restarted server (after a short lease, its visibility timeout here), which finds the
+/// step done and gives the task the run's end: `last_run` recorded, the task no longer running.
+#[tokio::test]
+async fn crash_after_a_run_ended_before_its_task_was_told() {
+    let scenario = Scenario::new("fault_ended", Policy::Replica).await;
+    let data_dir = scenario.data_dir();
+    let short = [("TIDEMARK_STEP_LEASE_SECONDS", "3")];
+    let mut serve = Serve::start_with(&data_dir, Some("run.ended"), &short).await;
+    let task = serve.create_prechecked(&scenario.spec()).await;
+    let run = serve.run_now(&task).await;
+    died_at(&mut serve, "run.ended", Duration::from_secs(90)).await;
+    drop(serve);
+
+    let serve = Serve::start_with(&data_dir, None, &short).await;
+    let finished = serve.wait_run(&task, &run, Duration::from_secs(60)).await;
+    assert_eq!(finished["status"], "succeeded", "{finished}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let told = loop {
+        let (_, body) = serve.call("GET", &format!("/tasks/{task}"), None).await;
+        if body["status"] != "running" {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the task still reads running a minute after the restart: {body}\n{}",
+            serve.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(told["status"], "prechecked", "{told}");
+    assert_eq!(told["last_run"]["id"], run.as_str(), "{told}");
+    assert_eq!(told["last_run"]["status"], "succeeded", "{told}");
+    scenario.verify(&task, &finished).await;
     serve.stop().await;
     scenario.cleanup().await;
 }

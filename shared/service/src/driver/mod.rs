@@ -72,7 +72,8 @@ pub enum StepOutcome {
 #[derive(Debug)]
 pub struct RunEnd {
     pub status: RunStatus,
-    /// The error that failed the run, as it was raised.
+    /// The error that failed the run, as it was raised (none when the end is given again for a
+    /// redelivered Finalize: the run's record has it).
     pub error: Option<ServiceError>,
     /// What the run left was cleaned up by the step that ended it; `false` for a run failed
     /// from outside its steps, which its host cleans up.
@@ -180,7 +181,27 @@ impl Driver<'_> {
             return Ok(Handled::cancelling());
         }
         if run.status.is_final() {
-            return Ok(Handled::of(StepOutcome::Ignored("the run is over")));
+            // The Finalize step's message again (a duplicate, or a redelivery after the process
+            // died between the run's end and its message's acknowledgement): the run's end is
+            // given to the host again, which applies it to the task idempotently — the process
+            // may have died before it did.
+            let finalize = self
+                .store
+                .get_step(key, message.step)
+                .await?
+                .is_some_and(|s| s.kind == StepKind::Finalize && s.status == StepStatus::Done);
+            let over = Handled::of(StepOutcome::Ignored("the run is over"));
+            return Ok(match finalize {
+                true => Handled {
+                    ended: Some(RunEnd {
+                        status: run.status,
+                        error: None,
+                        cleaned_up: true,
+                    }),
+                    ..over
+                },
+                false => over,
+            });
         }
         let Some(record) = self.store.get_step(key, message.step).await? else {
             return Ok(Handled::of(StepOutcome::Ignored("the step does not exist")));
