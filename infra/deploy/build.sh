@@ -29,7 +29,8 @@ cd "$repo"
 ARCHES=(arm64 x86_64)
 declare -A RUST_TARGET=([arm64]=aarch64-unknown-linux-gnu [x86_64]=x86_64-unknown-linux-gnu)
 # What objdump -f says of an ELF file of each.
-declare -A ELF_ARCH=([arm64]=aarch64 [x86_64]='x86[-_]64')
+# (GNU objdump says "i386:x86-64" of an x86_64 ELF file, LLVM's "x86_64".)
+declare -A ELF_ARCH=([arm64]=aarch64 [x86_64]='(i386:)?x86[-_]64')
 MAX_GLIBC=2.34
 MIN_SAM=1.100.0 MIN_CARGO_LAMBDA=1.0.0 MIN_ZIG=0.13.0
 
