@@ -174,7 +174,10 @@ impl TaskService {
         if !self.unfinished_runs(id).await?.is_empty() {
             return Ok(Deleted::Pending(Box::new(self.get(id).await?)));
         }
-        self.finish_delete(&task).await?;
+        // Settling the last run's cancel above may have finished the delete already.
+        if self.ports.store.get_task(id).await?.is_some() {
+            self.finish_delete(&task).await?;
+        }
         Ok(if force {
             Deleted::Forced { left_behind }
         } else {

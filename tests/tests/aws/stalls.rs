@@ -97,6 +97,19 @@ async fn logged_by(s: &Scenario, message: &str, id: &str) -> Vec<String> {
     }
 }
 
+/// How many lines the stack's functions logged with `message` for task `id`.
+fn times_logged(s: &Scenario, message: &str, id: &str) -> usize {
+    s.stack
+        .logs
+        .lines()
+        .into_iter()
+        .filter(|l| {
+            l.json()
+                .is_some_and(|j| j["message"] == message && j["task"] == id)
+        })
+        .count()
+}
+
 pub async fn stalled_runs_are_failed_settled_and_deleted_by_the_sweep() {
     let (s, db) = stalled().await;
     let (stop, _) = task(&s, &db, "02:30", json!({ "mode": "resync" }), true).await;
@@ -190,6 +203,12 @@ pub async fn cleanups_with_nothing_in_flight_are_done_at_once_by_manage_task() {
         .http("DELETE", &format!("/tasks/{deleted}"), None)
         .await;
     assert_eq!(status, 204, "nothing was in flight: {body}");
+    // Done once: the cancel settled in the delete finished it, and the delete did not again.
+    assert_eq!(
+        logged_by(&s, "task deleted", &deleted).await,
+        ["ManageTaskFunction"]
+    );
+    assert_eq!(times_logged(&s, "task deleted", &deleted), 1);
     let replicas = destination()
         .query_one(&format!(
             "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '{}\\_%'",
