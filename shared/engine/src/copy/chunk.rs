@@ -16,6 +16,7 @@ use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
 
 use super::plan::Chunk;
+use super::pooled::Session;
 use super::session::CopyEndpoints;
 use super::shape::TableShape;
 use super::sql::{SqlBuf, qualified, quote_ident};
@@ -37,11 +38,6 @@ pub struct ChunkOptions {
     /// later — while the table's indexes are built, when nothing reads the table before then (a
     /// shadow table, a new replica). The report carries the source's side.
     pub defer_check: bool,
-    /// Load with `unique_checks = 0` (MariaDB's bulk path for an empty InnoDB table). Only for a
-    /// table that was empty and is copied as ONE chunk: the bulk path takes a table lock, and two
-    /// chunks of one table that each cleared their range first (holding an intention lock)
-    /// deadlock on it.
-    pub unique_checks_off: bool,
     /// `None`: the destination's best ([`CopyEndpoints::default_method`]).
     pub method: Option<WriteMethod>,
 }
@@ -51,7 +47,6 @@ impl Default for ChunkOptions {
         ChunkOptions {
             verify: true,
             defer_check: false,
-            unique_checks_off: false,
             method: None,
         }
     }
@@ -71,6 +66,26 @@ pub struct ChunkReport {
     pub checksum: Option<Checksum>,
 }
 
+/// The two sessions a step that copies several small tables keeps from one chunk to the next.
+/// A chunk that committed leaves its sessions here, their transactions ended, and the next chunk
+/// takes them: returned to the pool, each would be reset and set up again, three round trips a
+/// side for every table. A chunk that fails drops its sessions, and the pool resets them (a
+/// reset also ends whatever transaction the failure left open).
+#[derive(Default)]
+pub struct SessionHold(std::sync::Mutex<Option<(Session, Session)>>);
+
+impl SessionHold {
+    fn take(&self) -> Option<(Session, Session)> {
+        self.0.lock().ok()?.take()
+    }
+
+    fn keep(&self, src: Session, dst: Session) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some((src, dst));
+        }
+    }
+}
+
 /// Copies one chunk, exactly once in effect, and reports progress deltas through `progress`.
 pub async fn copy_chunk(
     endpoints: &CopyEndpoints,
@@ -79,8 +94,21 @@ pub async fn copy_chunk(
     options: &ChunkOptions,
     progress: &(dyn Fn(ChunkProgress) + Send + Sync),
 ) -> Result<ChunkReport, CopyError> {
+    copy_chunk_held(endpoints, None, shape, chunk, options, progress).await
+}
+
+/// [`copy_chunk`] on the sessions `hold` keeps, if it keeps any, leaving them there once the
+/// chunk committed.
+pub async fn copy_chunk_held(
+    endpoints: &CopyEndpoints,
+    hold: Option<&SessionHold>,
+    shape: &TableShape,
+    chunk: &Chunk,
+    options: &ChunkOptions,
+    progress: &(dyn Fn(ChunkProgress) + Send + Sync),
+) -> Result<ChunkReport, CopyError> {
     let method = options.method.unwrap_or(endpoints.default_method());
-    let first = copy_chunk_with(endpoints, shape, chunk, options, method, progress).await;
+    let first = copy_chunk_with(endpoints, hold, shape, chunk, options, method, progress).await;
     let fallback = match &first {
         Err(CopyError::RowTooLarge { bytes, .. })
             if method == WriteMethod::Bulk && endpoints.local_infile =>
@@ -106,11 +134,12 @@ pub async fn copy_chunk(
         }
         _ => return first,
     };
-    copy_chunk_with(endpoints, shape, chunk, options, fallback, progress).await
+    copy_chunk_with(endpoints, hold, shape, chunk, options, fallback, progress).await
 }
 
 async fn copy_chunk_with(
     endpoints: &CopyEndpoints,
+    hold: Option<&SessionHold>,
     shape: &TableShape,
     chunk: &Chunk,
     options: &ChunkOptions,
@@ -119,21 +148,31 @@ async fn copy_chunk_with(
 ) -> Result<ChunkReport, CopyError> {
     let started = Instant::now();
     let what = chunk.display();
-    let mut src = endpoints.source_conn().await?;
-    let mut dst = endpoints.destination_conn().await?;
+    let (mut src, mut dst) = match hold.and_then(SessionHold::take) {
+        Some(pair) => pair,
+        None => (
+            endpoints.source_conn().await?,
+            endpoints.destination_conn().await?,
+        ),
+    };
     let result = run(
         &mut src, &mut dst, endpoints, shape, chunk, options, method, progress, &what,
     )
     .await;
     match result {
-        Ok((rows, bytes, checksum)) => Ok(ChunkReport {
-            index: chunk.index,
-            rows,
-            bytes,
-            elapsed: started.elapsed(),
-            method,
-            checksum,
-        }),
+        Ok((rows, bytes, checksum)) => {
+            if let Some(hold) = hold {
+                hold.keep(src, dst);
+            }
+            Ok(ChunkReport {
+                index: chunk.index,
+                rows,
+                bytes,
+                elapsed: started.elapsed(),
+                method,
+                checksum,
+            })
+        }
         Err(e) => {
             // Best effort: a broken session is dropped by the pool anyway, and a pool reset also
             // ends the transaction. The source may hold an unread result: drop, do not drain it.
@@ -156,16 +195,7 @@ async fn run(
     progress: &(dyn Fn(ChunkProgress) + Send + Sync),
     what: &str,
 ) -> Result<(u64, u64, Option<Checksum>), CopyError> {
-    src.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-        .await
-        .map_err(|e| CopyError::source_sql(what, "starting a consistent snapshot", e))?;
-    let unique_checks = if options.unique_checks_off { 0 } else { 1 };
-    dst.query_drop(format!("SET SESSION unique_checks = {unique_checks}"))
-        .await
-        .map_err(|e| CopyError::dest_sql(what, "setting unique_checks", e))?;
-    dst.query_drop("BEGIN")
-        .await
-        .map_err(|e| CopyError::dest_sql(what, "starting the transaction", e))?;
+    // The source's rows are read by one SELECT, itself a consistent read: no transaction there.
     // An incremental chunk upserts the window's rows and never clears its range: the
     // destination's other rows in the range were copied by earlier runs.
     let upsert = chunk.window.is_some();
@@ -175,7 +205,7 @@ async fn run(
     // whole chunk (measured: 0.42 s of a 1M-row copy's first chunk). A row committed after the
     // probe (a dead earlier attempt's) makes the load store fewer rows than it sent, which
     // fails the chunk; its retry then finds and clears it.
-    if !upsert && range_has_rows(dst, shape, chunk, what).await? {
+    if begin_and_probe(dst, shape, chunk, upsert, what).await? {
         dst.query_drop(delete_sql(shape, chunk))
             .await
             .map_err(|e| CopyError::dest_sql(what, "clearing the chunk's key range", e))?;
@@ -204,13 +234,21 @@ async fn run(
         WriteMethod::LoadData => write::load(src, dst, out).await?,
         WriteMethod::Insert => write::insert(src, dst, out).await?,
     };
-    // The source transaction only read, and every row is in hand; ending it cannot lose anything.
-    let _ = src.query_drop("COMMIT").await;
     let loaded = started.elapsed();
+    // The bulk writer left the client character set binary; it is restored before the next
+    // statement that holds text: the checksum's, or in the COMMIT's round trip.
+    let mut restore = method == WriteMethod::Bulk;
 
     let checksum = match digest {
         Some(digest) if options.defer_check => Some(digest.checksum()),
         Some(digest) => {
+            if std::mem::take(&mut restore) {
+                dst.query_drop(write::RESTORE_CLIENT_CS)
+                    .await
+                    .map_err(|e| {
+                        CopyError::dest_sql(what, "restoring the client character set", e)
+                    })?;
+            }
             let s = digest.checksum();
             let d = checksum_with(
                 dst,
@@ -229,7 +267,12 @@ async fn run(
     let checked = started.elapsed();
     // Test hook: loaded and verified, not committed.
     crate::crash::point("chunk.before_commit");
-    dst.query_drop("COMMIT")
+    let commit = if restore {
+        format!("{}; COMMIT", write::RESTORE_CLIENT_CS)
+    } else {
+        "COMMIT".to_owned()
+    };
+    dst.query_drop(commit)
         .await
         .map_err(|e| CopyError::dest_sql(what, "committing", e))?;
     tracing::debug!(
@@ -266,18 +309,29 @@ fn select_sql(shape: &TableShape, chunk: &Chunk) -> Vec<u8> {
     sql.into_bytes()
 }
 
-/// Whether the destination holds a row in the chunk's key range (a plain read, no lock).
-async fn range_has_rows(
+/// Starts the destination's transaction and, unless the chunk upserts, reads whether the
+/// destination holds a row in the chunk's key range (a plain read, no lock), in one round trip.
+async fn begin_and_probe(
     dst: &mut Conn,
     shape: &TableShape,
     chunk: &Chunk,
+    upsert: bool,
     what: &str,
 ) -> Result<bool, CopyError> {
-    let row: Option<u8> = dst
-        .query_first(dest_range_sql("SELECT 1 FROM", shape, chunk, " LIMIT 1"))
-        .await
-        .map_err(|e| CopyError::dest_sql(what, "looking for rows in the chunk's key range", e))?;
-    Ok(row.is_some())
+    if upsert {
+        dst.query_drop("BEGIN")
+            .await
+            .map_err(|e| CopyError::dest_sql(what, "starting the transaction", e))?;
+        return Ok(false);
+    }
+    let mut sql = b"BEGIN; ".to_vec();
+    sql.extend(dest_range_sql("SELECT 1 FROM", shape, chunk, " LIMIT 1"));
+    let err = |e| CopyError::dest_sql(what, "looking for rows in the chunk's key range", e);
+    let mut result = dst.query_iter(sql).await.map_err(err)?;
+    let _: Vec<u8> = result.collect().await.map_err(err)?; // BEGIN's
+    let rows: Vec<u8> = result.collect().await.map_err(err)?;
+    result.drop_result().await.map_err(err)?;
+    Ok(!rows.is_empty())
 }
 
 /// `DELETE FROM dst WHERE <range>`: what makes a chunk idempotent.

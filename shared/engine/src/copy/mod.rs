@@ -36,7 +36,9 @@ mod types;
 pub mod verify;
 mod write;
 
-pub use chunk::{ChunkOptions, ChunkProgress, ChunkReport, WriteMethod, copy_chunk};
+pub use chunk::{
+    ChunkOptions, ChunkProgress, ChunkReport, SessionHold, WriteMethod, copy_chunk, copy_chunk_held,
+};
 pub use plan::{
     Chunk, RowWindow, by_size, chunk_bytes, plan_chunks, plan_chunks_split, plan_window_chunks,
 };
@@ -45,7 +47,7 @@ pub use pooled::Session;
 pub use range::{KeyBound, KeyRange, KeyValue};
 pub use runner::{
     CopyEvent, CopyOptions, TablePlan, TableReport, Verification, copy_chunk_retrying,
-    copy_chunk_with_retry, copy_tables, plan_table, plan_table_in_window, unique_checks_off,
+    copy_chunk_with_retry, copy_tables, plan_table, plan_table_in_window,
 };
 pub use session::{CopyEndpoints, DEFAULT_IDLE_PING};
 pub use shape::{Column, ColumnKind, TableCopySpec, TableShape, read_shape};

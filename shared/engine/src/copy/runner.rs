@@ -17,7 +17,9 @@ use tidemark_core::Channel;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::chunk::{ChunkOptions, ChunkProgress, ChunkReport, WriteMethod, copy_chunk};
+use super::chunk::{
+    ChunkOptions, ChunkProgress, ChunkReport, SessionHold, WriteMethod, copy_chunk, copy_chunk_held,
+};
 use super::plan::{Chunk, RowWindow, by_size, plan_chunks_split, plan_window_chunks};
 use super::session::CopyEndpoints;
 use super::shape::{TableCopySpec, TableShape, read_shape};
@@ -205,7 +207,6 @@ pub async fn copy_tables(
             let chunk_options = ChunkOptions {
                 verify: options.verify,
                 defer_check: false,
-                unique_checks_off: unique_checks_off(plan, chunk),
                 method: options.method,
             };
             let started = Instant::now();
@@ -264,15 +265,19 @@ pub async fn copy_tables(
 /// idempotent (its range is cleared in the same transaction as the load), so a deadlock between
 /// neighbouring chunks, a lost connection or a restarted server is retried before it fails the
 /// copy.
+/// `hold`: see [`copy_chunk_held`].
 pub async fn copy_chunk_retrying(
     endpoints: &CopyEndpoints,
+    hold: Option<&SessionHold>,
     shape: &TableShape,
     chunk: &Chunk,
     options: &ChunkOptions,
     progress: &(dyn Fn(ChunkProgress) + Send + Sync),
 ) -> Result<ChunkReport, CopyError> {
-    let retry = crate::retry::CHUNK_RETRY;
-    copy_chunk_with_retry(endpoints, shape, chunk, options, &retry, progress).await
+    retrying(&crate::retry::CHUNK_RETRY, &chunk.display(), || {
+        copy_chunk_held(endpoints, hold, shape, chunk, options, progress)
+    })
+    .await
 }
 
 /// [`copy_chunk_retrying`] with its retries' count and delays given.
@@ -304,12 +309,6 @@ where
             tracing::warn!(chunk = %what, ?delay, %error, "retrying a chunk");
         })
         .await
-}
-
-/// Whether a chunk of a table planned as `plan` loads with `unique_checks = 0`: only an empty
-/// destination table copied as one chunk, outside an incremental window.
-pub fn unique_checks_off(plan: &TablePlan, chunk: &Chunk) -> bool {
-    plan.dest_was_empty && plan.chunks.len() == 1 && chunk.window.is_none()
 }
 
 type ChunkOutcome = (usize, Instant, Result<ChunkReport, CopyError>);

@@ -55,7 +55,9 @@ pub(super) struct RowsOut<'a> {
 }
 
 /// Runs a bulk load: the reader batches rows while the writer executes the batches before them.
-/// Returns the rows and parameter bytes sent.
+/// Returns the rows and parameter bytes sent. The session's `character_set_client` is left
+/// `binary`: the caller restores it with [`RESTORE_CLIENT_CS`] before its next statement that
+/// holds text (in the same round trip as its COMMIT where it can).
 pub(super) async fn bulk(
     src: &mut Conn,
     dst: &mut Conn,
@@ -94,11 +96,11 @@ pub(super) async fn bulk(
         },
     )
     .await?;
-    dst.query_drop("SET character_set_client = @tidemark_client_cs")
-        .await
-        .map_err(|e| CopyError::dest_sql(what, "restoring the client character set", e))?;
     Ok(sent)
 }
+
+/// Restores the client character set [`bulk`] switched to `binary`.
+pub(super) const RESTORE_CLIENT_CS: &str = "SET character_set_client = @tidemark_client_cs";
 
 /// A bulk packet's bytes besides the parameters: command, statement id, flags, the packet
 /// header, and two bytes of type per column.

@@ -7,7 +7,7 @@ use std::time::Instant;
 use tidemark_core::ports::ProgressDelta;
 use tidemark_core::state::{PartDone, StepRecord};
 use tidemark_engine::copy::{
-    ChunkOptions, ChunkProgress, ChunkReport, CopyEndpoints, copy_chunk_retrying,
+    ChunkOptions, ChunkProgress, ChunkReport, CopyEndpoints, SessionHold, copy_chunk_retrying,
 };
 use tidemark_engine::crash;
 
@@ -32,12 +32,14 @@ pub(crate) async fn chunk(
     let mut done: Vec<PartDone> = record.parts.clone();
     let mut elapsed_ms: Vec<(u32, u64)> = Vec::new();
     let mut failed: Option<ServiceError> = None;
+    // The parts run one after the other on the same two sessions while they succeed.
+    let hold = SessionHold::default();
     for (index, part) in (0u32..).zip(&parts) {
         if done.iter().any(|d| d.index == index) {
             continue;
         }
         let started = Instant::now();
-        match copy_part(ctx, endpoints, part).await {
+        match copy_part(ctx, endpoints, &hold, part).await {
             Ok(report) => {
                 // Test hook: the chunk committed, its step is not recorded done.
                 crash::point("chunk.committed");
@@ -117,13 +119,13 @@ pub(crate) async fn chunk(
 async fn copy_part(
     ctx: &Ctx<'_>,
     endpoints: &CopyEndpoints,
+    hold: &SessionHold,
     part: &ChunkPayload,
 ) -> Result<ChunkReport, ServiceError> {
     let verify = ctx.spec().channel.verify;
     let options = ChunkOptions {
         verify,
         defer_check: verify && defers_check(&ctx.spec().policy),
-        unique_checks_off: part.unique_checks_off,
         method: None,
     };
     let on_event = Arc::clone(ctx.on_event);
@@ -135,7 +137,15 @@ async fn copy_part(
             bytes: p.bytes,
         });
     };
-    Ok(copy_chunk_retrying(endpoints, &part.shape, &part.chunk, &options, &progress).await?)
+    Ok(copy_chunk_retrying(
+        endpoints,
+        Some(hold),
+        &part.shape,
+        &part.chunk,
+        &options,
+        &progress,
+    )
+    .await?)
 }
 
 /// What the step records of a part's checksum: the source's side, and whether Finalize is still

@@ -10,7 +10,7 @@
 //! stays as long as a chunk's, well inside an invocation) and at most [`MAX_PAYLOAD_BYTES`] of
 //! payload (the step record stays far from DynamoDB's 400 KB item limit).
 
-use tidemark_engine::copy::{TablePlan, by_size, unique_checks_off};
+use tidemark_engine::copy::{TablePlan, by_size};
 
 use crate::error::ServiceError;
 use crate::payload::{ChunkPayload, ChunkWork, TableEntry, encode};
@@ -43,7 +43,6 @@ pub(crate) fn chunk_steps(
                 table: entry.table.clone(),
                 shape: plan.shape.clone(),
                 chunk: chunk.clone(),
-                unique_checks_off: unique_checks_off(plan, chunk),
             };
             let shareable = plan.chunks.len() == 1
                 && chunk.window.is_none()
