@@ -54,7 +54,7 @@ db_checksum() {
              '))) FROM \`$db\`.\`', TABLE_NAME, '\`')
            FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '$source_db'
            GROUP BY TABLE_NAME ORDER BY TABLE_NAME" | sed ':a;N;$!ba;s/\n/ UNION ALL /g')
-  "$client" -e "$sql" | awk '{n += $1; s += $2} END {printf "%d:%.0f\n", n, s}'
+  "$client" <<<"$sql" | awk '{n += $1; s += $2} END {printf "%d:%.0f\n", n, s}'
 }
 
 # task_json FILE DB COPY WORKERS [POLICY] [CHANNEL_EXTRA]: a tidemark task copying DB to COPY.

@@ -4,7 +4,9 @@
 use mysql_async::prelude::Queryable;
 use tidemark_engine::Side;
 use tidemark_engine::copy::verify::checksum;
-use tidemark_engine::copy::{Chunk, TableCopySpec, plan_chunks, plan_chunks_split, read_shape};
+use tidemark_engine::copy::{
+    Chunk, TableCopySpec, plan_chunks, plan_chunks_split, plan_sources, read_shape,
+};
 use tidemark_tests::harness::{destination, source, unique_name};
 
 use crate::copy_support::{assert_same, copy, create_both, endpoints, fill_source, options};
@@ -168,6 +170,47 @@ async fn planned_chunks_cover_every_row_once_at_about_the_target_size() {
     let json = serde_json::to_string(&chunks).expect("serialize");
     let back: Vec<tidemark_engine::copy::Chunk> = serde_json::from_str(&json).expect("parse");
     assert_eq!(back, chunks);
+}
+
+/// A table the planner would copy as one chunk, but that holds more than a worker's share of the
+/// run (and at least 8 MB), is cut so that every worker has a chunk; a small table beside it is
+/// not, and with one worker nothing is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_that_fits_one_chunk_but_is_most_of_the_run_is_cut_for_every_worker() {
+    let (source, dest) = (source(), destination());
+    let db = unique_name("copy_spread");
+    let ddl = "CREATE TABLE big (id BIGINT NOT NULL PRIMARY KEY, pad VARCHAR(200))";
+    create_both(
+        &source,
+        &dest,
+        &db,
+        &[ddl, "CREATE TABLE small (id INT PRIMARY KEY)"],
+    )
+    .await;
+    // About 12 MB: one chunk of the default 64 MB.
+    fill_source(
+        &source,
+        &db,
+        &[
+            "INSERT INTO big SELECT seq, REPEAT('p', 150) FROM seq_1_to_80000",
+            "INSERT INTO small SELECT seq FROM seq_1_to_100",
+        ],
+    )
+    .await;
+    let specs = [
+        TableCopySpec::same_names(&db, "big"),
+        TableCopySpec::same_names(&db, "small"),
+    ];
+    for (workers, expected) in [(1, 1), (3, 3)] {
+        let engine = endpoints(&source, &dest, workers).await;
+        let plans = plan_sources(&engine, &specs, 64 << 20).await.expect("plan");
+        assert_eq!(plans[0].chunks.len(), expected, "big, {workers} worker(s)");
+        assert_eq!(plans[1].chunks.len(), 1, "small, {workers} worker(s)");
+        let mut src = engine.source_conn().await.expect("source session");
+        let rows = rows_per_range(&mut src, &plans[0].shape, &plans[0].chunks).await;
+        assert_eq!(rows.iter().sum::<u64>(), 80_000, "{rows:?}");
+        assert!(rows.iter().all(|&r| r > 20_000), "{rows:?}");
+    }
 }
 
 /// Rows of `db.t` in each chunk's range, checking that the chunks are contiguous from the start
